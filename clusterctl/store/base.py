@@ -1,0 +1,131 @@
+"""The store contract every backend implements, and its errors.
+
+Shaped after kine/etcd: a single global revision counter (never reused) orders every write;
+each key remembers the revision that last modified it (``mod_revision``), which the API server
+exposes as ``metadata.resourceVersion``. Writes are compare-and-set on that revision. Watches
+replay history after a revision and then stream; asking for history that was compacted raises
+``Compacted`` (the API answers 410 Gone and clients re-list).
+
+Keys look like ``/registry/<group>/<resource>/<namespace>/<name>`` (``core`` for the empty
+group, no namespace segment for cluster-scoped kinds). Values are JSON-able dicts; a backend never
+interprets them, and never mutates a dict it was given or returned (callers copy if they need to).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, Literal, Protocol
+
+from clusterctl.errors import ClusterctlError
+
+
+class StoreError(ClusterctlError):
+    """The store failed (I/O error, corrupt log, backend unreachable)."""
+
+
+class KeyExists(StoreError):
+    """create() of a key that exists."""
+
+    def __init__(self, key: str):
+        super().__init__(f"key exists: {key}")
+        self.key = key
+
+
+class KeyNotFound(StoreError):
+    """update()/delete() of a key that does not exist."""
+
+    def __init__(self, key: str):
+        super().__init__(f"key not found: {key}")
+        self.key = key
+
+
+class RevisionConflict(StoreError):
+    """Compare-and-set failed: the key was modified since ``expected``; carries the current item."""
+
+    def __init__(self, key: str, expected: int, current: "Item"):
+        super().__init__(f"conflict on {key}: expected revision {expected}, current {current.mod_revision}")
+        self.key = key
+        self.expected = expected
+        self.current = current
+
+
+class Compacted(StoreError):
+    """A watch or list asked for a revision older than the retained history."""
+
+    def __init__(self, requested: int, compact_revision: int):
+        super().__init__(f"revision {requested} is compacted (oldest retained: {compact_revision})")
+        self.requested = requested
+        self.compact_revision = compact_revision
+
+
+class FutureRevision(StoreError):
+    """A revision newer than the store's current one was asked for."""
+
+
+class CorruptLog(StoreError):
+    """The write-ahead log or snapshot is damaged in a way recovery must not paper over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    key: str
+    value: dict
+    mod_revision: int
+    create_revision: int
+
+
+EventType = Literal["PUT", "DELETE"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change. For DELETE, ``value`` is the last value before deletion."""
+
+    type: EventType
+    key: str
+    value: dict
+    revision: int
+    prev_value: dict | None = None
+    created: bool = False  # PUT that created the key (ADDED vs MODIFIED)
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    items: list[Item]
+    revision: int          # the store revision the list is consistent with
+    more: bool = False     # a limit cut the list; continue after items[-1].key
+
+
+class Store(Protocol):
+    """What the API server needs from a backend. All methods are coroutines except where noted."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    @property
+    def revision(self) -> int: ...
+
+    async def get(self, key: str) -> Item | None: ...
+
+    async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None,
+                   revision: int | None = None) -> ListResult: ...
+
+    async def create(self, key: str, value: dict) -> Item:
+        """Raises KeyExists. Returns the stored item (durable when this returns)."""
+
+    async def update(self, key: str, value: dict, *, expected_revision: int | None = None) -> Item:
+        """Raises KeyNotFound, RevisionConflict. Durable when this returns."""
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> Item:
+        """Raises KeyNotFound, RevisionConflict. Returns the deleted item (revision = delete's)."""
+
+    def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:
+        """Events with revision > after_revision under prefix, then live ones, in order.
+
+        Raises Compacted (on first iteration) when after_revision < the compaction point.
+        A slow consumer must not stall writers or other watchers: a backend may end a watch
+        that falls too far behind (the client re-watches from its last revision).
+        """
+        ...
+
+    async def compact(self, revision: int | None = None) -> int: ...
