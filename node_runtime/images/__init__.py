@@ -1,0 +1,8 @@
+"""OCI images: references, the distribution-API client, the local content store, building.
+
+``reference``  parse ``registry/repo:tag@digest`` the way Docker does.
+``registry``   talk to any OCI distribution registry (token auth, digest checks, allow-list).
+``store``      the node's content-addressed cache: blobs, unpacked layers, image records, GC.
+``build``      make a single-layer image from a directory or tarball (``clusterctl image push``).
+``registry_process``  start a local Debian ``docker-registry`` (tests, ``clusterctl up``).
+"""
