@@ -1,0 +1,173 @@
+"""A small controller base: informers feed a work queue of keys; N workers call ``reconcile(key)``.
+
+The shape is sample-controller's: informer handlers only enqueue ``namespace/name`` keys; a
+worker takes a key, calls ``await reconcile(key)``, and then
+- success → ``forget(key)`` (its backoff resets);
+- ``TemporaryError(delay=d)`` → the key comes back after ``d`` seconds (or the per-key
+  exponential backoff when ``d`` is None) — the world is expected to change;
+- ``Conflict`` (stale resourceVersion) or a connection failure → rate-limited requeue: our cache
+  was behind, the next attempt reads newer state;
+- ``PermanentError`` → no requeue (retrying cannot fix an invalid spec); subclasses usually
+  record an Event saying why;
+- anything else → rate-limited requeue and a logged traceback (a bug should not spin hot).
+``reconcile`` must be safe to run twice and must never mutate cached objects.
+
+``EventRecorder`` posts core/v1 Events (and bumps ``count`` on repeats, as Kubernetes' event
+correlator does) without ever failing the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from clusterctl.client.errors import ApiConnectionError, ApiError, Conflict, PermanentError, TemporaryError
+from clusterctl.client.informer import Informer
+from clusterctl.client.rest import ApiClient, Obj, object_key
+from clusterctl.client.workqueue import QueueShutDown, WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    """Subclass and implement ``reconcile``; register informers with ``watch()``."""
+
+    name: str = "controller"
+
+    def __init__(self, client: ApiClient, *, workers: int = 2, queue: WorkQueue[str] | None = None) -> None:
+        self.client = client
+        self.workers = workers
+        self.queue: WorkQueue[str] = queue or WorkQueue(name=self.name)
+        self.informers: list[Informer] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.reconciles = 0
+
+    async def reconcile(self, key: str) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- wiring
+
+    def watch(self, informer: Informer, key_of: Callable[[Obj], str | None] = object_key) -> Informer:
+        """Enqueue ``key_of(obj)`` on every change of the informer (e.g. the owner's key for children)."""
+        if informer not in self.informers:
+            self.informers.append(informer)
+
+        def enqueue(obj: Obj) -> None:
+            key = key_of(obj)
+            if key:
+                self.queue.add(key)
+
+        informer.add_handler(on_add=enqueue, on_update=lambda _old, new: enqueue(new), on_delete=enqueue)
+        return informer
+
+    # ----------------------------------------------------------------- running
+
+    async def run(self) -> None:
+        """Start informers (unless already running elsewhere), wait for sync, run workers until cancelled."""
+        try:
+            for informer in self.informers:
+                if not informer.has_synced:
+                    self._tasks.append(asyncio.create_task(informer.run(), name=f"{self.name}:informer:{informer.resource}"))
+            await asyncio.gather(*(i.wait_for_sync() for i in self.informers))
+            workers = [asyncio.create_task(self._worker(n), name=f"{self.name}:worker:{n}") for n in range(self.workers)]
+            self._tasks.extend(workers)
+            await asyncio.gather(*workers)
+        finally:
+            self.queue.shutdown()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+
+    async def _worker(self, number: int) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except QueueShutDown:
+                return
+            try:
+                await self.process(key)
+            finally:
+                self.queue.done(key)
+
+    async def process(self, key: str) -> None:
+        """One reconcile of one key with the requeue policy of the module docstring."""
+        self.reconciles += 1
+        try:
+            await self.reconcile(key)
+        except asyncio.CancelledError:
+            raise
+        except TemporaryError as exc:
+            log.info("%s: %s: will retry: %s", self.name, key, exc)
+            if exc.delay is None:
+                self.queue.add_rate_limited(key)
+            else:
+                self.queue.add_after(key, exc.delay)
+        except PermanentError as exc:
+            # Retrying cannot help: drop the key until its object changes again.
+            log.warning("%s: %s: %s", self.name, key, exc)
+            self.queue.forget(key)
+        except (Conflict, ApiConnectionError) as exc:
+            log.debug("%s: %s: %s; requeued", self.name, key, exc)
+            self.queue.add_rate_limited(key)
+        except ApiError as exc:
+            log.warning("%s: %s: %s; requeued", self.name, key, exc)
+            self.queue.add_rate_limited(key)
+        except Exception:
+            log.exception("%s: reconcile %s crashed; requeued with backoff", self.name, key)
+            self.queue.add_rate_limited(key)
+        else:
+            self.queue.forget(key)
+
+
+class EventRecorder:
+    """Post core/v1 Events about objects; repeats of (object, reason, message) bump ``count``."""
+
+    def __init__(self, client: ApiClient, *, component: str, host: str | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.component = component
+        self.host = host or os.uname().nodename
+        self._clock = clock
+        self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
+
+    async def record(self, obj: Obj, type: str, reason: str, message: str) -> Obj | None:
+        """Record an Event (``type`` Normal|Warning); never raises — events are best effort."""
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        now = _rfc3339(self._clock())
+        key = (str(meta.get("uid") or object_key(obj)), reason, message, type)
+        seen = self._seen.get(key)
+        try:
+            if seen is not None:
+                name, ns, count = seen
+                patched = await self.client.patch("events", name, {"count": count + 1, "lastTimestamp": now}, namespace=ns)
+                self._seen[key] = (name, ns, count + 1)
+                return patched
+            involved = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta.get("name"),
+                        "namespace": meta.get("namespace"), "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}
+            event = {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": f"{meta.get('name')}.{time.time_ns():x}", "namespace": namespace},
+                "involvedObject": {k: v for k, v in involved.items() if v is not None},
+                "reason": reason, "message": message, "type": type,
+                "source": {"component": self.component, "host": self.host},
+                "reportingComponent": self.component, "reportingInstance": self.host,
+                "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            }
+            created = await self.client.create(event, namespace=namespace)
+            self._seen[key] = (created["metadata"]["name"], namespace, 1)
+            if len(self._seen) > 4096:
+                self._seen.pop(next(iter(self._seen)))
+            return created
+        except (ApiError, ApiConnectionError) as exc:
+            self._seen.pop(key, None)
+            log.warning("event %s %s on %s not recorded: %s", type, reason, object_key(obj), exc)
+            return None
+
+
+def _rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
