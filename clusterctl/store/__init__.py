@@ -6,3 +6,63 @@ snapshot the log is folded into; recovery = snapshot + log replay.
 ``etcd``: the same semantics on etcd v3 through its JSON gateway, for HA.
 Only the API server process talks to a store.
 """
+
+from __future__ import annotations
+
+from clusterctl.store.base import (
+    Compacted,
+    CorruptLog,
+    Event,
+    FutureRevision,
+    Item,
+    KeyExists,
+    KeyNotFound,
+    ListResult,
+    RevisionConflict,
+    Store,
+    StoreError,
+    WatchOverflow,
+)
+
+__all__ = [
+    "Compacted", "CorruptLog", "Event", "FutureRevision", "Item", "KeyExists", "KeyNotFound",
+    "ListResult", "RevisionConflict", "Store", "StoreError", "WatchOverflow", "open_store",
+]
+
+_TINYDB_OPTIONS = ("history_events", "history_seconds", "watch_buffer", "snapshot_log_bytes",
+                   "snapshot_log_records", "snapshot_on_close")
+_ETCD_OPTIONS = ("prefix", "timeout", "ca_file", "cert_file", "key_file")
+
+
+def open_store(config: dict) -> Store:
+    """A backend from a config dict (not started: ``await store.start()``).
+
+    ``{'backend': 'tinydb', 'data_dir': DIR, [history_events, history_seconds, watch_buffer,
+    snapshot_log_bytes, snapshot_log_records, snapshot_on_close]}`` or
+    ``{'backend': 'etcd', 'endpoints': ['http://127.0.0.1:2379'], 'prefix': '/registry'}``.
+    """
+    from clusterctl.errors import UsageError
+
+    backend = config.get("backend", "tinydb")
+    if backend == "tinydb":
+        from clusterctl.store.tinydb_store import TinyDBStore
+
+        if not config.get("data_dir"):
+            raise UsageError("store config: backend tinydb needs 'data_dir'")
+        unknown = set(config) - {"backend", "data_dir", *_TINYDB_OPTIONS}
+        if unknown:
+            raise UsageError(f"store config: unknown tinydb option(s): {', '.join(sorted(unknown))}")
+        options = {name: config[name] for name in _TINYDB_OPTIONS if name in config}
+        return TinyDBStore(config["data_dir"], **options)
+    if backend == "etcd":
+        from clusterctl.store.etcd_store import EtcdStore
+
+        endpoints = config.get("endpoints")
+        if not endpoints or not isinstance(endpoints, list):
+            raise UsageError("store config: backend etcd needs 'endpoints' (a list of URLs)")
+        unknown = set(config) - {"backend", "endpoints", *_ETCD_OPTIONS}
+        if unknown:
+            raise UsageError(f"store config: unknown etcd option(s): {', '.join(sorted(unknown))}")
+        options = {name: config[name] for name in _ETCD_OPTIONS if name in config}
+        return EtcdStore(endpoints, **options)
+    raise UsageError(f"store config: unknown backend {backend!r} (tinydb or etcd)")

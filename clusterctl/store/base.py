@@ -58,6 +58,21 @@ class Compacted(StoreError):
         self.compact_revision = compact_revision
 
 
+class WatchOverflow(Compacted):
+    """A watcher fell too far behind (its bounded buffer filled) and was ended.
+
+    Raised by the watch iterator after the events buffered before the overflow were delivered.
+    A ``Compacted`` so callers that map Compacted to 410 Gone stay correct (the client re-lists);
+    a caller may instead re-watch from ``requested``, the last revision it was given.
+    """
+
+    def __init__(self, last_revision: int, buffered: int):
+        StoreError.__init__(self, f"watch fell more than {buffered} events behind after revision "
+                                  f"{last_revision} and was ended; re-watch from there or re-list")
+        self.requested = last_revision
+        self.compact_revision = last_revision
+
+
 class FutureRevision(StoreError):
     """A revision newer than the store's current one was asked for."""
 

@@ -1,0 +1,592 @@
+"""The embedded ``tinydb`` backend: an in-memory index, a group-committed WAL, a TinyDB snapshot.
+
+Why this shape (DESIGN.md, "Store"): TinyDB rewrites its whole file per write, so it cannot take
+API writes one by one. Instead:
+
+- **The in-memory index is the truth while running** (key -> ``Item``, plus a sorted key list for
+  prefix listing and paging with ``bisect``).
+- **Every acknowledged write is first appended to the write-ahead log and fsync'd** (``wal.py``).
+  Writers enqueue framed records; one writer task appends whatever accumulated while the previous
+  fsync ran and fsyncs once for all of them (group commit), in a dedicated thread, so the event
+  loop never blocks on the disk. Only after the fsync does the write touch memory, reach watchers
+  and return; if the append fails (disk full, I/O error) the callers get ``StoreError`` with the
+  OS message and nothing of it is applied.
+- Compare-and-set checks see writes that are queued but not yet durable (a pending overlay), so
+  concurrent writes to one key serialise exactly as their revisions say; reads see only durable,
+  applied state.
+- **A global revision counter** orders writes (kine-style, never a reused row id); it is the
+  ``resourceVersion``. It is persisted by the log records and the snapshot's meta.
+- **A bounded event history** (count and age) serves watches and lists at older revisions; what
+  falls out of it is compacted (``Compacted`` -> 410 Gone).
+- **The snapshot** (``snapshot.py``) is the index written through TinyDB in one flush, in another
+  thread, after rotating the log to a new segment; once it is durably renamed into place, the
+  segments it covers are deleted. Recovery (``recovery.py``) = snapshot + log replay, correct after a
+  crash at any point of that sequence.
+
+Watches: each watcher has its own bounded buffer filled synchronously when a batch is applied;
+a watcher that does not drain it is ended with ``WatchOverflow`` instead of slowing anyone down.
+Only one process may open a data directory (``LOCK``, flock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import fcntl
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import orjson
+
+from clusterctl.store.base import (
+    Compacted,
+    Event,
+    FutureRevision,
+    Item,
+    KeyExists,
+    KeyNotFound,
+    ListResult,
+    RevisionConflict,
+    StoreError,
+    WatchOverflow,
+)
+from clusterctl.store.recovery import Change, RecoveredState, recover
+from clusterctl.store.snapshot import SNAPSHOT_NAME, write_snapshot
+from clusterctl.store.wal import SegmentWriter, WalFailed, frame, remove_segments_through
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "LOCK"
+
+
+class StoreLocked(StoreError):
+    """Another process has the data directory open."""
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Take the data directory's exclusive lock; returns the fd to keep (closing it unlocks)."""
+    path = data_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise StoreLocked(f"store data directory {data_dir} is in use by pid {holder}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+@dataclass(slots=True)
+class _Mutation:
+    """A write waiting for its log record to be durable."""
+
+    key: str
+    revision: int
+    item: Item | None          # the new item (None for a delete)
+    prev: Item | None          # what it replaces (the deleted item for a delete)
+    record: bytes              # framed log record
+    future: asyncio.Future
+
+
+class _Watcher:
+    __slots__ = ("prefix", "buffer", "limit", "wake", "overflowed", "closed", "last_revision")
+
+    def __init__(self, prefix: str, limit: int, after_revision: int):
+        self.prefix = prefix
+        self.buffer: collections.deque[Event] = collections.deque()
+        self.limit = limit
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+        self.last_revision = after_revision
+
+    def offer(self, event: Event) -> bool:
+        """Buffer one live event; False when the watcher has fallen too far behind."""
+        if len(self.buffer) >= self.limit:
+            self.overflowed = True
+            self.wake.set()
+            return False
+        self.buffer.append(event)
+        self.wake.set()
+        return True
+
+
+class TinyDBStore:
+    """The embedded store. See the module docstring; ``clusterctl.store.base`` for the contract."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        *,
+        history_events: int = 50_000,
+        history_seconds: float = 300.0,
+        watch_buffer: int = 5_000,
+        snapshot_log_bytes: int = 16 * 1024 * 1024,
+        snapshot_log_records: int = 20_000,
+        snapshot_on_close: bool = True,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.data_dir = Path(data_dir)
+        self.history_events = history_events
+        self.history_seconds = history_seconds
+        self.watch_buffer = watch_buffer
+        self.snapshot_log_bytes = snapshot_log_bytes
+        self.snapshot_log_records = snapshot_log_records
+        self.snapshot_on_close = snapshot_on_close
+        self._clock = clock
+
+        self._index: dict[str, Item] = {}
+        self._keys: list[str] = []
+        self._revision = 0            # last applied (durable) revision
+        self._allocated = 0           # last revision handed to a queued write
+        self._compact_revision = 0
+        self._history: list[Change] = []
+        self._history_start = 0       # history[:start] is dropped (trimmed lazily in bulk)
+        self._pending: dict[str, tuple[int, Item | None]] = {}
+        self._queue: list[_Mutation] = []
+        self._watchers: set[_Watcher] = set()
+
+        self._segment: SegmentWriter | None = None
+        self._lock_fd = -1
+        self._wal_thread: ThreadPoolExecutor | None = None
+        self._snapshot_thread: ThreadPoolExecutor | None = None
+        self._writer_task: asyncio.Task | None = None
+        self._snapshot_task: asyncio.Task | None = None
+        self._io_lock: asyncio.Lock | None = None
+        self._wake: asyncio.Event | None = None
+        self._broken: str | None = None
+        self._closing = False
+        self._started = False
+        self.last_snapshot_error: str | None = None
+        self.recovered: RecoveredState | None = None
+        self.snapshots_written = 0
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Take the directory lock, recover snapshot + log, open a fresh log segment."""
+        loop = asyncio.get_running_loop()
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store data directory {self.data_dir}: {exc.strerror or exc}") from exc
+        self._lock_fd = lock_data_dir(self.data_dir)
+        self._wal_thread = ThreadPoolExecutor(1, thread_name_prefix="store-wal")
+        self._snapshot_thread = ThreadPoolExecutor(1, thread_name_prefix="store-snapshot")
+        try:
+            state = await loop.run_in_executor(self._wal_thread, lambda: recover(self.data_dir, repair=True))
+            self._segment = await loop.run_in_executor(
+                self._wal_thread, SegmentWriter, self.data_dir, state.last_segment + 1)
+        except BaseException:
+            self._release()
+            raise
+        self.recovered = state
+        self._index = state.items
+        self._keys = sorted(state.items)
+        self._revision = self._allocated = state.revision
+        self._compact_revision = state.snapshot_revision
+        self._history = list(state.history)
+        self._history_start = 0
+        self._trim_history()
+        self._io_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._writer_task = asyncio.create_task(self._run_writer(), name=f"store-writer {self.data_dir}")
+        self._started = True
+
+    async def close(self) -> None:
+        """Finish queued writes, optionally fold the log into a snapshot, end watches, unlock."""
+        if not self._started:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.shield(self._writer_task)
+        finally:
+            if self._snapshot_task is not None:
+                await asyncio.gather(self._snapshot_task, return_exceptions=True)
+            if (self.snapshot_on_close and self._broken is None and self._segment is not None
+                    and self._segment.records > 0):
+                try:
+                    await self._fold_log()
+                except StoreError as exc:
+                    log.error("store %s: final snapshot failed: %s", self.data_dir, exc)
+            for watcher in self._watchers:
+                watcher.closed = True
+                watcher.wake.set()
+            self._watchers.clear()
+            self._started = False
+            self._release()
+
+    def _release(self) -> None:
+        if self._segment is not None:
+            self._segment.close()
+            self._segment = None
+        for pool in (self._wal_thread, self._snapshot_thread):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._wal_thread = self._snapshot_thread = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def compact_revision(self) -> int:
+        return self._compact_revision
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    # ----------------------------------------------------------------- reads
+
+    async def get(self, key: str) -> Item | None:
+        return self._index.get(key)
+
+    async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None,
+                   revision: int | None = None) -> ListResult:
+        """Items under ``prefix`` in key order, after ``start_after``, at most ``limit``.
+
+        ``revision=None`` (or the current revision) lists current state. An older revision is
+        served exactly while it is within the retained history (``revision >= compact_revision``)
+        by undoing later changes; older ones raise ``Compacted``, newer ones ``FutureRevision``.
+        """
+        if revision is None or revision == self._revision:
+            return self._list_current(prefix, start_after, limit)
+        if revision > self._revision:
+            raise FutureRevision(f"revision {revision} is newer than the store's {self._revision}")
+        self._trim_history()
+        if revision < self._compact_revision:
+            raise Compacted(revision, self._compact_revision)
+        return self._list_at(prefix, start_after, limit, revision)
+
+    def _first_index(self, prefix: str, start_after: str | None) -> int:
+        if start_after is not None and start_after >= prefix:
+            return bisect.bisect_right(self._keys, start_after)
+        return bisect.bisect_left(self._keys, prefix)
+
+    def _list_current(self, prefix: str, start_after: str | None, limit: int | None) -> ListResult:
+        keys, index = self._keys, self._index
+        position = self._first_index(prefix, start_after)
+        end = len(keys) if limit is None else min(len(keys), position + limit + 1)
+        items = []
+        for key in islice(keys, position, end):
+            if not key.startswith(prefix):
+                break
+            items.append(index[key])
+        more = limit is not None and len(items) > limit
+        if more:
+            del items[limit:]
+        return ListResult(items, self._revision, more)
+
+    def _list_at(self, prefix: str, start_after: str | None, limit: int | None, revision: int) -> ListResult:
+        # The state at `revision`: current state with every later change under prefix undone.
+        overrides: dict[str, Item | None] = {}
+        start = bisect.bisect_right(self._history, revision, lo=self._history_start,
+                                    key=lambda change: change.event.revision)
+        for change in reversed(self._history[start:]):
+            if change.event.key.startswith(prefix):
+                overrides[change.event.key] = change.prev
+        extra = sorted(key for key, item in overrides.items()
+                       if item is not None and (start_after is None or key > start_after))
+        items: list[Item] = []
+        wanted = None if limit is None else limit + 1
+        position = self._first_index(prefix, start_after)
+        keys = self._keys
+        extra_position = 0
+        while wanted is None or len(items) < wanted:
+            current_key = keys[position] if position < len(keys) and keys[position].startswith(prefix) else None
+            while current_key is not None and current_key in overrides:
+                position += 1
+                current_key = keys[position] if position < len(keys) and keys[position].startswith(prefix) else None
+            extra_key = extra[extra_position] if extra_position < len(extra) else None
+            if current_key is None and extra_key is None:
+                break
+            if extra_key is None or (current_key is not None and current_key < extra_key):
+                items.append(self._index[current_key])
+                position += 1
+            else:
+                items.append(overrides[extra_key])
+                extra_position += 1
+        more = limit is not None and len(items) > limit
+        if more:
+            del items[limit:]
+        return ListResult(items, revision, more)
+
+    # ----------------------------------------------------------------- writes
+
+    async def create(self, key: str, value: dict) -> Item:
+        """Raises KeyExists. Returns the stored item (durable when this returns)."""
+        self._check_writable()
+        if self._current(key) is not None:
+            raise KeyExists(key)
+        stored, encoded = self._encode(key, value)
+        revision = self._allocated + 1
+        item = Item(key, stored, revision, revision)
+        return await self._submit(key, revision, item, None, b'"p","c":%d,"v":%b' % (revision, encoded))
+
+    async def update(self, key: str, value: dict, *, expected_revision: int | None = None) -> Item:
+        """Raises KeyNotFound, RevisionConflict. Durable when this returns."""
+        self._check_writable()
+        current = self._current(key)
+        if current is None:
+            raise KeyNotFound(key)
+        if expected_revision is not None and current.mod_revision != expected_revision:
+            raise RevisionConflict(key, expected_revision, self._index.get(key) or current)
+        stored, encoded = self._encode(key, value)
+        revision = self._allocated + 1
+        item = Item(key, stored, revision, current.create_revision)
+        return await self._submit(key, revision, item, current,
+                                  b'"p","c":%d,"v":%b' % (current.create_revision, encoded))
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> Item:
+        """Raises KeyNotFound, RevisionConflict. Returns the deleted item (revision = delete's)."""
+        self._check_writable()
+        current = self._current(key)
+        if current is None:
+            raise KeyNotFound(key)
+        if expected_revision is not None and current.mod_revision != expected_revision:
+            raise RevisionConflict(key, expected_revision, self._index.get(key) or current)
+        revision = self._allocated + 1
+        await self._submit(key, revision, None, current, b'"d"')
+        return Item(key, current.value, revision, current.create_revision)
+
+    def _check_writable(self) -> None:
+        if not self._started or self._closing:
+            raise StoreError(f"store {self.data_dir} is not open")
+        if self._broken is not None:
+            raise StoreError(f"store {self.data_dir} takes no more writes: {self._broken}")
+
+    def _current(self, key: str) -> Item | None:
+        """The key's newest state including queued writes (what compare-and-set must see)."""
+        pending = self._pending.get(key)
+        if pending is not None:
+            return pending[1]
+        return self._index.get(key)
+
+    @staticmethod
+    def _encode(key: str, value: dict) -> tuple[dict, bytes]:
+        """The value's JSON and a private copy of it (callers keep theirs; we keep ours)."""
+        try:
+            encoded = orjson.dumps(value)
+        except TypeError as exc:
+            raise StoreError(f"value for {key} is not JSON-serialisable: {exc}") from exc
+        return orjson.loads(encoded), encoded
+
+    async def _submit(self, key: str, revision: int, item: Item | None, prev: Item | None,
+                      tail: bytes) -> Item | None:
+        payload = b'{"r":%d,"t":%r,"k":%b,"o":%b}' % (revision, self._clock(), orjson.dumps(key), tail)
+        future = asyncio.get_running_loop().create_future()
+        self._allocated = revision
+        self._pending[key] = (revision, item)
+        self._queue.append(_Mutation(key, revision, item, prev, frame(payload), future))
+        self._wake.set()
+        # A cancelled caller does not cancel the write: it is queued and will be applied.
+        return await future
+
+    async def _run_writer(self) -> None:
+        """The one task that appends to the log: group commit, then apply, then notify."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            async with self._io_lock:
+                batch, self._queue = self._queue, []
+                data = b"".join(mutation.record for mutation in batch)
+                try:
+                    await loop.run_in_executor(self._wal_thread, self._segment.append, data, len(batch))
+                except WalFailed as exc:
+                    self._fail_queued(batch, exc)
+                    continue
+                except Exception as exc:  # a bug or an unexpected OS error: refuse writes from now on
+                    log.exception("store %s: unexpected log append failure", self.data_dir)
+                    self._fail_queued(batch, WalFailed(f"log append failed: {exc!r}", broken=True))
+                    continue
+                self._apply(batch)
+            if self._due_for_snapshot():
+                self._start_snapshot()
+
+    def _fail_queued(self, batch: list[_Mutation], exc: WalFailed) -> None:
+        # Later queued writes were checked against the failed ones (pending overlay): fail them too.
+        failed = batch + self._queue
+        self._queue = []
+        self._pending.clear()
+        self._allocated = max(self._allocated, self._revision)
+        if exc.broken:
+            self._broken = str(exc)
+        for mutation in failed:
+            if not mutation.future.done():
+                mutation.future.set_exception(StoreError(str(exc)))
+
+    def _apply(self, batch: list[_Mutation]) -> None:
+        now = self._clock()
+        index, keys, pending = self._index, self._keys, self._pending
+        changes = []
+        for mutation in batch:
+            key, revision, item, prev = mutation.key, mutation.revision, mutation.item, mutation.prev
+            if item is not None:
+                if prev is None:
+                    bisect.insort(keys, key)
+                index[key] = item
+                event = Event("PUT", key, item.value, revision,
+                              prev_value=None if prev is None else prev.value, created=prev is None)
+            else:
+                del index[key]
+                del keys[bisect.bisect_left(keys, key)]
+                event = Event("DELETE", key, prev.value, revision, prev_value=prev.value)
+            entry = pending.get(key)
+            if entry is not None and entry[0] == revision:
+                del pending[key]
+            changes.append(Change(event, prev, now))
+            self._revision = revision
+            if not mutation.future.done():
+                mutation.future.set_result(item)
+        self._history.extend(changes)
+        self._notify(changes)
+        self._trim_history()
+
+    def _notify(self, changes: list[Change]) -> None:
+        overflowed = []
+        for watcher in self._watchers:
+            for change in changes:
+                if change.event.key.startswith(watcher.prefix) and not watcher.offer(change.event):
+                    overflowed.append(watcher)
+                    break
+        for watcher in overflowed:
+            self._watchers.discard(watcher)
+
+    # ----------------------------------------------------------------- history, watches
+
+    def _trim_history(self) -> None:
+        history = self._history
+        start = self._history_start
+        oldest_allowed = self._clock() - self.history_seconds
+        keep_from = max(start, len(history) - self.history_events)
+        while keep_from < len(history) and history[keep_from].at < oldest_allowed:
+            keep_from += 1
+        if keep_from > start:
+            self._compact_revision = max(self._compact_revision, history[keep_from - 1].event.revision)
+            self._history_start = keep_from
+            if keep_from > 4096 and keep_from * 2 > len(history):
+                del history[:keep_from]
+                self._history_start = 0
+
+    async def compact(self, revision: int | None = None) -> int:
+        """Drop history up to ``revision`` (default: current); returns the compaction revision."""
+        target = self._revision if revision is None else revision
+        if target > self._revision:
+            raise FutureRevision(f"cannot compact to revision {target}: the store is at {self._revision}")
+        start = bisect.bisect_right(self._history, target, lo=self._history_start,
+                                    key=lambda change: change.event.revision)
+        self._history_start = start
+        self._compact_revision = max(self._compact_revision, target)
+        self._trim_history()
+        return self._compact_revision
+
+    async def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:
+        """Events under ``prefix`` with revision > ``after_revision``: replayed history, then live.
+
+        Raises ``Compacted`` on first iteration if ``after_revision`` is older than the retained
+        history; ends with ``WatchOverflow`` (a ``Compacted``) if the consumer falls more than
+        ``watch_buffer`` live events behind; ends normally when the store closes.
+        """
+        self._trim_history()
+        if after_revision < self._compact_revision:
+            raise Compacted(after_revision, self._compact_revision)
+        start = bisect.bisect_right(self._history, after_revision, lo=self._history_start,
+                                    key=lambda change: change.event.revision)
+        replay = [change.event for change in self._history[start:] if change.event.key.startswith(prefix)]
+        watcher = _Watcher(prefix, self.watch_buffer, after_revision)
+        self._watchers.add(watcher)
+        try:
+            for event in replay:
+                watcher.last_revision = event.revision
+                yield event
+            while True:
+                while watcher.buffer:
+                    event = watcher.buffer.popleft()
+                    watcher.last_revision = event.revision
+                    yield event
+                if watcher.overflowed:
+                    raise WatchOverflow(watcher.last_revision, watcher.limit)
+                if watcher.closed:
+                    return
+                watcher.wake.clear()
+                await watcher.wake.wait()
+        finally:
+            self._watchers.discard(watcher)
+
+    # ----------------------------------------------------------------- snapshots
+
+    def _due_for_snapshot(self) -> bool:
+        segment = self._segment
+        return (self._snapshot_task is None and segment is not None and not self._closing
+                and (segment.size >= self.snapshot_log_bytes or segment.records >= self.snapshot_log_records))
+
+    def _start_snapshot(self) -> None:
+        self._snapshot_task = asyncio.create_task(self._background_fold(), name=f"store-snapshot {self.data_dir}")
+
+    async def _background_fold(self) -> None:
+        try:
+            await self._fold_log()
+        except StoreError as exc:
+            self.last_snapshot_error = str(exc)
+            log.error("store %s: snapshot failed (the log keeps growing; will retry): %s", self.data_dir, exc)
+        finally:
+            self._snapshot_task = None
+
+    async def _fold_log(self) -> None:
+        """Rotate the log, write the index as a snapshot off the loop, delete covered segments."""
+        loop = asyncio.get_running_loop()
+        async with self._io_lock:
+            if self._broken is not None:
+                raise StoreError(f"store {self.data_dir} is broken: {self._broken}")
+            try:
+                closed = await loop.run_in_executor(self._wal_thread, self._segment.rotate)
+            except (OSError, StoreError) as exc:
+                self._broken = f"cannot start a new log segment: {exc}"
+                raise StoreError(self._broken) from exc
+            # Every record in the closed segments is applied; nothing newer is. Items are
+            # immutable and values are never mutated, so a shallow copy is a consistent image.
+            items = dict(self._index)
+            revision = self._revision
+        now = self._clock()
+
+        def fold() -> None:
+            write_snapshot(self.data_dir / SNAPSHOT_NAME, items, revision, now=now)
+            remove_segments_through(self.data_dir, closed)
+
+        await loop.run_in_executor(self._snapshot_thread, fold)
+        self.snapshots_written += 1
+        self.last_snapshot_error = None
+
+    async def snapshot(self) -> int:
+        """Fold the log into the snapshot now; returns the snapshot's revision."""
+        self._check_writable()
+        if self._snapshot_task is not None:
+            await asyncio.gather(self._snapshot_task, return_exceptions=True)
+        await self._fold_log()
+        return self._revision
+
+    def status(self) -> dict:
+        """Figures for ``clusterctl store status`` on a running store."""
+        return {"backend": "tinydb", "data_dir": str(self.data_dir), "revision": self._revision,
+                "compact_revision": self._compact_revision, "keys": len(self._index),
+                "history_events": len(self._history) - self._history_start,
+                "watchers": len(self._watchers), "snapshots_written": self.snapshots_written,
+                "broken": self._broken}
