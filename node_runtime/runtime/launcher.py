@@ -1,0 +1,215 @@
+"""The container launcher: runs inside a container's fresh namespaces and execs the workload.
+
+Started by the process runtime as
+``unshare --pid --fork --kill-child --mount --uts --ipc --propagation private python -S -I launcher.py SPEC``
+so it is PID 1 of a new PID namespace with a private mount namespace. It then, in order:
+joins the container's cgroups, enters the pod's network namespace, mounts the overlay rootfs,
+/proc, /dev, /dev/pts, /dev/shm, read-only /sys and the volumes, pivot_roots into the rootfs,
+masks sensitive /proc paths, sets the hostname, drops capabilities outside the default set,
+sets no_new_privs, switches user, and execs the command (which becomes PID 1).
+
+It imports only the standard library and runs with ``-S -I`` to keep container start fast.
+Exit codes follow runc/docker: 125 setup failed, 126 not executable, 127 command not found.
+"""
+
+import ctypes
+import ctypes.util
+import json
+import os
+import socket
+import sys
+
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+CLONE_NEWNET = 0x40000000
+PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 24, 47, 4
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
+
+CAPS = ["chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid",
+        "setpcap", "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw",
+        "ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct",
+        "sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time", "sys_tty_config", "mknod",
+        "lease", "audit_write", "audit_control", "setfcap", "mac_override", "mac_admin", "syslog",
+        "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore"]
+# containerd/docker's default set
+DEFAULT_CAPS = {"chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid",
+                "setfcap", "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write"}
+MASKED = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"]
+READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+DEVICES = ["null", "zero", "full", "random", "urandom", "tty"]
+
+
+class SetupError(Exception):
+    pass
+
+
+def _check(ret, what):
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise SetupError(f"{what}: {os.strerror(err)}")
+
+
+def mount(source, target, fstype, flags=0, data=None):
+    _check(libc.mount(source.encode() if source else None, target.encode(),
+                      fstype.encode() if fstype else None, ctypes.c_ulong(flags),
+                      data.encode() if data else None), f"mount {fstype or 'bind'} {source} on {target}")
+
+
+def bind(source, target, readonly=False, recursive=True):
+    mount(source, target, None, MS_BIND | (MS_REC if recursive else 0))
+    if readonly:
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | (MS_REC if recursive else 0))
+
+
+def _mkpoint(path, is_file):
+    if is_file:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.exists(path):
+            open(path, "a").close()
+    else:
+        os.makedirs(path, exist_ok=True)
+
+
+def setup_rootfs(spec):
+    rootfs = spec["rootfs"]
+    merged = rootfs["merged"]
+    os.makedirs(merged, exist_ok=True)
+    if rootfs.get("lower"):
+        opts = "lowerdir=" + ":".join(rootfs["lower"])
+        if rootfs.get("upper"):
+            os.makedirs(rootfs["upper"], exist_ok=True)
+            os.makedirs(rootfs["work"], exist_ok=True)
+            opts += f",upperdir={rootfs['upper']},workdir={rootfs['work']}"
+        mount("overlay", merged, "overlay", 0, opts)
+    else:
+        bind(merged, merged)
+    r = lambda p: os.path.join(merged, p.lstrip("/"))  # noqa: E731
+    _mkpoint(r("/proc"), False)
+    mount("proc", r("/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mkpoint(r("/dev"), False)
+    mount("tmpfs", r("/dev"), "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+    for d in DEVICES:
+        _mkpoint(r(f"/dev/{d}"), True)
+        bind(f"/dev/{d}", r(f"/dev/{d}"), recursive=False)
+    os.makedirs(r("/dev/pts"), exist_ok=True)
+    try:
+        mount("devpts", r("/dev/pts"), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+        os.symlink("pts/ptmx", r("/dev/ptmx"))
+    except (SetupError, OSError):
+        pass
+    os.makedirs(r("/dev/shm"), exist_ok=True)
+    mount("shm", r("/dev/shm"), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, r(f"/dev/{name}"))
+    _mkpoint(r("/sys"), False)
+    try:
+        mount("sysfs", r("/sys"), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except SetupError:
+        bind("/sys", r("/sys"), readonly=True)
+    for m in spec.get("mounts", []):
+        target = r(m["target"])
+        if m.get("type") == "tmpfs":
+            _mkpoint(target, False)
+            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, m.get("options") or "mode=755")
+            if m.get("readonly"):
+                mount(None, target, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        else:
+            _mkpoint(target, os.path.isfile(m["source"]))
+            bind(m["source"], target, readonly=bool(m.get("readonly")))
+    return merged
+
+
+def pivot(merged):
+    os.chdir(merged)
+    os.makedirs(".oldroot", exist_ok=True)
+    _check(libc.syscall(SYS_PIVOT_ROOT, b".", b".oldroot"), "pivot_root")
+    os.chdir("/")
+    _check(libc.umount2(b"/.oldroot", MNT_DETACH), "umount old root")
+    os.rmdir("/.oldroot")
+
+
+def mask_paths():
+    for p in MASKED:
+        if not os.path.exists(p):
+            continue
+        if os.path.isdir(p):
+            mount("tmpfs", p, "tmpfs", MS_RDONLY, "size=0")
+        else:
+            bind("/dev/null", p, recursive=False)
+    for p in READONLY:
+        if os.path.exists(p):
+            try:
+                bind(p, p, readonly=True)
+            except SetupError:
+                pass
+
+
+def drop_caps(keep):
+    for i, name in enumerate(CAPS):
+        if name not in keep:
+            libc.prctl(PR_CAPBSET_DROP, i, 0, 0, 0)  # EINVAL for caps this kernel lacks: fine
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+
+
+def resolve(cmd, env):
+    if "/" in cmd:
+        return cmd
+    for d in env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
+        cand = os.path.join(d, cmd)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        spec = json.load(f)
+    try:
+        for procs in spec.get("cgroup_procs", []):
+            with open(procs, "w") as f:
+                f.write("0")
+        if spec.get("netns"):
+            fd = os.open(spec["netns"], os.O_RDONLY)
+            _check(libc.setns(fd, CLONE_NEWNET), f"setns {spec['netns']}")
+            os.close(fd)
+        merged = setup_rootfs(spec)
+        pivot(merged)
+        mask_paths()
+        if spec.get("hostname"):
+            socket.sethostname(spec["hostname"])
+        drop_caps(set(spec.get("capabilities", DEFAULT_CAPS)))
+        if spec.get("no_new_privs", True):
+            _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        env = dict(spec.get("env", {}))
+        try:
+            os.chdir(spec.get("cwd") or "/")
+        except OSError as exc:
+            raise SetupError(f"working directory {spec.get('cwd')!r}: {exc.strerror}")
+        gid, uid = spec.get("gid"), spec.get("uid")
+        if gid is not None or uid is not None:
+            os.setgroups(spec.get("groups", []))
+            os.setgid(gid if gid is not None else (uid or 0))
+        if uid is not None:
+            os.setuid(uid)
+    except (SetupError, OSError) as exc:
+        sys.stderr.write(f"container setup failed: {exc}\n")
+        os._exit(125)
+    argv = spec["argv"]
+    path = resolve(argv[0], env)
+    if path is None:
+        sys.stderr.write(f'exec: "{argv[0]}": executable file not found in $PATH\n')
+        os._exit(127)
+    try:
+        os.execve(path, argv, env)
+    except OSError as exc:
+        sys.stderr.write(f'exec: "{argv[0]}": {exc.strerror}\n')
+        os._exit(126 if exc.errno in (13, 8) else 127)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+"""The built-in ``process`` runtime: each container is an isolated process tree on this node.
+
+A container is ``unshare`` (a ~1 MB shim that stays as the parent and reports the exit status)
+running ``launcher.py`` as PID 1 of new PID/mount/UTS/IPC namespaces, which sets up the rootfs
+(overlayfs over the image's unpacked layers, per-container upper dir) and execs the workload.
+The agent watches each shim through a pidfd, so hundreds of containers cost no threads.
+
+State lives in ``<state_dir>/containers/<id>/`` (``state.json``, the overlay upper/work dirs, the
+launcher spec). After an agent restart ``adopt()`` finds containers still running (pid + process
+start time, so a reused pid is never mistaken for ours) instead of starting duplicates; the exit
+code of an adopted container is not knowable (it is not our child), so it is reported as 137 with
+reason ``ContainerStatusUnknown``-style ``Unknown`` unless the cgroup shows an OOM kill.
+
+Reduced mode (not root, or no namespaces/overlayfs): see ``check_capabilities``; the agent then
+runs plain processes without isolation and says so in the Node's conditions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from node_runtime.errors import NodeRuntimeError
+from node_runtime.runtime.cgroups import Cgroup, CgroupManager
+
+LAUNCHER = Path(__file__).with_name("launcher.py")
+UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
+NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
+_SHIM_SIGNAL_NOTE = "unshare: sigprocmask unblock failed"
+
+
+@dataclass
+class ContainerConfig:
+    id: str                                  # unique and filesystem-safe: <pod uid>_<name>_<attempt>
+    layers: list[str]                        # unpacked image layer dirs, bottom first
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "/"
+    hostname: str = ""
+    uid: int | None = None
+    gid: int | None = None
+    netns: str | None = None                 # path of the pod's network namespace
+    mounts: list[dict] = field(default_factory=list)   # {source,target,type:bind|tmpfs,readonly,options}
+    memory_bytes: int | None = None
+    cpu_millis: int | None = None
+    pids_max: int | None = None
+    log_path: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ContainerState:
+    id: str
+    pid: int                     # the unshare shim (host pid namespace)
+    start_ticks: int             # /proc/<pid>/stat field 22, guards against pid reuse
+    started_at: float
+    log_path: str
+    labels: dict[str, str]
+    cgroup: str | None
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int
+    reason: str                  # Completed | Error | OOMKilled | Unknown
+    finished_at: float
+    message: str = ""
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def check_capabilities() -> str | None:
+    """None when full isolation is possible, else why not (the agent falls back to reduced mode)."""
+    if os.geteuid() != 0:
+        return "not running as root: containers run as plain processes without namespaces, rootfs or limits"
+    if not os.path.exists(UNSHARE):
+        return "unshare (util-linux) not found"
+    try:
+        fs = Path("/proc/filesystems").read_text()
+    except OSError:
+        fs = ""
+    if "overlay" not in fs:
+        return "the kernel has no overlayfs"
+    return None
+
+
+class ProcessRuntime:
+    name = "process"
+
+    def __init__(self, *, node_name: str, state_dir: str | Path, cgroups: CgroupManager | None = None):
+        self.node_name = node_name
+        self.state_dir = Path(state_dir) / "containers"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.cgroups = cgroups if cgroups is not None else CgroupManager(node_name)
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._states: dict[str, ContainerState] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self, cfg: ContainerConfig) -> ContainerState:
+        cdir = self.state_dir / cfg.id
+        if cdir.exists():
+            await asyncio.to_thread(shutil.rmtree, cdir, True)
+        cdir.mkdir(parents=True)
+        cgroup = None
+        if self.cgroups.available:
+            cgroup = self.cgroups.create(cfg.id, memory_bytes=cfg.memory_bytes, cpu_millis=cfg.cpu_millis,
+                                         pids_max=cfg.pids_max)
+        spec = {
+            "rootfs": {"lower": list(reversed(cfg.layers)), "upper": str(cdir / "upper"),
+                       "work": str(cdir / "work"), "merged": str(cdir / "rootfs")},
+            "netns": cfg.netns,
+            "hostname": cfg.hostname[:63],
+            "mounts": cfg.mounts,
+            "argv": cfg.argv,
+            "env": cfg.env,
+            "cwd": cfg.cwd or "/",
+            "uid": cfg.uid,
+            "gid": cfg.gid,
+            "cgroup_procs": [str(p) for p in (cgroup.procs_files if cgroup else [])],
+        }
+        if not cfg.layers:
+            spec["rootfs"] = {"merged": str(cdir / "rootfs")}
+        spec_path = cdir / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        log_path = cfg.log_path or str(cdir / "container.log")
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        try:
+            proc = subprocess.Popen(
+                [UNSHARE, "--pid", "--fork", "--kill-child", "--mount", "--uts", "--ipc",
+                 "--propagation", "private", sys.executable, "-S", "-I", str(LAUNCHER), str(spec_path)],
+                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True,
+                start_new_session=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            )
+        except OSError as exc:
+            if cgroup:
+                cgroup.destroy()
+            raise NodeRuntimeError(f"cannot start container {cfg.id}: {exc}") from exc
+        finally:
+            os.close(log_fd)
+        state = ContainerState(cfg.id, proc.pid, _start_ticks(proc.pid) or 0, time.time(), log_path,
+                               cfg.labels, cfg.id if cgroup else None)
+        (cdir / "state.json").write_text(json.dumps(asdict(state)))
+        self._procs[cfg.id] = proc
+        self._states[cfg.id] = state
+        return state
+
+    async def wait(self, cid: str) -> ExitStatus:
+        """Wait for the container to exit (works for adopted containers too)."""
+        state = self._states[cid]
+        proc = self._procs.get(cid)
+        code: int | None = None
+        if proc is not None:
+            code = await _wait_child(proc)
+        else:
+            await _wait_pid(state.pid, state.start_ticks)
+        cg = self.cgroups.open(state.cgroup) if state.cgroup else None
+        oom = bool(cg and cg.oom_killed())
+        if code == 1 and _last_line(state.log_path).startswith(_SHIM_SIGNAL_NOTE):
+            # util-linux unshare cannot re-raise some signals its child died of; it exits 1 and
+            # says so. The container was killed by a signal: report it as Kubernetes would.
+            code = 137
+        if code is None:
+            code = 137
+            reason = "OOMKilled" if oom else "Unknown"
+        elif oom and code != 0:
+            code, reason = 137, "OOMKilled"
+        else:
+            if code < 0:
+                code = 128 + (-code)
+            reason = "Completed" if code == 0 else "Error"
+        message = ""
+        if code in (125, 126, 127):
+            message = _last_line(state.log_path)
+        return ExitStatus(code, reason, time.time(), message)
+
+    def container_pid(self, cid: str) -> int | None:
+        """Host pid of the container's PID 1 (the shim's child)."""
+        state = self._states.get(cid)
+        if state is None:
+            return None
+        try:
+            children = Path(f"/proc/{state.pid}/task/{state.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
+    async def stop(self, cid: str, grace: float, *, clock=asyncio.sleep) -> None:
+        """SIGTERM the container's PID 1, SIGKILL everything after ``grace`` seconds."""
+        state = self._states.get(cid)
+        if state is None:
+            return
+        target = self.container_pid(cid)
+        if target:
+            try:
+                os.kill(target, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + max(0.0, grace)
+        while self.is_running(cid) and time.monotonic() < deadline:
+            await clock(0.05)
+        if self.is_running(cid):
+            self.kill(cid)
+
+    def kill(self, cid: str) -> None:
+        state = self._states.get(cid)
+        if state is None:
+            return
+        for pid in (self.container_pid(cid), state.pid):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        cg = self.cgroups.open(state.cgroup) if state.cgroup else None
+        if cg:
+            cg.kill_all()
+
+    def is_running(self, cid: str) -> bool:
+        state = self._states.get(cid)
+        if state is None:
+            return False
+        proc = self._procs.get(cid)
+        if proc is not None:
+            return proc.poll() is None
+        return _start_ticks(state.pid) == state.start_ticks
+
+    async def remove(self, cid: str) -> None:
+        """Forget a stopped container: its cgroup, rootfs upper dir and state (logs are kept)."""
+        if self.is_running(cid):
+            self.kill(cid)
+            await asyncio.sleep(0)
+        state = self._states.pop(cid, None)
+        proc = self._procs.pop(cid, None)
+        if proc is not None and proc.poll() is None:
+            await asyncio.to_thread(proc.wait, 5)
+        if state and state.cgroup:
+            cg = self.cgroups.open(state.cgroup)
+            if cg:
+                await asyncio.to_thread(cg.destroy)
+        await asyncio.to_thread(shutil.rmtree, self.state_dir / cid, True)
+
+    def adopt(self) -> list[ContainerState]:
+        """Containers from an earlier agent run that are still alive; dead ones are cleaned."""
+        alive: list[ContainerState] = []
+        for sfile in self.state_dir.glob("*/state.json"):
+            try:
+                state = ContainerState(**json.loads(sfile.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+            if _start_ticks(state.pid) == state.start_ticks:
+                self._states[state.id] = state
+                alive.append(state)
+            else:
+                self._states[state.id] = state
+        return alive
+
+    def known(self) -> dict[str, ContainerState]:
+        return dict(self._states)
+
+    def cgroup(self, cid: str) -> Cgroup | None:
+        state = self._states.get(cid)
+        return self.cgroups.open(state.cgroup) if state and state.cgroup else None
+
+    def exec_argv(self, cid: str, argv: list[str]) -> list[str]:
+        """The host command that runs ``argv`` inside the running container's namespaces and root."""
+        pid = self.container_pid(cid)
+        if pid is None:
+            raise NodeRuntimeError(f"container {cid} is not running")
+        return [NSENTER, "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", *argv]
+
+
+async def _wait_child(proc: subprocess.Popen) -> int:
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except OSError:
+        while proc.poll() is None:
+            await asyncio.sleep(0.05)
+        return proc.returncode
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    proc.wait()
+    return proc.returncode
+
+
+async def _wait_pid(pid: int, ticks: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    if _start_ticks(pid) != ticks:
+        os.close(fd)
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
+    except OSError:
+        return ""

@@ -1,0 +1,144 @@
+"""The process runtime with real namespaces, overlayfs and cgroups (root, as CI runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from node_runtime.images.build import ImageSpec, build_image
+from node_runtime.images.store import ImageStore
+from node_runtime.runtime.process import ContainerConfig, ProcessRuntime, check_capabilities
+from tests.node_runtime.rootfs import make_busybox_rootfs
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the process runtime needs root (CI runs as root)")
+
+
+@pytest.fixture
+def layers(tmp_path):
+    """An unpacked busybox image layer (unpacked by the real store code path)."""
+    root = make_busybox_rootfs(tmp_path / "src", {"www/index.html": "hello from the rootfs\n",
+                                                  "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n"})
+    built = build_image(root, ImageSpec())
+    blob = tmp_path / "layer.tar.gz"
+    blob.write_bytes(built.layer_gz)
+    store = ImageStore(tmp_path / "images", client=None)  # type: ignore[arg-type]
+    dest = store.root / "layers" / built.diff_id.split(":")[1]
+    store._unpack_layer(blob, built.diff_id, dest)
+    return [str(dest)]
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    rt = ProcessRuntime(node_name=f"t{uuid.uuid4().hex[:8]}", state_dir=tmp_path / "state")
+    yield rt
+    for cid in list(rt.known()):
+        rt.kill(cid)
+        cg = rt.cgroup(cid)
+        if cg:
+            cg.destroy()
+
+
+def cfg(cid, layers, argv, tmp_path, **kw):
+    return ContainerConfig(id=cid, layers=layers, argv=argv, env={"PATH": "/bin"}, hostname="web-1",
+                           log_path=str(tmp_path / f"{cid}.log"), **kw)
+
+
+async def run_to_exit(rt, c, timeout=15):
+    await rt.start(c)
+    status = await asyncio.wait_for(rt.wait(c.id), timeout)
+    await rt.remove(c.id)
+    return status, Path(c.log_path).read_text()
+
+
+def test_capabilities_present():
+    assert check_capabilities() is None
+
+
+async def test_isolation_hostname_pid1_and_rootfs(runtime, layers, tmp_path):
+    marker = tmp_path / "host-only-file"
+    marker.write_text("secret")
+    script = ("hostname; echo pid=$$; ls /proc | grep -c '^[0-9]' ; cat /www/index.html; "
+              f"test -e {marker} && echo HOSTFILE || echo nohostfile; cat /proc/kcore | head -c 1 | wc -c; "
+              "touch /sys/x 2>/dev/null && echo sys-rw || echo sys-ro; id -u")
+    status, log = await run_to_exit(runtime, cfg("iso", layers, ["sh", "-c", script], tmp_path), )
+    assert status.code == 0 and status.reason == "Completed", log
+    lines = log.split()
+    assert lines[0] == "web-1"
+    assert "pid=1" in lines
+    assert int(lines[2]) <= 3  # only the container's own processes are visible
+    assert "hello from the rootfs" in log
+    assert "nohostfile" in log and "HOSTFILE" not in log
+    assert "sys-ro" in log
+    assert lines[-1] == "0"
+
+
+async def test_capabilities_are_dropped_and_no_new_privs(runtime, layers, tmp_path):
+    status, log = await run_to_exit(runtime, cfg("caps", layers, ["sh", "-c", "grep -E 'CapBnd|NoNewPrivs' /proc/self/status"], tmp_path))
+    bnd = int(next(l for l in log.splitlines() if l.startswith("CapBnd")).split()[1], 16)
+    assert bnd & (1 << 21) == 0  # CAP_SYS_ADMIN gone
+    assert bnd & (1 << 0)        # CAP_CHOWN kept
+    assert "NoNewPrivs:\t1" in log
+
+
+async def test_run_as_user(runtime, layers, tmp_path):
+    status, log = await run_to_exit(runtime, cfg("user", layers, ["id", "-u"], tmp_path, uid=65534, gid=65534))
+    assert log.strip() == "65534"
+
+
+async def test_exit_codes_and_missing_command(runtime, layers, tmp_path):
+    status, _ = await run_to_exit(runtime, cfg("fail", layers, ["sh", "-c", "exit 3"], tmp_path))
+    assert (status.code, status.reason) == (3, "Error")
+    status, log = await run_to_exit(runtime, cfg("nocmd", layers, ["nosuchcmd"], tmp_path))
+    assert status.code == 127 and 'exec: "nosuchcmd": executable file not found in $PATH' == status.message
+    status, log = await run_to_exit(runtime, cfg("nopath", layers, ["/no/such"], tmp_path))
+    assert status.code == 127 and "/no/such" in status.message
+
+
+async def test_memory_limit_oom_killed(runtime, layers, tmp_path):
+    if not runtime.cgroups.available:
+        pytest.fail("no cgroup hierarchy usable on this machine")
+    hog = ["sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=200 2>/dev/null; x=$(head -c 80000000 /dev/zero | tr '\\0' a); echo survived"]
+    status, log = await run_to_exit(runtime, cfg("oom", layers, hog, tmp_path, memory_bytes=32 << 20))
+    assert status.reason == "OOMKilled" and status.code == 137, (status, log)
+
+
+async def test_stop_sends_sigterm_then_kills(runtime, layers, tmp_path):
+    c = cfg("stop", layers, ["sh", "-c", "trap 'echo got-term; exit 0' TERM; while true; do sleep 0.1; done"], tmp_path)
+    await runtime.start(c)
+    await asyncio.sleep(0.3)
+    waiter = asyncio.create_task(runtime.wait(c.id))
+    await runtime.stop(c.id, grace=5)
+    status = await asyncio.wait_for(waiter, 5)
+    assert status.code == 0 and "got-term" in Path(c.log_path).read_text()
+    # a process ignoring SIGTERM is killed after the grace period
+    c2 = cfg("stubborn", layers, ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"], tmp_path)
+    await runtime.start(c2)
+    await asyncio.sleep(0.3)
+    waiter = asyncio.create_task(runtime.wait(c2.id))
+    await runtime.stop(c2.id, grace=0.3)
+    status = await asyncio.wait_for(waiter, 5)
+    assert status.code == 137
+    await runtime.remove(c.id)
+    await runtime.remove(c2.id)
+
+
+async def test_adopt_after_restart_and_exec(runtime, layers, tmp_path):
+    c = cfg("adopt", layers, ["sh", "-c", "echo started; while true; do sleep 0.1; done"], tmp_path)
+    await runtime.start(c)
+    await asyncio.sleep(0.3)
+    again = ProcessRuntime(node_name=runtime.node_name, state_dir=runtime.state_dir.parent, cgroups=runtime.cgroups)
+    alive = again.adopt()
+    assert [s.id for s in alive] == ["adopt"]
+    out = subprocess.run(again.exec_argv("adopt", ["cat", "/www/index.html"]), capture_output=True, text=True, timeout=10)
+    assert out.stdout == "hello from the rootfs\n"
+    waiter = asyncio.create_task(again.wait("adopt"))
+    again.kill("adopt")
+    status = await asyncio.wait_for(waiter, 5)
+    assert status.code == 137
+    await again.remove("adopt")
+    runtime._procs.pop("adopt").wait()
