@@ -221,3 +221,15 @@ class CgroupManager:
             if base.is_dir():
                 names.update(p.name for p in base.iterdir() if p.is_dir())
         return sorted(names)
+
+    def cleanup(self) -> None:
+        """Remove this node's (empty) cgroup subtree: call when the agent is torn down for good."""
+        for name in self.list():
+            cg = self.open(name)
+            if cg:
+                cg.destroy()
+        for base in self.bases.values():
+            try:
+                base.rmdir()
+            except OSError:
+                pass

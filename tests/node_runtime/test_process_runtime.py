@@ -41,6 +41,7 @@ def runtime(tmp_path):
         cg = rt.cgroup(cid)
         if cg:
             cg.destroy()
+    rt.cgroups.cleanup()
 
 
 def cfg(cid, layers, argv, tmp_path, **kw):
