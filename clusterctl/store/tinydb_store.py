@@ -169,6 +169,8 @@ class TinyDBStore:
         self.last_snapshot_error: str | None = None
         self.recovered: RecoveredState | None = None
         self.snapshots_written = 0
+        self.commit_batches = 0       # fsyncs of the log (group commit: fewer than writes)
+        self.committed_writes = 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -417,6 +419,8 @@ class TinyDBStore:
                     log.exception("store %s: unexpected log append failure", self.data_dir)
                     self._fail_queued(batch, WalFailed(f"log append failed: {exc!r}", broken=True))
                     continue
+                self.commit_batches += 1
+                self.committed_writes += len(batch)
                 self._apply(batch)
             if self._due_for_snapshot():
                 self._start_snapshot()
@@ -589,4 +593,5 @@ class TinyDBStore:
                 "compact_revision": self._compact_revision, "keys": len(self._index),
                 "history_events": len(self._history) - self._history_start,
                 "watchers": len(self._watchers), "snapshots_written": self.snapshots_written,
+                "commit_batches": self.commit_batches, "committed_writes": self.committed_writes,
                 "broken": self._broken}
