@@ -34,8 +34,9 @@ from clusterctl.lab.errors import HostBootFailed, HostNotFound, LabError
 from clusterctl.lab.inventory import inventory_text, known_hosts_text, write_atomically
 from clusterctl.lab.keys import KeyPair, ensure_client_key
 from clusterctl.lab.prerequisites import LabTools, check_prerequisites
-from clusterctl.lab.slots import MAX_HOSTS, MachineNetwork, SlotNames, allocate_slot, release_claim, slot_lock
-from clusterctl.lab.slots import RUN_DIR
+from clusterctl.lab.slots import (
+    MAX_HOSTS, RUN_DIR, MachineNetwork, SlotNames, allocate_slot, claim_for_teardown, read_claim, release_claim, slot_lock,
+)
 
 STATE_FILE = "lab.json"
 STATE_VERSION = 1
@@ -126,9 +127,19 @@ class Lab:
     def host(self, name: str) -> LabHost:
         for host in self.hosts:
             if host.name == name:
+                self._check_slot_is_ours()
                 return host
         known = ", ".join(h.name for h in self.hosts) or "none: the lab is down"
         raise HostNotFound(f"no host {name!r} in the lab at {self.dir} (hosts: {known})")
+
+    def _check_slot_is_ours(self) -> None:
+        state = self._read_state()
+        claim = read_claim(int(state["slot"])) if state else None
+        if claim is None or claim.get("dir") != str(self.dir):
+            raise LabError(
+                f"the lab at {self.dir} no longer owns its slot (it was cleaned up as an orphan): "
+                f"run `clusterctl lab up N --dir {self.dir}` again"
+            )
 
     @property
     def tools(self) -> LabTools:
@@ -202,9 +213,16 @@ class Lab:
         tools = self.tools
         names = SlotNames(int(state["slot"]))
         hosts = [LabHost.from_json(h) for h in state.get("hosts", [])]
-        network.teardown(tools.ip, names, [h.netns for h in hosts], [h.veth for h in hosts] + [names.bridge])
-        self._reap_children()
-        release_claim(names.slot, self.dir)
+        with slot_lock():
+            ours = claim_for_teardown(names.slot, self.dir)
+        if ours:
+            network.teardown(tools.ip, names, [h.netns for h in hosts], [h.veth for h in hosts] + [names.bridge])
+            self._reap_children()
+            release_claim(names.slot, self.dir)
+        else:
+            # this lab was swept as an orphan (its processes are dead) and its slot now belongs
+            # to another lab: touch none of the slot's names
+            self._reap_children()
         for path in (self.state_path, self.inventory_path, self.known_hosts_path):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -243,6 +261,8 @@ class Lab:
         """One dict per host: name, ip, netns, power ("running"/"stopped"), link ("up"/"cut"),
         ssh (True if its port 22 accepts a connection now)."""
         hosts = self.hosts
+        if hosts:
+            self._check_slot_is_ours()
         pids = network.netns_pids([h.netns for h in hosts])
         rows = []
         for host in hosts:

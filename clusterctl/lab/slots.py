@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterctl.lab.errors import SlotsExhausted
+from clusterctl.lab.errors import LabError, SlotsExhausted
 
 RUN_DIR = Path(os.environ.get("CLUSTERCTL_LAB_RUN_DIR", "/run/clusterctl-lab"))
 NAME_PREFIX = "ccl"
@@ -99,6 +99,20 @@ def write_claim(slot: int, lab_dir: Path, owner_pid: int | None, run_dir: Path =
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"dir": str(lab_dir), "owner_pid": owner_pid}))
     os.replace(tmp, path)
+
+
+def claim_for_teardown(slot: int, lab_dir: Path, run_dir: Path = RUN_DIR) -> bool:
+    """May ``lab_dir`` tear down slot ``slot``? Call with ``slot_lock`` held.
+
+    Yes if the claim is its own, or if there is no claim (then it takes one, so nobody reuses
+    the slot while the leftovers are removed). No if another lab holds the slot now: the slot
+    was reclaimed after this lab was found orphaned, and its names belong to someone else.
+    """
+    claim = read_claim(slot, run_dir)
+    if claim is None:
+        write_claim(slot, lab_dir, None, run_dir)
+        return True
+    return claim.get("dir") == str(lab_dir)
 
 
 def release_claim(slot: int, lab_dir: Path, run_dir: Path = RUN_DIR) -> None:
@@ -176,21 +190,23 @@ def allocate_slot(
 ) -> SlotNames:
     """Claim the lowest free slot for ``lab_dir``; call with ``slot_lock`` held.
 
-    Orphaned claims are swept (``sweep`` removes that slot's namespaces, veths and bridge) and
-    reused. A slot whose names or subnet are in use by anything else is skipped.
+    First every orphaned claim on the machine is swept (``sweep`` removes that slot's processes,
+    namespaces, veths and bridge), so crashed labs do not pile up. A slot whose names or subnet
+    are in use by anything else is skipped.
     """
+    for slot in range(FIRST_SLOT, LAST_SLOT + 1):
+        claim = read_claim(slot, run_dir)
+        if claim is not None and not claim_is_live(slot, claim):
+            try:
+                sweep(SlotNames(slot))
+            except LabError:
+                continue  # leave the claim: its slot stays blocked rather than half-reused
+            with contextlib.suppress(FileNotFoundError):
+                claim_path(slot, run_dir).unlink()
     network = observe()
     for slot in range(FIRST_SLOT, LAST_SLOT + 1):
         names = SlotNames(slot)
-        claim = read_claim(slot, run_dir)
-        if claim is not None:
-            if claim_is_live(slot, claim):
-                continue
-            sweep(names)
-            with contextlib.suppress(FileNotFoundError):
-                claim_path(slot, run_dir).unlink()
-            network = observe()
-        if network.uses(names):
+        if read_claim(slot, run_dir) is not None or network.uses(names):
             continue
         write_claim(slot, lab_dir, owner_pid, run_dir)
         return names
