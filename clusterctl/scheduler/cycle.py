@@ -1,0 +1,169 @@
+"""One scheduling decision, pure: filter nodes, score the feasible ones, pick the best.
+
+Like kube-scheduler, filtering walks the node list from a rotating start index and stops once it
+has found ``num_feasible_nodes_to_find`` feasible nodes (``percentageOfNodesToScore``; adaptive
+by default: 50% minus 1% per 125 nodes, at least 5%, never fewer than 100 nodes) — so cost per
+pod stays flat as the cluster grows, while a pod that fits nowhere still gets every node's reason.
+``FitError`` renders Kubernetes' message: reasons counted over nodes, sorted as strings:
+``0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 Insufficient cpu.``
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from clusterctl.scheduler.framework import Code, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status
+from clusterctl.scheduler.plugins import default_filters, default_scorers
+
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE = 5
+NO_NODES_MESSAGE = "no nodes available to schedule pods"
+
+
+def num_feasible_nodes_to_find(num_all_nodes: int, percentage: int = 0) -> int:
+    """kube-scheduler's ``numFeasibleNodesToFind`` (``percentage`` 0 = adaptive)."""
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND or percentage >= 100:
+        return num_all_nodes
+    if percentage <= 0:
+        percentage = max(MIN_FEASIBLE_NODES_PERCENTAGE, 50 - num_all_nodes // 125)
+    return max(MIN_FEASIBLE_NODES_TO_FIND, num_all_nodes * percentage // 100)
+
+
+def fit_error_message(num_all_nodes: int, statuses: dict[str, Status], post_filter_message: str = "") -> str:
+    if num_all_nodes == 0:
+        return NO_NODES_MESSAGE
+    histogram: Counter[str] = Counter()
+    for status in statuses.values():
+        for reason in status.reasons:
+            histogram[reason] += 1
+    message = f"0/{num_all_nodes} nodes are available:"
+    parts = sorted(f"{count} {reason}" for reason, count in histogram.items())
+    if parts:
+        message += " " + ", ".join(parts) + "."
+    if post_filter_message:
+        message += " " + post_filter_message
+    return message
+
+
+class FitError(Exception):
+    """No node passed the filters; ``statuses`` has every node's reason."""
+
+    def __init__(self, pod: PodInfo, num_all_nodes: int, statuses: dict[str, Status]) -> None:
+        self.pod = pod
+        self.num_all_nodes = num_all_nodes
+        self.statuses = statuses
+        self.post_filter_message = ""
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return fit_error_message(self.num_all_nodes, self.statuses, self.post_filter_message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Profile:
+    """The plugins of one scheduler profile."""
+
+    filters: list[FilterPlugin] = field(default_factory=default_filters)
+    scorers: list[ScorePlugin] = field(default_factory=default_scorers)
+
+    def active_filters(self, pod: PodInfo) -> list[FilterPlugin]:
+        """The filters this pod needs (PreFilter ``SKIP`` drops the rest from the hot loop)."""
+        return [f for f in self.filters if f.pre_filter(pod).code != Code.SKIP]
+
+
+@dataclass
+class ScheduleResult:
+    node: str
+    evaluated_nodes: int
+    feasible_nodes: int
+    next_start_index: int
+    scores: dict[str, int]
+
+
+def with_nominated(pod: PodInfo, node: NodeInfo, nominated: dict[str, list[PodInfo]] | None) -> NodeInfo:
+    """The node as ``pod`` must see it: with room kept for nominated pods of at least its priority."""
+    if not nominated or node.name not in nominated:
+        return node
+    others = [p for p in nominated[node.name] if p.key != pod.key and p.priority >= pod.priority and p.key not in node.pods]
+    if not others:
+        return node
+    view = node.clone()
+    for other in others:
+        view.add_pod(other)
+    return view
+
+
+def filter_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], filters: list[FilterPlugin], *, want: int, start: int,
+                 nominated: dict[str, list[PodInfo]] | None = None) -> tuple[list[NodeInfo], dict[str, Status], int]:
+    """Walk nodes from ``start``; stop after ``want`` feasible ones. Returns (feasible, failures, visited)."""
+    n = len(nodes)
+    feasible: list[NodeInfo] = []
+    failures: dict[str, Status] = {}
+    visited = 0
+    for i in range(n):
+        node = nodes[(start + i) % n]
+        if nominated:
+            node = with_nominated(pod, node, nominated)
+        visited += 1
+        for plugin in filters:
+            status = plugin.filter(pod, node)
+            if not status.ok:
+                failures[node.name] = status
+                break
+        else:
+            feasible.append(node)
+            if len(feasible) >= want:
+                break
+    return feasible, failures, visited
+
+
+def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], scorers: list[ScorePlugin]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Weighted total per node, and each plugin's normalized score per node (for explain)."""
+    totals = {node.name: 0 for node in nodes}
+    per_plugin: dict[str, dict[str, int]] = {}
+    for plugin in scorers:
+        raw = {node.name: plugin.score(pod, node) for node in nodes}
+        plugin.normalize(pod, raw)
+        per_plugin[plugin.name] = raw
+        weight = plugin.weight
+        for name, value in raw.items():
+            totals[name] += value * weight
+    return totals, per_plugin
+
+
+def select_host(totals: dict[str, int], rng: random.Random) -> str:
+    """Highest score; ties broken uniformly at random (reservoir sampling, as kube-scheduler)."""
+    best_name, best_score, ties = "", -1, 0
+    for name, score in totals.items():
+        if score > best_score:
+            best_name, best_score, ties = name, score, 1
+        elif score == best_score:
+            ties += 1
+            if rng.randrange(ties) == 0:
+                best_name = name
+    return best_name
+
+
+def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], profile: Profile, *, percentage: int = 0, start: int = 0,
+             rng: random.Random | None = None, nominated: dict[str, list[PodInfo]] | None = None) -> ScheduleResult:
+    """Decide a node for ``pod`` or raise ``FitError``."""
+    rng = rng or random.Random()
+    n = len(nodes)
+    if n == 0:
+        raise FitError(pod, 0, {})
+    want = num_feasible_nodes_to_find(n, percentage)
+    feasible, failures, visited = filter_nodes(pod, nodes, profile.active_filters(pod), want=want, start=start % n, nominated=nominated)
+    next_start = (start + visited) % n
+    if not feasible:
+        raise FitError(pod, n, failures)
+    if len(feasible) == 1:
+        return ScheduleResult(feasible[0].name, visited, 1, next_start, {feasible[0].name: 0})
+    totals, _ = score_nodes(pod, feasible, profile.scorers)
+    return ScheduleResult(select_host(totals, rng), visited, len(feasible), next_start, totals)

@@ -1,0 +1,42 @@
+"""Scores on how full a node would be: LeastAllocated (prefer emptier nodes) and
+BalancedAllocation (prefer nodes whose cpu and memory fractions stay close).
+
+Both use "non-zero" requests (a container that requests nothing counts as 100m / 200Mi) as
+kube-scheduler does, so a flood of request-less pods still spreads out.
+"""
+
+from __future__ import annotations
+
+from clusterctl.scheduler.framework import MAX_NODE_SCORE, NodeInfo, PodInfo
+
+
+def _fractions(pod: PodInfo, node: NodeInfo) -> tuple[float, float]:
+    alloc = node.allocatable
+    cpu = (node.non_zero_cpu + pod.non_zero_cpu) / alloc.milli_cpu if alloc.milli_cpu else 1.0
+    mem = (node.non_zero_memory + pod.non_zero_memory) / alloc.memory if alloc.memory else 1.0
+    return min(cpu, 1.0), min(mem, 1.0)
+
+
+class LeastAllocated:
+    name = "LeastAllocated"
+    weight = 1
+
+    def score(self, pod: PodInfo, node: NodeInfo) -> int:
+        cpu, mem = _fractions(pod, node)
+        return int(((1 - cpu) + (1 - mem)) * MAX_NODE_SCORE / 2)
+
+    def normalize(self, pod: PodInfo, scores: dict[str, int]) -> None:
+        return None
+
+
+class BalancedAllocation:
+    name = "BalancedAllocation"
+    weight = 1
+
+    def score(self, pod: PodInfo, node: NodeInfo) -> int:
+        cpu, mem = _fractions(pod, node)
+        # std deviation of two values is |a - b| / 2
+        return int((1 - abs(cpu - mem) / 2) * MAX_NODE_SCORE)
+
+    def normalize(self, pod: PodInfo, scores: dict[str, int]) -> None:
+        return None

@@ -1,0 +1,381 @@
+"""The running scheduler: informers → scheduling queue → one decision at a time → async binding.
+
+One loop takes the highest-priority pending pod, decides its node from the in-memory cache
+(``cycle.schedule``, no API calls), *assumes* it onto that node and hands the ``pods/binding``
+call to a bounded pool of binding tasks — so the next decision starts at once, as in
+kube-scheduler. Failures:
+- no node fits → ``PodScheduled=False, reason Unschedulable`` with Kubernetes' message, a
+  ``FailedScheduling`` Event, preemption if the pod's priority allows; the pod waits in the
+  unschedulable queue until a node is added/changed or a pod goes away;
+- binding fails → the assumption is forgotten and the pod retried after backoff (unless it was
+  deleted or bound by someone else).
+Only pods with ``spec.schedulerName`` equal to ours (default ``default-scheduler``) are ours.
+``run_scheduler(client, config=...)`` is the entry point the control plane calls; with
+``leader_elect`` it only schedules while holding the ``kube-scheduler`` Lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusterctl.client.controller import EventRecorder
+from clusterctl.client.errors import ApiConnectionError, ApiError, Conflict, NotFound
+from clusterctl.client.informer import Informer
+from clusterctl.client.leaderelection import LeaderElector
+from clusterctl.client.rest import ApiClient, Obj
+from clusterctl.scheduler.cache import SchedulerCache
+from clusterctl.scheduler.cycle import FitError, Profile, schedule
+from clusterctl.scheduler.framework import PodInfo, pod_key
+from clusterctl.scheduler.preemption import eligible_to_preempt, find_candidate
+from clusterctl.scheduler.queue import SchedulingQueue
+
+log = logging.getLogger(__name__)
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass
+class SchedulerConfig:
+    """Knobs (all timings injectable so tests never wait for Kubernetes' real ones)."""
+
+    scheduler_name: str = "default-scheduler"
+    percentage_of_nodes_to_score: int = 0  # 0 = adaptive, as kube-scheduler
+    initial_backoff: float = 1.0
+    max_backoff: float = 10.0
+    unschedulable_timeout: float = 60.0
+    bind_concurrency: int = 64
+    status_concurrency: int = 16
+    record_scheduled_events: bool = True
+    leader_elect: bool = False
+    lease_namespace: str = "kube-system"
+    lease_name: str = "kube-scheduler"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    identity: str = field(default_factory=lambda: f"{os.uname().nodename}_{uuid.uuid4().hex[:8]}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> SchedulerConfig:
+        """From the control-plane config's ``scheduler:`` section (snake_case or camelCase keys)."""
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs: dict[str, Any] = {}
+        for key, value in (data or {}).items():
+            snake = "".join("_" + c.lower() if c.isupper() else c for c in key).lstrip("_")
+            if snake in known:
+                kwargs[snake] = value
+            else:
+                raise ValueError(f"unknown scheduler setting {key!r}")
+        return cls(**kwargs)
+
+
+@dataclass
+class SchedulerStats:
+    attempts: int = 0
+    scheduled: int = 0
+    bound: int = 0
+    unschedulable: int = 0
+    bind_errors: int = 0
+    preemptions: int = 0
+    cycle_seconds: float = 0.0
+
+
+class Scheduler:
+    def __init__(self, client: ApiClient, config: SchedulerConfig | None = None, *, profile: Profile | None = None,
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+        self.client = client
+        self.config = config or SchedulerConfig()
+        self.profile = profile or Profile()
+        self.cache = SchedulerCache()
+        self.queue = SchedulingQueue(clock=clock, initial_backoff=self.config.initial_backoff, max_backoff=self.config.max_backoff,
+                                     unschedulable_timeout=self.config.unschedulable_timeout)
+        self.rng = rng or random.Random()
+        self.stats = SchedulerStats()
+        self.events = EventRecorder(client, component=self.config.scheduler_name)
+        self.pods = Informer(client, "pods")
+        self.nodes = Informer(client, "nodes")
+        self.priority_classes = Informer(client, "priorityclasses")
+        self.nominated: dict[str, list[PodInfo]] = {}
+        self._nominated_of: dict[str, str] = {}
+        self._start_index = 0
+        self._bind_sem = asyncio.Semaphore(self.config.bind_concurrency)
+        self._status_sem = asyncio.Semaphore(self.config.status_concurrency)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_message: dict[str, tuple[str, str]] = {}
+        self.pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
+        self.nodes.add_handler(on_add=self._node_added, on_update=self._node_updated, on_delete=self._node_deleted)
+
+    # ----------------------------------------------------------------- pod info with priority
+
+    def pod_info(self, pod: Obj) -> PodInfo:
+        info = PodInfo.of(pod)
+        spec = pod.get("spec") or {}
+        if spec.get("priority") is None:
+            # The API server may not resolve priorityClassName (Kubernetes' admission does): do it here.
+            info.priority = self._priority_of_class(spec.get("priorityClassName"))
+            if spec.get("preemptionPolicy") is None and spec.get("priorityClassName"):
+                pc = self.priority_classes.get(spec["priorityClassName"])
+                if pc and pc.get("preemptionPolicy"):
+                    info.preemption_policy = pc["preemptionPolicy"]
+        return info
+
+    def _priority_of_class(self, name: str | None) -> int:
+        if name:
+            pc = self.priority_classes.get(name)
+            return int(pc.get("value") or 0) if pc else 0
+        for pc in self.priority_classes.list():
+            if pc.get("globalDefault"):
+                return int(pc.get("value") or 0)
+        return 0
+
+    # ----------------------------------------------------------------- informer handlers
+
+    def _ours(self, pod: Obj) -> bool:
+        spec = pod.get("spec") or {}
+        return (spec.get("schedulerName") or "default-scheduler") == self.config.scheduler_name
+
+    @staticmethod
+    def _pending(pod: Obj) -> bool:
+        return not (pod.get("spec") or {}).get("nodeName") and not (pod.get("metadata") or {}).get("deletionTimestamp") \
+            and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
+
+    def _pod_added(self, pod: Obj) -> None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node:
+            if (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+                self.cache.add_pod(self.pod_info(pod), node)
+            self._clear_nomination(pod_key(pod))
+        elif self._pending(pod) and self._ours(pod):
+            self.queue.add(self.pod_info(pod))
+
+    def _pod_updated(self, old: Obj, pod: Obj) -> None:
+        key = pod_key(pod)
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node:
+            self.queue.delete(key)
+            self._clear_nomination(key)
+            if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+                self.cache.remove_pod(key)
+                self.queue.move_all_to_active_or_backoff()
+            else:
+                self.cache.add_pod(self.pod_info(pod), node)
+        elif self._pending(pod) and self._ours(pod):
+            self.queue.add(self.pod_info(pod))
+        else:
+            self.queue.delete(key)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = pod_key(pod)
+        self.queue.delete(key)
+        self._clear_nomination(key)
+        self._last_message.pop(key, None)
+        if self.cache.node_of(key) is not None:
+            self.cache.remove_pod(key)
+            self.queue.move_all_to_active_or_backoff()
+
+    def _node_added(self, node: Obj) -> None:
+        self.cache.set_node(node)
+        self.queue.move_all_to_active_or_backoff()
+
+    def _node_updated(self, old: Obj, node: Obj) -> None:
+        self.cache.set_node(node)
+        if _scheduling_relevant(old) != _scheduling_relevant(node):
+            self.queue.move_all_to_active_or_backoff()
+
+    def _node_deleted(self, node: Obj) -> None:
+        self.cache.remove_node(node["metadata"]["name"])
+
+    # ----------------------------------------------------------------- nominations
+
+    def _nominate(self, info: PodInfo, node: str) -> None:
+        self._clear_nomination(info.key)
+        self.nominated.setdefault(node, []).append(info)
+        self._nominated_of[info.key] = node
+
+    def _clear_nomination(self, key: str) -> None:
+        node = self._nominated_of.pop(key, None)
+        if node is None:
+            return
+        left = [p for p in self.nominated.get(node, []) if p.key != key]
+        if left:
+            self.nominated[node] = left
+        else:
+            self.nominated.pop(node, None)
+
+    # ----------------------------------------------------------------- running
+
+    async def run(self) -> None:
+        """Informers, then the scheduling loop, until cancelled."""
+        informers = [self.priority_classes, self.nodes, self.pods]
+        tasks = [asyncio.create_task(i.run(), name=f"scheduler:informer:{i.resource}") for i in informers]
+        try:
+            for informer in informers:
+                await informer.wait_for_sync()
+            log.info("scheduler %s: caches synced (%d nodes, %d pods)", self.config.scheduler_name, len(self.cache), len(self.pods.list()))
+            while True:
+                entry = await self.queue.pop()
+                self.schedule_one(entry.info)
+                if self.stats.attempts % 64 == 0:
+                    await asyncio.sleep(0)  # let informers and bindings run during a burst
+        finally:
+            self.queue.close()
+            for task in [*tasks, *self._tasks]:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+
+    def schedule_one(self, queued: PodInfo) -> None:
+        """One cycle for one pod; never awaits (API work is spawned)."""
+        current = self.pods.get(queued.key)
+        if current is None or not self._pending(current):
+            self.queue.done(queued.key)
+            return
+        info = self.pod_info(current)
+        self.stats.attempts += 1
+        started = time.perf_counter()
+        nodes = self.cache.node_list()
+        try:
+            result = schedule(info, nodes, self.profile, percentage=self.config.percentage_of_nodes_to_score,
+                              start=self._start_index, rng=self.rng, nominated=self.nominated or None)
+        except FitError as error:
+            self.stats.cycle_seconds += time.perf_counter() - started
+            self._handle_unschedulable(info, current, error)
+            return
+        self.stats.cycle_seconds += time.perf_counter() - started
+        self._start_index = result.next_start_index
+        self.stats.scheduled += 1
+        self.cache.assume(info, result.node)
+        self._clear_nomination(info.key)
+        self.queue.done(info.key)
+        self._spawn(self._bind(info, current, result.node))
+
+    def _handle_unschedulable(self, info: PodInfo, pod: Obj, error: FitError) -> None:
+        self.stats.unschedulable += 1
+        ok, why_not = eligible_to_preempt(info, self.cache, self._nominated_of.get(info.key, ""))
+        nominated_node = ""
+        if not ok:
+            error.post_filter_message = f"preemption: {why_not}"
+        else:
+            candidate, message = find_candidate(info, error, self.cache, self.profile.active_filters(info))
+            if candidate is None:
+                error.post_filter_message = message
+            else:
+                nominated_node = candidate.node
+                self.stats.preemptions += 1
+                self._nominate(info, candidate.node)
+                for victim in candidate.victims:
+                    victim.terminating = True  # counted until gone, never picked twice
+                    self._spawn(self._evict(victim, info, candidate.node))
+        self.queue.add_unschedulable(info)
+        message = error.message
+        log.info("scheduler: %s unschedulable: %s", info.key, message)
+        self._spawn(self._report_unschedulable(pod, message, nominated_node))
+
+    # ----------------------------------------------------------------- API work
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bind(self, info: PodInfo, pod: Obj, node: str) -> None:
+        async with self._bind_sem:
+            try:
+                await self.client.bind(info.namespace, info.name, node, uid=info.uid or None)
+            except asyncio.CancelledError:
+                raise
+            except NotFound:
+                self.cache.forget(info.key)  # deleted meanwhile: nothing to do
+                return
+            except (ApiError, ApiConnectionError) as exc:
+                self.stats.bind_errors += 1
+                self.cache.forget(info.key)
+                latest = self.pods.get(info.key)
+                if isinstance(exc, Conflict) and latest is not None and (latest.get("spec") or {}).get("nodeName"):
+                    return  # someone bound it already
+                log.warning("scheduler: binding %s to %s failed: %s; retrying", info.key, node, exc)
+                self.queue.add_backoff(info)
+                return
+        self.stats.bound += 1
+        if self.config.record_scheduled_events:
+            await self.events.record(pod, "Normal", "Scheduled", f"Successfully assigned {info.key} to {node}")
+
+    async def _evict(self, victim: PodInfo, preemptor: PodInfo, node: str) -> None:
+        try:
+            try:
+                await self.client.evict(victim.namespace, victim.name, grace_period_seconds=0)
+            except NotFound:
+                # No eviction subresource on this server (or the pod is gone): delete it.
+                await self.client.delete("pods", victim.name, namespace=victim.namespace, grace_period_seconds=0)
+        except NotFound:
+            return
+        except (ApiError, ApiConnectionError) as exc:
+            log.warning("scheduler: preempting %s for %s failed: %s", victim.key, preemptor.key, exc)
+            return
+        await self.events.record(victim.pod, "Normal", "Preempted", f"Preempted by pod {preemptor.uid} on node {node}")
+
+    async def _report_unschedulable(self, pod: Obj, message: str, nominated_node: str) -> None:
+        key = pod_key(pod)
+        await self.events.record(pod, "Warning", "FailedScheduling", message)
+        if self._last_message.get(key) == (message, nominated_node):
+            return
+        async with self._status_sem:
+            for _ in range(3):
+                fresh = self.pods.get(key) or pod
+                if not self._pending(fresh):
+                    return
+                status = dict(fresh.get("status") or {})
+                conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+                conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                                   "lastProbeTime": None, "lastTransitionTime": _now()})
+                status["conditions"] = conditions
+                status.setdefault("phase", "Pending")
+                if nominated_node:
+                    status["nominatedNodeName"] = nominated_node
+                try:
+                    await self.client.update_status(dict(fresh, status=status))
+                    self._last_message[key] = (message, nominated_node)
+                    return
+                except Conflict:
+                    try:
+                        fresh = await self.client.get("pods", pod["metadata"]["name"], namespace=pod["metadata"].get("namespace"))
+                    except (ApiError, ApiConnectionError):
+                        return
+                    self.pods.apply_event("MODIFIED", fresh)
+                except (ApiError, ApiConnectionError) as exc:
+                    log.warning("scheduler: cannot set PodScheduled on %s: %s", key, exc)
+                    return
+
+
+def _scheduling_relevant(node: Obj) -> tuple[Any, ...]:
+    status = node.get("status") or {}
+    ready = next((c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    meta = node.get("metadata") or {}
+    return (str(status.get("allocatable")), str(meta.get("labels")), str((node.get("spec") or {}).get("taints")),
+            (node.get("spec") or {}).get("unschedulable"), ready)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+async def run_scheduler(client: ApiClient, *, config: SchedulerConfig | dict[str, Any] | None = None) -> None:
+    """Run the scheduler until cancelled (behind a Lease when ``leader_elect``)."""
+    cfg = config if isinstance(config, SchedulerConfig) else SchedulerConfig.from_dict(config)
+    if not cfg.leader_elect:
+        await Scheduler(client, cfg).run()
+        return
+
+    async def lead() -> None:
+        await Scheduler(client, cfg).run()  # a fresh cache per term: no stale assumptions
+
+    elector = LeaderElector(client, lease_name=cfg.lease_name, namespace=cfg.lease_namespace, identity=cfg.identity,
+                            lease_duration=cfg.lease_duration, renew_deadline=cfg.renew_deadline, retry_period=cfg.retry_period,
+                            on_started_leading=lead)
+    await elector.run()
