@@ -1,0 +1,226 @@
+"""``service`` / ``systemd``: a daemon started, stopped, restarted or reloaded, and enabled or not.
+
+Which manager runs a service is decided on the host, in the same command that acts:
+
+1. **systemd** when ``/run/systemd/system`` exists: ``systemctl is-active``/``is-enabled`` decide,
+   ``systemctl start|stop|restart|reload|enable|disable`` act (``daemon_reload`` first if asked).
+2. **clusterctl supervisor** when ``/etc/clusterctl/services/NAME.env`` exists — the fallback for
+   hosts without systemd (containers, the local lab). The definition is a shell-sourceable file::
+
+       CC_COMMAND='/usr/bin/etcd --data-dir /var/lib/etcd'   # required: the daemon's command line
+       CC_USER=etcd           # optional: run as this user (setpriv), default root
+       CC_DIR=/var/lib/etcd   # optional: working directory, default /
+       CC_STOP_TIMEOUT=10     # optional: seconds between SIGTERM and SIGKILL on stop
+       CC_RELOAD_SIGNAL=HUP   # optional: the signal ``reloaded`` sends
+       ANY_OTHER=value        # every assignment is exported into the daemon's environment
+
+   ``started`` launches ``setsid nohup sh -c 'exec CC_COMMAND'`` detached (new session, stdin
+   /dev/null, stdout+stderr appended to ``/var/log/clusterctl/NAME.log``), writes the pid to
+   ``/run/clusterctl/NAME.pid``, and checks after a short grace that it is still alive (else it
+   fails with the log's tail). It is idempotent: the service counts as running only if the pid is
+   alive, not a zombie, and its environment carries ``CLUSTERCTL_SERVICE=NAME`` (so a recycled
+   pid is never mistaken for the daemon). ``stopped`` sends SIGTERM to the daemon's process group,
+   waits ``CC_STOP_TIMEOUT`` and then SIGKILLs; ``restarted`` = stop + start; ``reloaded`` sends
+   ``CC_RELOAD_SIGNAL`` (starts it if it was not running). ``enabled`` is recorded as the marker
+   ``/etc/clusterctl/services/NAME.enabled``; ``sh /etc/clusterctl/services/.supervisor
+   start-enabled`` (written beside the definitions on every use) starts all enabled services,
+   for a host's init to call at boot.
+3. **SysV init** when ``/etc/init.d/NAME`` exists: ``status`` decides, the script acts;
+   ``enabled`` via ``update-rc.d``/``chkconfig`` when present.
+
+Check mode runs the same decision and reports what would change without acting.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from clusterctl.provision.modules.context import ModuleArgError, ModuleContext
+from clusterctl.provision.modules.results import failed, ok
+
+q = shlex.quote
+STATES = ("started", "stopped", "restarted", "reloaded")
+SERVICES_DIR = "/etc/clusterctl/services"
+
+# The supervisor: ``sh -c "$SUPERVISOR" clusterctl-service ACTION NAME ENABLED CHECK GRACE``.
+# ACTION: started|stopped|restarted|reloaded|status|start-enabled; ENABLED: yes|no|-; CHECK: 1|0.
+SUPERVISOR = r"""
+action=$1; name=$2; want_enabled=${3:--}; check=${4:-0}; grace=${5:-0.3}
+dir=/etc/clusterctl/services; def=$dir/$name.env; pidf=/run/clusterctl/$name.pid; log=/var/log/clusterctl/$name.log
+changed=0
+alive() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' /proc/$1/stat 2>/dev/null | cut -c1)" != Z ]; }
+running() {
+  [ -f "$pidf" ] || return 1
+  pid=$(cat "$pidf" 2>/dev/null)
+  case $pid in ''|*[!0-9]*) return 1;; esac
+  alive "$pid" || return 1
+  tr '\0' '\n' < /proc/$pid/environ 2>/dev/null | grep -qx "CLUSTERCTL_SERVICE=$name"
+}
+setting() { ( set +u; . "$def" >/dev/null 2>&1; eval "printf '%s' \"\${$1:-$2}\"" ); }
+do_start() {
+  [ -f "$def" ] || { echo "no service definition $def" >&2; exit 4; }
+  mkdir -p /run/clusterctl /var/log/clusterctl
+  rm -f "$pidf"
+  (
+    set -a; . "$def"; set +a
+    CLUSTERCTL_SERVICE=$name; export CLUSTERCTL_SERVICE
+    [ -n "$CC_COMMAND" ] || { echo "CC_COMMAND is empty in $def" >&2; exit 4; }
+    cd "${CC_DIR:-/}" || exit 4
+    run_as=
+    if [ -n "$CC_USER" ] && [ "$CC_USER" != root ]; then
+      run_as="setpriv --reuid=$(id -u "$CC_USER") --regid=$(id -g "$CC_USER") --init-groups --"
+    fi
+    setsid nohup sh -c 'echo $$ > "$1"; shift; exec "$@"' clusterctl-service "$pidf" $run_as sh -c "exec $CC_COMMAND" >> "$log" 2>&1 < /dev/null &
+  ) || exit $?
+  i=0; while [ ! -s "$pidf" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+  sleep "$grace"
+  if ! running; then
+    echo "service $name exited right after start; last lines of $log:" >&2; tail -n 20 "$log" >&2; exit 5
+  fi
+}
+do_stop() {
+  running || { rm -f "$pidf"; return 0; }
+  timeout=$(setting CC_STOP_TIMEOUT 10)
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  i=0; while alive "$pid" && [ $i -lt $((timeout * 10)) ]; do sleep 0.1; i=$((i+1)); done
+  if alive "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; fi
+  rm -f "$pidf"
+}
+if [ "$action" = start-enabled ]; then
+  for f in "$dir"/*.enabled; do [ -e "$f" ] || continue; n=$(basename "$f" .enabled); sh "$dir/.supervisor" started "$n" - 0 "$grace"; done
+  exit 0
+fi
+case $action in
+  started) running || { changed=1; [ "$check" = 1 ] || do_start; } ;;
+  stopped) running && { changed=1; [ "$check" = 1 ] || do_stop; } ;;
+  restarted) changed=1; [ "$check" = 1 ] || { do_stop; do_start; } ;;
+  reloaded) changed=1
+    if [ "$check" != 1 ]; then
+      if running; then kill -"$(setting CC_RELOAD_SIGNAL HUP)" "$pid"; else do_start; fi
+    fi ;;
+  status) : ;;
+  *) echo "unknown action $action" >&2; exit 2 ;;
+esac
+if [ "$want_enabled" = yes ] && [ ! -f "$dir/$name.enabled" ]; then
+  changed=1; [ "$check" = 1 ] || { mkdir -p "$dir" && : > "$dir/$name.enabled"; }
+elif [ "$want_enabled" = no ] && [ -f "$dir/$name.enabled" ]; then
+  changed=1; [ "$check" = 1 ] || rm -f "$dir/$name.enabled"
+fi
+if running; then echo "state=started"; echo "pid=$pid"; else echo "state=stopped"; fi
+if [ -f "$dir/$name.enabled" ]; then echo "enabled=yes"; else echo "enabled=no"; fi
+echo "changed=$changed"
+"""
+
+# One command: pick the manager, then decide and act with it.
+_DISPATCH = r"""name=%(name)s; state=%(state)s; en=%(enabled)s; check=%(check)s
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  echo manager=systemd
+  unit=$name; case $unit in *.*) ;; *) unit=$unit.service;; esac
+  [ %(daemon_reload)s = 1 ] && [ "$check" != 1 ] && systemctl daemon-reload
+  act=$(systemctl is-active "$unit" 2>/dev/null); ena=$(systemctl is-enabled "$unit" 2>/dev/null)
+  [ "$act" = active ] && was=started || was=stopped
+  changed=0; cmd=
+  case $state in
+    started) [ $was = started ] || { changed=1; cmd=start; } ;;
+    stopped) [ $was = stopped ] || { changed=1; cmd=stop; } ;;
+    restarted) changed=1; cmd=restart ;;
+    reloaded) changed=1; [ $was = started ] && cmd=reload || cmd=start ;;
+  esac
+  if [ "$check" != 1 ] && [ -n "$cmd" ]; then systemctl "$cmd" "$unit" || exit $?; fi
+  if [ "$en" = yes ] && [ "$ena" != enabled ]; then changed=1; [ "$check" = 1 ] || systemctl enable "$unit" || exit $?; fi
+  if [ "$en" = no ] && [ "$ena" = enabled ]; then changed=1; [ "$check" = 1 ] || systemctl disable "$unit" || exit $?; fi
+  [ "$(systemctl is-active "$unit" 2>/dev/null)" = active ] && echo state=started || echo state=stopped
+  [ "$(systemctl is-enabled "$unit" 2>/dev/null)" = enabled ] && echo enabled=yes || echo enabled=no
+  echo changed=$changed
+elif [ -f /etc/clusterctl/services/"$name".env ]; then
+  echo manager=clusterctl
+  mkdir -p /etc/clusterctl/services
+  printf '%%s' %(supervisor)s > /etc/clusterctl/services/.supervisor
+  sh /etc/clusterctl/services/.supervisor "$state" "$name" "$en" "$check" %(grace)s
+elif [ -x /etc/init.d/"$name" ]; then
+  echo manager=sysv
+  s=/etc/init.d/$name
+  "$s" status >/dev/null 2>&1 && was=started || was=stopped
+  changed=0; cmd=
+  case $state in
+    started) [ $was = started ] || { changed=1; cmd=start; } ;;
+    stopped) [ $was = stopped ] || { changed=1; cmd=stop; } ;;
+    restarted) changed=1; cmd=restart ;;
+    reloaded) changed=1; cmd=reload ;;
+  esac
+  if [ "$check" != 1 ] && [ -n "$cmd" ]; then "$s" "$cmd" || exit $?; fi
+  ls /etc/rc[2345].d/S[0-9][0-9]"$name" >/dev/null 2>&1 && ena=yes || ena=no
+  if [ "$en" != - ] && [ "$en" != "$ena" ]; then
+    changed=1
+    if [ "$check" != 1 ]; then
+      if command -v update-rc.d >/dev/null 2>&1; then
+        if [ "$en" = yes ]; then update-rc.d "$name" defaults >/dev/null && update-rc.d "$name" enable >/dev/null; else update-rc.d "$name" disable >/dev/null; fi
+      elif command -v chkconfig >/dev/null 2>&1; then chkconfig "$name" "$([ "$en" = yes ] && echo on || echo off)"
+      else echo "cannot change boot-time state of $name: no update-rc.d or chkconfig" >&2; exit 6; fi
+      ena=$en
+    fi
+  fi
+  [ "$check" = 1 ] || { "$s" status >/dev/null 2>&1 && was=started || was=stopped; }
+  echo state=$was; echo enabled=$ena; echo changed=$changed
+else
+  echo "could not find the requested service $name: no systemd, no $name in /etc/clusterctl/services, no /etc/init.d/$name" >&2
+  exit 7
+fi
+"""
+
+
+def _bool_or_none(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "yes", "true", "on", "y")
+    return bool(value)
+
+
+def validate_service(args: dict) -> None:
+    if args.get("name") is None:
+        raise ModuleArgError("service: missing required arguments: name")
+    state = args.get("state")
+    if state is not None and "{{" not in str(state) and state not in STATES:
+        raise ModuleArgError(f"service: value of state must be one of: {', '.join(STATES)}, got: {state}")
+    if state is None and args.get("enabled") is None and not args.get("daemon_reload"):
+        raise ModuleArgError("service: one of the following is required: state, enabled")
+
+
+def parse_service_output(text: str) -> dict:
+    """``key=value`` lines of the dispatcher -> dict (pure)."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.isidentifier():
+            out[key] = value.strip()
+    return out
+
+
+async def run_service(ctx: ModuleContext, args: dict) -> dict:
+    name = str(args["name"])
+    state = args.get("state") or "status"
+    enabled = _bool_or_none(args.get("enabled"))
+    script = _DISPATCH % {
+        "name": q(name),
+        "state": q(state),
+        "enabled": {True: "yes", False: "no", None: "-"}[enabled],
+        "check": 1 if ctx.check_mode else 0,
+        "daemon_reload": 1 if _bool_or_none(args.get("daemon_reload")) else 0,
+        "supervisor": q(SUPERVISOR),
+        "grace": q(str(args.get("startup_grace", 0.3))),
+    }
+    res = await ctx.run(script)
+    info = parse_service_output(res.stdout)
+    if res.rc != 0:
+        detail = res.stderr.strip() or res.stdout.strip()
+        return failed(f"service {name}: {detail}" if detail else f"service {name} failed (rc={res.rc})",
+                      name=name, rc=res.rc, manager=info.get("manager"))
+    result = ok(info.get("changed") == "1", name=name, state=info.get("state"),
+                enabled=info.get("enabled") == "yes", manager=info.get("manager"),
+                status={"ActiveState": "active" if info.get("state") == "started" else "inactive"})
+    if "pid" in info:
+        result["pid"] = int(info["pid"])
+    if ctx.diff and result["changed"]:
+        result["diff"] = [{"before": {"state": "?"}, "after": {"state": state, "enabled": enabled}, "before_header": name, "after_header": name}]
+    return result
