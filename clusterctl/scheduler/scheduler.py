@@ -379,3 +379,22 @@ async def run_scheduler(client: ApiClient, *, config: SchedulerConfig | dict[str
                             lease_duration=cfg.lease_duration, renew_deadline=cfg.renew_deadline, retry_period=cfg.retry_period,
                             on_started_leading=lead)
     await elector.run()
+
+
+def control_plane_component(config: SchedulerConfig | dict[str, Any] | None = None) -> Callable[[Any], Any]:
+    """An ``extra_components`` entry for the API server: ``await component(ctx)`` runs the scheduler.
+
+    It talks to its own server through the admin kubeconfig the server writes (waiting for it),
+    exactly like an external scheduler would — only the API server touches the store.
+    """
+    async def scheduler_component(ctx: Any) -> None:
+        kubeconfig = ctx.config.path(ctx.config.kubeconfig)
+        while not kubeconfig.exists():
+            await asyncio.sleep(0.05)
+        client = ApiClient.from_kubeconfig(str(kubeconfig), max_connections=96)
+        try:
+            await run_scheduler(client, config=config)
+        finally:
+            await asyncio.shield(client.close())
+
+    return scheduler_component
