@@ -13,7 +13,7 @@ CIDRs as insurance), sets the hostname, then builds the host's private view of t
 * a per-host directory of the real filesystem bound at /var/lib/clusterctl (overlayfs refuses an
   overlay upper dir, and container rootfs are overlays);
 
-and finally execs a small init (``tini``, or a shell reaper loop) that runs ``sshd -D`` as a
+(all of it from two fstabs with ``mount -a -T``: one exec each) and finally execs a small init (``tini``, or a shell reaper loop) that runs ``sshd -D`` as a
 child, so killing sshd does not power the host off.
 
 All state paths are first bound to one staging mountpoint of the machine's real filesystem
@@ -67,6 +67,11 @@ class HostLayout:
     @property
     def console_log(self) -> Path:
         return self.state_dir / "console.log"
+
+    @property
+    def boot_dir(self) -> Path:
+        """The fstabs the host mounts at boot."""
+        return self.state_dir / "boot"
 
     def create(self) -> None:
         for folder in OVERLAID:
@@ -172,9 +177,51 @@ class BootSpec:
     cgroup_links: tuple[tuple[str, str], ...]
 
 
-def boot_script(spec: BootSpec) -> str:
-    q = shlex.quote
+def fstab_escape(path: str) -> str:
+    """Escape a path for an fstab field (space, tab, newline and backslash as octal)."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
+
+
+def filesystem_fstab(spec: BootSpec) -> str:
+    """The host's own filesystem view, mounted in order by one ``mount -a -T`` (one exec, not
+    a dozen: boot time of many hosts is dominated by forks)."""
     stage = STAGE
+    lines = [f"{fstab_escape(str(spec.layout.state_dir))} {stage} none bind 0 0"]
+    for folder in OVERLAID:
+        lines.append(
+            f"overlay /{folder} overlay lowerdir=/{folder},upperdir={stage}/upper/{folder},"
+            f"workdir={stage}/work/{folder} 0 0"
+        )
+    lines += [
+        f"{stage}/data {DATA_MOUNT} none bind,X-mount.mkdir 0 0",
+        f"{stage}/root /root none bind 0 0",
+        f"{stage}/tmp /tmp none bind 0 0",
+        # last: the tmpfs on /run hides the staging mountpoint (the mounts above keep their paths)
+        "tmpfs /run tmpfs mode=755,size=64m 0 0",
+        "tmpfs /run/sshd tmpfs mode=755,size=1m,X-mount.mkdir 0 0",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def cgroup_fstab(spec: BootSpec) -> str:
+    """The machine's cgroup hierarchies again under the fresh sysfs of ``ip netns exec``."""
+    lines: list[str] = []
+    whole = [m for m in spec.cgroups if m.mountpoint == "/sys/fs/cgroup"]
+    if whole:
+        m = whole[0]
+        return f"{m.fstype} /sys/fs/cgroup {m.fstype} {m.options or 'defaults'} 0 0\n"
+    if spec.cgroups:
+        lines.append("cgroup /sys/fs/cgroup tmpfs mode=755 0 0")
+    for m in spec.cgroups:
+        options = ",".join(filter(None, [m.options, "X-mount.mkdir"]))
+        lines.append(f"{m.fstype} {fstab_escape(m.mountpoint)} {m.fstype} {options} 0 0")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def boot_script(spec: BootSpec) -> str:
+    """PID 1's script before it execs the init. Expects the fstabs written by ``write_boot_files``."""
+    q = shlex.quote
+    boot_dir = spec.layout.boot_dir
     lines = [
         "set -e",
         "exec </dev/null",
@@ -185,27 +232,16 @@ def boot_script(spec: BootSpec) -> str:
         "link set eth0 up",
         *(f"route replace unreachable {cidr}" for cidr in UNREACHABLE_CIDRS),
         "EOF",
-        f"hostname {q(spec.hostname)}",
-        f"mount --bind {q(str(spec.layout.state_dir))} {stage}",
+        f"echo {q(spec.hostname)} > /proc/sys/kernel/hostname",
     ]
-    for folder in OVERLAID:
+    if spec.cgroups:
+        # a missing controller must not keep sshd from starting; say so on the console instead
         lines.append(
-            f"mount -t overlay overlay -o lowerdir=/{folder},upperdir={stage}/upper/{folder},"
-            f"workdir={stage}/work/{folder} /{folder}"
+            f"mount -a -T {q(str(boot_dir / 'fstab.cgroup'))} "
+            "|| echo 'clusterctl lab: some cgroup hierarchies could not be mounted' >&2"
         )
-    lines += [
-        f"mkdir -p {DATA_MOUNT}",
-        f"mount --bind {stage}/data {DATA_MOUNT}",
-        f"mount --bind {stage}/root /root",
-        f"mount --bind {stage}/tmp /tmp",
-        "mount -t proc proc /proc",
-    ]
-    lines += _cgroup_lines(spec)
-    lines += [
-        "mount -t tmpfs -o mode=755,size=64m tmpfs /run",
-        "mkdir -p /run/sshd",
-        "chmod 0755 /run/sshd",
-    ]
+        lines += [f"ln -sfn {q(target)} {q('/sys/fs/cgroup/' + name)}" for name, target in spec.cgroup_links]
+    lines.append(f"mount -a -T {q(str(boot_dir / 'fstab'))}")
     sshd = f"{q(spec.sshd)} -D -e -f /etc/ssh/sshd_config"
     # the supervisor outlives sshd: killing sshd leaves the host up (a reachable-but-no-ssh host)
     supervisor = f"{sshd} & while :; do sleep 3600 & wait $! || true; done"
@@ -216,24 +252,7 @@ def boot_script(spec: BootSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cgroup_lines(spec: BootSpec) -> list[str]:
-    if not spec.cgroups:
-        return []
-    lines: list[str] = []
-    whole = [m for m in spec.cgroups if m.mountpoint == "/sys/fs/cgroup"]
-    if whole:
-        m = whole[0]
-        opts = f"-o {m.options} " if m.options else ""
-        lines.append(f"mount -t {m.fstype} {opts}{m.fstype} /sys/fs/cgroup")
-        return lines
-    lines.append("mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup")
-    for m in spec.cgroups:
-        opts = f"-o {m.options} " if m.options else ""
-        # a missing controller must not keep sshd from starting; say so on the console instead
-        lines.append(
-            f"mkdir -p {shlex.quote(m.mountpoint)} && mount -t {m.fstype} {opts}{m.fstype} {shlex.quote(m.mountpoint)} "
-            f"|| echo 'clusterctl lab: could not mount {m.fstype} {m.options} at {m.mountpoint}' >&2"
-        )
-    for name, target in spec.cgroup_links:
-        lines.append(f"ln -sfn {shlex.quote(target)} {shlex.quote('/sys/fs/cgroup/' + name)}")
-    return lines
+def write_boot_files(spec: BootSpec) -> None:
+    spec.layout.boot_dir.mkdir(exist_ok=True)
+    (spec.layout.boot_dir / "fstab").write_text(filesystem_fstab(spec))
+    (spec.layout.boot_dir / "fstab.cgroup").write_text(cgroup_fstab(spec))

@@ -48,7 +48,7 @@ def wire_hosts(ip: str, names: SlotNames, indexes: Iterable[int]) -> None:
         ns, veth = names.netns(i), names.veth(i)
         commands += [
             f"netns add {ns}",
-            f"link add {veth} type veth peer name eth0 netns {ns}",
+            f"link add {veth} group {names.link_group} type veth peer name eth0 netns {ns}",
             f"link set {veth} master {names.bridge} up",
         ]
     ip_batch(ip, commands)
@@ -124,7 +124,9 @@ def teardown(ip: str, names: SlotNames, netns: Iterable[str], links: Iterable[st
     present_netns = [n for n in all_netns if os.path.exists(os.path.join(NETNS_DIR, n))]
     kill_netns_processes(present_netns)
     # Deleting the veth also deletes its peer inside the namespace, so sockets still lingering
-    # in the dead namespace (TIME_WAIT) cannot block a later `up` that reuses the names.
+    # in the dead namespace (TIME_WAIT) cannot block a later `up` that reuses the names. The
+    # group removes them in one batch; names left over (a run older than the group) one by one.
+    ip_batch(ip, [f"link del group {names.link_group}"], force=True)
     veths = sorted(l for l in all_links if l != names.bridge and os.path.exists(f"/sys/class/net/{l}"))
     commands = [f"link del {veth}" for veth in veths]
     commands += [f"netns del {n}" for n in present_netns]

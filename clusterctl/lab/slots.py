@@ -54,6 +54,12 @@ class SlotNames:
     def gateway(self) -> str:
         return f"10.200.{self.slot}.1"
 
+    @property
+    def link_group(self) -> int:
+        """The link group of the slot's veths: one ``ip link del group`` removes them all in one
+        kernel batch (30 single deletions cost ~0.4 s of RCU waits; the group, ~20 ms)."""
+        return 0x63636C00 | self.slot  # "ccl" + slot
+
     def veth(self, index: int) -> str:
         return f"{NAME_PREFIX}{self.slot}v{index}"
 
