@@ -116,13 +116,17 @@ async def _validate(ctx: ModuleContext, data: bytes, validate_cmd: str, dest: st
 
 async def _resolve_dest(ctx: ModuleContext, dest: str, src_name: str | None) -> tuple[str, RemoteStat, RemoteStat]:
     """Destination file path (``dest/`` or an existing folder get ``src``'s name), its stat and its parent's."""
+    made_parent = False
     if dest.endswith("/"):
         if not src_name:
             raise ProbeFailed(failed(f"can not use content with a dir as dest: {dest}"))
         await _mkdirs(ctx, dest.rstrip("/") or "/", args_dir_mode=None)
         dest = dest + src_name
+        made_parent = True
     parent_path = os.path.dirname(dest) or "."
     cur, parent = await probe(ctx, [dest, parent_path])
+    if made_parent and not parent.exists:  # check mode: the folder would have been made
+        parent.state = "directory"
     if cur.state == "directory" or (cur.state == "link" and src_name):
         dirs = await probe(ctx, [dest], checksum=None, follow=True)
         if dirs[0].state == "directory":

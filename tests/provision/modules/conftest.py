@@ -106,6 +106,9 @@ async def snapshot(conn: HostConnection, root: str) -> str:
     return res.stdout
 
 
+DIFF_MODULES = {"copy", "template", "file", "lineinfile", "blockinfile", "unarchive"}
+
+
 async def run_module(ctx: ModuleContext, name: str, args: dict) -> dict:
     spec = get_module(name)
     spec.check_args(args)
@@ -122,6 +125,8 @@ def run_twice(make_ctx, conn):
         assert not checked.get("failed"), checked
         assert checked["changed"] is changed, checked
         assert await snapshot(conn, watch) == before, "check mode changed the host"
+        if changed and name in DIFF_MODULES:
+            assert checked.get("diff"), f"{name} in diff mode returned no diff: {checked}"
         first = await run_module(make_ctx(diff=True), name, args)
         assert not first.get("failed"), first
         assert first["changed"] is changed, first
