@@ -847,7 +847,7 @@ class PlaybookExecutor:
 
     async def _attempt(self, task: Task, hs: HostState, prun: PlayRun, variables: dict) -> dict:
         templar = self._templar(variables)
-        args = templar.render(task.args) if task.args else {}
+        args = render_keeping_newlines(templar, task.args) if task.args else {}
         omit = variables.get("omit")
         if omit is not None:
             args = strip_omitted(args, omit)
@@ -954,29 +954,30 @@ class PlaybookExecutor:
     # -- handlers, includes, meta, pause, facts
 
     async def _flush_handlers(self, prun: PlayRun, hosts: list[HostState]) -> None:
+        """Run notified handlers in definition order; a notification reaches every handler named
+        by it or listening to it. Handlers notified by handlers run in a following round."""
         handlers = prun.play.handlers
         for _round in range(10):
-            ran = False
+            pending = {hs.name: set(hs.notified) for hs in hosts if hs.notified}
+            if not pending:
+                return
+            for hs in hosts:
+                hs.notified = []
             for h in handlers:
                 names = {str(h.name)} if h.name else set()
                 if h.name and h.inh.role is not None:
                     names.add(f"{h.inh.role.name} : {h.name}")
                 names.update(h.listen)
-                eligible = [hs for hs in hosts if (hs.active or (prun.play.force_handlers and hs.failed and not hs.unreachable))
-                            and names & set(hs.notified)]
+                eligible = [hs for hs in hosts if names & pending.get(hs.name, set())
+                            and (hs.active or (prun.play.force_handlers and hs.failed and not hs.unreachable))]
                 if not eligible:
                     continue
-                for hs in eligible:
-                    hs.notified = [n for n in hs.notified if n not in names]
                 if prun.play.force_handlers:
                     for hs in eligible:
                         hs.failed = False
                 await self._run_task(h, eligible, prun, rescuable=False, handler=True)
-                ran = True
                 if prun.stop:
                     return
-            if not ran or not any(hs.notified for hs in hosts if hs.active):
-                return
 
     async def _run_meta(self, task: Task, hosts: list[HostState], prun: PlayRun) -> None:
         action = task.args.get("_raw_params")
@@ -1240,6 +1241,27 @@ _EXECUTOR_ACTIONS: dict[str, Callable[..., Awaitable[dict]]] = {
 
 
 # ---------------------------------------------------------------- small pure helpers
+
+
+def render_keeping_newlines(templar, value: Any) -> Any:
+    """``templar.render`` that keeps a string's trailing newlines, as Ansible's templar does.
+
+    (``content: "hello {{ x }}\\n"`` must write the newline; Jinja2 drops one by default.)
+    Adapter until ``templating.Templar`` does this itself.
+    """
+    if isinstance(value, str):
+        out = templar.render(value)
+        if isinstance(out, str) and value.endswith("\n") and templar.is_template(value):
+            want = len(value) - len(value.rstrip("\n"))
+            have = len(out) - len(out.rstrip("\n"))
+            if have < want:
+                out += "\n" * (want - have)
+        return out
+    if isinstance(value, dict):
+        return {templar.render(k): render_keeping_newlines(templar, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_keeping_newlines(templar, v) for v in value]
+    return templar.render(value)
 
 
 def _bare(cond: Any) -> str:

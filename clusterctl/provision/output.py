@@ -67,10 +67,9 @@ def unified_diff(diff: Any) -> str:
             after = _to_text(after) + "\n"
         if before == after:
             continue
-        bh = d.get("before_header", "before")
-        ah = d.get("after_header", "after")
+        bh, ah = d.get("before_header"), d.get("after_header")
         lines = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
-                                     fromfile=f"before: {bh}", tofile=f"after: {ah}")
+                                     fromfile=f"before: {bh}" if bh else "before", tofile=f"after: {ah}" if ah else "after")
         text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
         out.append(text)
     return "".join(out)
@@ -204,8 +203,9 @@ class RunOutput:
             if not loop:
                 self.line(f"skipping: {target}" + (f" => {_compact(_visible(shown))}" if self.verbosity else ""))
         else:
-            if action == "debug" and not no_log and not loop:
-                self.line(f"{status}: {target} => {_compact(_visible(shown))}")
+            if action in ("debug", "assert") and not no_log and not loop:
+                shown_debug = {k: v for k, v in _visible(shown).items() if k not in ("changed", "failed")}
+                self.line(f"{status}: {target} => {json.dumps(shown_debug, indent=4, default=str, ensure_ascii=False)}")
             elif loop:
                 # Ansible prints one line per item; the overall line only with -v
                 if self.verbosity:

@@ -215,8 +215,14 @@ def _unquote(value: str) -> str:
 _KV = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 #: free-form modules keep these k=v words as options, everything else is the raw command
 _FREE_FORM_OPTIONS = {"creates", "removes", "chdir", "executable", "warn", "stdin", "stdin_add_newline",
-                      "strip_empty_ends", "free_form", "_uses_shell", "argv", "expand_argument_vars", "cmd",
-                      "decrypt"}
+                      "strip_empty_ends"}
+_ESCAPE = re.compile(r"""(\\U[0-9a-fA-F]{8}|\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}|\\N\{[^}]+\}|\\[\\'"abfnrtv])""")
+
+
+def _decode_escapes(text: str) -> str:
+    import codecs
+
+    return _ESCAPE.sub(lambda m: codecs.decode(m.group(0), "unicode-escape"), text)
 
 
 def parse_kv(text: str, *, free_form: bool) -> dict:
@@ -228,7 +234,7 @@ def parse_kv(text: str, *, free_form: bool) -> dict:
     args: dict = {}
     raw: list[str] = []
     for part in parts:
-        m = _KV.match(part)
+        m = _KV.match(_decode_escapes(part))
         if m and (not free_form or m.group(1) in _FREE_FORM_OPTIONS):
             args[m.group(1)] = _unquote(m.group(2))
         elif free_form:
@@ -978,6 +984,7 @@ MAGIC_VARS = {
     "ansible_become", "ansible_become_user", "ansible_ssh_private_key_file", "ansible_python_interpreter",
     "ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_become_method", "ansible_become_password",
     "ansible_password", "ansible_ssh_pass", "ansible_delegated_vars", "item", "ansible_index",
+    "ansible_managed", "template_path", "template_fullpath", "template_host", "template_uid", "template_mtime",
 }
 
 
