@@ -1,0 +1,276 @@
+"""Who may talk to the API server: the cluster CA, bearer tokens, and what each token may do.
+
+PKI: ``init_pki`` makes a cluster CA (EC P-256) and a server certificate signed by it, with SANs
+for 127.0.0.1, localhost, this host's addresses and configured names. The kubeconfig carries the
+CA, so kubectl and the Python client verify the server.
+
+Tokens: ``tokens.yaml`` holds only SHA-256 hashes of tokens, each with a user name and groups.
+``admin`` (group ``system:masters``) may do everything. ``system:node:<name>`` (group
+``system:nodes``) may act only for its node, modelled on Kubernetes' Node authorizer:
+its Node object (and status), its Lease in ``kube-node-lease``, pods bound to it (list/watch
+only with ``fieldSelector=spec.nodeName=<name>``, status updates, final deletion), Events, and
+read access to what a kubelet and service proxy need (services, endpoints, endpointslices,
+configmaps, secrets, namespaces, nodes). Anything else is 403 with Kubernetes' message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import os
+import secrets
+import socket
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from clusterctl.api import errors
+
+ADMIN_USER = "admin"
+NODE_PREFIX = "system:node:"
+
+
+# --- PKI ---------------------------------------------------------------------------------------
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def local_addresses() -> list[str]:
+    out = {"127.0.0.1"}
+    try:
+        import psutil
+        for addrs in psutil.net_if_addrs().values():
+            for a in addrs:
+                if a.family == socket.AF_INET:
+                    out.add(a.address)
+    except (ImportError, OSError):
+        pass
+    return sorted(out)
+
+
+def init_pki(pki_dir: Path, *, names: list[str] = (), addresses: list[str] | None = None,
+             valid_days: int = 3650) -> None:
+    """Create the CA (if absent) and (re)issue the server certificate."""
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    ca_cert_path, ca_key_path = pki_dir / "ca.crt", pki_dir / "ca.key"
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    if not ca_cert_path.exists() or not ca_key_path.exists():
+        ca_key = _key()
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clusterctl-ca")])
+        ca_cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                   .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + dt.timedelta(days=valid_days))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                                content_commitment=False, key_encipherment=False,
+                                                data_encipherment=False, key_agreement=False,
+                                                encipher_only=False, decipher_only=False), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+                   .sign(ca_key, hashes.SHA256()))
+        _write_private(ca_key_path, _pem_key(ca_key))
+        ca_cert_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
+    key = _key()
+    dns = sorted({"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", socket.gethostname(),
+                  *[n for n in names if not _is_ip(n)]})
+    ips = sorted({*(addresses if addresses is not None else local_addresses()), *[n for n in names if _is_ip(n)],
+                  "127.0.0.1"})
+    san = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clusterctl-apiserver")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=valid_days))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    _write_private(pki_dir / "server.key", _pem_key(key))
+    (pki_dir / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def server_ssl_context(pki_dir: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki_dir / "server.crt", pki_dir / "server.key")
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...] = ()
+
+    @property
+    def is_admin(self) -> bool:
+        return "system:masters" in self.groups
+
+    @property
+    def node_name(self) -> str | None:
+        return self.name[len(NODE_PREFIX):] if self.name.startswith(NODE_PREFIX) else None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass
+class TokenFile:
+    path: Path
+    entries: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> "TokenFile":
+        if not path.exists():
+            return cls(path, [])
+        raw = yaml.safe_load(path.read_text()) or {}
+        return cls(path, list(raw.get("tokens") or []))
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = yaml.safe_dump({"tokens": self.entries}, sort_keys=False).encode()
+        _write_private(self.path, data)
+
+    def add(self, user: str, groups: list[str], token: str | None = None) -> str:
+        """Add (or replace) the token of ``user``; returns the plaintext token (only time it is seen)."""
+        token = token or new_token()
+        self.entries = [e for e in self.entries if e.get("user") != user]
+        self.entries.append({"user": user, "groups": list(groups), "sha256": hash_token(token)})
+        return token
+
+    def add_node(self, node: str, token: str | None = None) -> str:
+        return self.add(NODE_PREFIX + node, ["system:nodes", "system:authenticated"], token)
+
+
+class Authenticator:
+    """Bearer token -> User, comparing SHA-256 hashes."""
+
+    def __init__(self, tokens: TokenFile | None, *, anonymous_admin: bool = False):
+        self._by_hash = {e["sha256"]: User(e["user"], tuple(e.get("groups") or ()))
+                         for e in (tokens.entries if tokens else []) if e.get("sha256") and e.get("user")}
+        self.anonymous_admin = anonymous_admin
+        self.tokens = tokens
+
+    def reload(self) -> None:
+        if self.tokens is not None:
+            self.tokens = TokenFile.load(self.tokens.path)
+            self.__init__(self.tokens, anonymous_admin=self.anonymous_admin)
+
+    def authenticate(self, authorization: str | None) -> User:
+        if self.anonymous_admin:
+            return User(ADMIN_USER, ("system:masters",))
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise errors.unauthorized()
+        digest = hash_token(authorization[7:].strip())
+        for h, user in self._by_hash.items():
+            if hmac.compare_digest(h, digest):
+                return user
+        raise errors.unauthorized()
+
+
+# --- authorization -----------------------------------------------------------------------------
+
+NODE_READABLE = {"services", "endpoints", "endpointslices", "configmaps", "secrets", "namespaces", "nodes",
+                 "persistentvolumeclaims", "priorityclasses", "runtimeclasses"}
+READ_VERBS = {"get", "list", "watch"}
+
+
+@dataclass(frozen=True)
+class Request:
+    verb: str                   # get list watch create update patch delete deletecollection
+    resource: str               # plural
+    group: str
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+    field_selector: str = ""
+
+
+def authorize(user: User, req: Request) -> None:
+    """Raise 403 when ``user`` may not make ``req`` (object-level pod checks: ``authorize_pod``)."""
+    if user.is_admin:
+        return
+    node = user.node_name
+    if node is None:
+        raise _deny(user, req)
+    r, v = req.resource, req.verb
+    if r == "nodes":
+        if v in READ_VERBS or (v == "create" and req.subresource is None) or (req.name == node and v in ("update", "patch")):
+            return
+    elif r == "leases" and req.group == "coordination.k8s.io":
+        if req.namespace == "kube-node-lease" and (req.name == node or v == "create") and v in ("get", "create", "update", "patch", "watch"):
+            return
+    elif r == "pods":
+        if v in ("list", "watch"):
+            if _selects_node(req.field_selector, node):
+                return
+        elif v in ("get", "update", "patch", "delete") and req.name and req.subresource in (None, "status"):
+            return  # checked against the object by authorize_pod
+        elif v == "create" and req.subresource == "eviction":
+            pass
+    elif r == "events" and req.group in ("", "events.k8s.io"):
+        if v in ("create", "update", "patch", "get", "list", "watch"):
+            return
+    elif r in NODE_READABLE and v in READ_VERBS:
+        return
+    raise _deny(user, req)
+
+
+def authorize_pod(user: User, req: Request, pod: dict) -> None:
+    """Node users may touch a pod only when it is bound to their node."""
+    if user.is_admin or user.node_name is None:
+        return
+    if (pod.get("spec") or {}).get("nodeName") != user.node_name:
+        raise _deny(user, req, why=f'pod is not bound to node "{user.node_name}"')
+    if req.verb in ("update", "patch") and req.subresource != "status":
+        raise _deny(user, req, why="a node may only update the status of its pods")
+
+
+def _selects_node(field_selector: str, node: str) -> bool:
+    for term in (field_selector or "").split(","):
+        term = term.replace("==", "=").strip()
+        if term == f"spec.nodeName={node}":
+            return True
+    return False
+
+
+def _deny(user: User, req: Request, why: str = "") -> errors.ApiError:
+    resource = f"{req.resource}/{req.subresource}" if req.subresource else req.resource
+    return errors.forbidden(user.name, req.verb, resource, req.group, req.namespace, req.name,
+                            why=why or ("can only access its own node's objects" if user.node_name else ""))

@@ -1,0 +1,223 @@
+"""``?watch=1``: a chunked stream of JSON lines ``{"type": ..., "object": ...}``, as Kubernetes sends.
+
+Start points follow Kubernetes: no ``resourceVersion`` (or ``"0"``, or ``sendInitialEvents=true``)
+sends the current state as synthetic ADDED events first; ``resourceVersion=R`` replays history after
+R. A revision older than the retained history answers one ERROR event carrying a 410 ``Expired``
+Status (what client-go and the Python client expect), then ends. Label/field selectors apply to
+transitions: an object that stops matching is DELETED for this watcher, one that starts matching
+is ADDED. ``allowWatchBookmarks`` adds BOOKMARK events every ``timings.bookmark_interval``
+carrying the last revision this watcher was sent (so a resume from it never skips an event).
+
+Each watch has a pump task reading the store's watch into a bounded queue; a client too slow to
+drain it fills the queue, the store ends that one watch (it re-watches from its last revision),
+and nobody else waits: writers and other watchers never block on a slow reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from clusterctl.api import errors
+from clusterctl.api.context import ApiContext
+from clusterctl.api.kinds import KindInfo
+from clusterctl.api.rest import Target, matches, selectors, to_table, wants_table
+from clusterctl.api.selectors import FieldRequirement, FieldSelector
+from clusterctl.store.base import Compacted, Event, WatchOverflow
+
+log = logging.getLogger("clusterctl.api.watch")
+
+QUEUE_LIMIT = 1000
+_END = object()
+
+
+def _int_param(params, name: str) -> int | None:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise errors.bad_request(f"invalid value for {name}: {raw!r}") from exc
+
+
+class _Stream:
+    def __init__(self, ctx: ApiContext, info: KindInfo, request: web.Request, resp: web.StreamResponse):
+        self.ctx, self.info, self.request, self.resp = ctx, info, request, resp
+        self.table = wants_table(request)
+        self.params = request.query
+
+    def object_bytes(self, key: str, value: dict, revision: int) -> bytes:
+        ctx = self.ctx
+        cached = ctx._render_cache.get(key)
+        if cached is not None and cached[0] == revision:
+            return cached[1]
+        obj = value
+        if "clusterctl.io/encrypted" in value:
+            obj = ctx.secrets.open(key, value)
+        data = orjson.dumps(ctx.with_rv(obj, revision))
+        ctx._render_cache[key] = (revision, data)
+        return data
+
+    async def send(self, etype: str, key: str, value: dict, revision: int) -> None:
+        if self.table:
+            obj = self.ctx.with_rv(self.ctx.secrets.open(key, value) if "clusterctl.io/encrypted" in value else value,
+                                   revision)
+            line = orjson.dumps({"type": etype, "object": to_table(self.info, [obj], self.params)}) + b"\n"
+        else:
+            line = b'{"type":"' + etype.encode() + b'","object":' + self.object_bytes(key, value, revision) + b"}\n"
+        await self.resp.write(line)
+
+    async def send_raw(self, etype: str, obj: dict) -> None:
+        await self.resp.write(orjson.dumps({"type": etype, "object": obj}) + b"\n")
+
+    async def bookmark(self, revision: int, *, initial_end: bool = False) -> None:
+        meta: dict[str, Any] = {"resourceVersion": str(revision)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        await self.send_raw("BOOKMARK", {"kind": self.info.kind, "apiVersion": self.info.api_version, "metadata": meta})
+
+
+def _decoded(ctx: ApiContext, key: str, value: dict | None) -> dict | None:
+    if value is None:
+        return None
+    if "clusterctl.io/encrypted" in value:
+        return ctx.secrets.open(key, value)
+    return value
+
+
+async def handle_watch(ctx: ApiContext, t: Target, request: web.Request) -> web.StreamResponse:
+    info = t.info
+    params = request.query
+    labels, fields = selectors(info, params)
+    if t.name:
+        fields = FieldSelector(fields.requirements + (FieldRequirement("metadata.name", ("metadata", "name"), False, t.name),))
+    rv_text = params.get("resourceVersion") or ""
+    send_initial = params.get("sendInitialEvents") == "true"
+    if rv_text not in ("", "0"):
+        try:
+            after = int(rv_text)
+        except ValueError as exc:
+            raise errors.bad_request(f"invalid resource version: {rv_text!r}") from exc
+    else:
+        after = None
+    timeout = _int_param(params, "timeoutSeconds")
+    max_seconds = float(timeout) if timeout is not None and timeout > 0 else ctx.timings.watch_max_seconds
+    bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
+    prefix = info.prefix(t.namespace)
+    filtering = not (labels.empty and fields.empty)
+
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    stream = _Stream(ctx, info, request, resp)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_seconds
+    last_rv = after or 0
+    try:
+        if after is None or send_initial:
+            result = await ctx.store.list(prefix)
+            for item in result.items:
+                obj = ctx.load(item)
+                if not filtering or matches(obj, labels, fields):
+                    await stream.send("ADDED", item.key, item.value, item.mod_revision)
+            last_rv = result.revision
+            if send_initial and bookmarks:
+                await stream.bookmark(last_rv, initial_end=True)
+        await _follow(ctx, stream, prefix, last_rv, labels, fields, filtering, bookmarks, deadline)
+    except (ConnectionResetError, ConnectionError, asyncio.CancelledError) as exc:
+        if isinstance(exc, asyncio.CancelledError) and not request.transport:
+            return resp
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return resp
+    try:
+        await resp.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        pass
+    return resp
+
+
+async def _follow(ctx: ApiContext, stream: _Stream, prefix: str, after: int, labels, fields, filtering: bool,
+                  bookmarks: bool, deadline: float) -> None:
+    queue: asyncio.Queue = asyncio.Queue(QUEUE_LIMIT)
+    gen = ctx.store.watch(prefix, after_revision=after)
+
+    async def pump() -> None:
+        try:
+            async for event in gen:
+                await queue.put(event)
+            await queue.put(_END)
+        except Compacted as exc:
+            await queue.put(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported to the watcher as an ERROR event
+            log.exception("watch on %s failed", prefix)
+            await queue.put(exc)
+        finally:
+            await gen.aclose()
+
+    pump_task = asyncio.create_task(pump(), name=f"watch-pump {prefix}")
+    loop = asyncio.get_running_loop()
+    last_rv = after
+    interval = ctx.timings.bookmark_interval
+    next_bookmark = loop.time() + interval
+    try:
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                return
+            wait = deadline - now
+            if bookmarks:
+                wait = min(wait, max(0.0, next_bookmark - now))
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=wait)
+            except asyncio.TimeoutError:
+                if bookmarks and loop.time() >= next_bookmark:
+                    await stream.bookmark(last_rv)
+                    next_bookmark = loop.time() + interval
+                continue
+            if item is _END:
+                return
+            if isinstance(item, WatchOverflow):
+                return  # the client re-watches from the last revision it was sent
+            if isinstance(item, Compacted):
+                status = errors.gone(f"too old resource version: {item.requested} ({item.compact_revision})").status()
+                await stream.send_raw("ERROR", status)
+                return
+            if isinstance(item, Exception):
+                await stream.send_raw("ERROR", errors.internal(str(item)).status())
+                return
+            event: Event = item
+            last_rv = event.revision
+            etype = _event_type(ctx, event, labels, fields, filtering)
+            if etype is not None:
+                await stream.send(etype, event.key, event.value, event.revision)
+    finally:
+        pump_task.cancel()
+        await asyncio.gather(pump_task, return_exceptions=True)
+
+
+def _event_type(ctx: ApiContext, event: Event, labels, fields, filtering: bool) -> str | None:
+    if event.type == "DELETE":
+        if filtering and not matches(_decoded(ctx, event.key, event.value), labels, fields):
+            return None
+        return "DELETED"
+    if not filtering:
+        return "ADDED" if event.created else "MODIFIED"
+    now = matches(_decoded(ctx, event.key, event.value), labels, fields)
+    if event.created:
+        return "ADDED" if now else None
+    before = event.prev_value is not None and matches(_decoded(ctx, event.key, event.prev_value), labels, fields)
+    if now and before:
+        return "MODIFIED"
+    if now:
+        return "ADDED"
+    if before:
+        return "DELETED"
+    return None
