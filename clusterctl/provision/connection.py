@@ -144,6 +144,8 @@ class HostConnection:
         full = f"sh -c {shlex.quote(script)}"
         if become and not (self.spec.user == "root" and become_user == "root"):
             full = f"sudo -n -H -u {shlex.quote(become_user)} -- {full}"
+        if isinstance(stdin, str):  # the channel is binary (encoding=None): send text as UTF-8
+            stdin = stdin.encode()
         try:
             proc = await asyncio.wait_for(
                 self._conn.run(full, input=stdin, check=False, encoding=None),
