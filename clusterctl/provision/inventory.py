@@ -15,8 +15,9 @@ and the inventory-level variables each one gets. It follows ansible-core 2.19's 
   ``group_vars/NAME``, ``NAME.yml``, ``NAME.yaml``, ``NAME.json`` (the first that exists) or a
   folder ``NAME/`` whose files are merged in name order.
 - Merging (``Inventory.host_vars``), as ansible's VariableManager layers them: ``all`` inline <
-  ``all`` files < other groups inline (by depth, priority, name) < their files < host inline <
-  host files. Top-level keys replace (``hash_behaviour=replace``).
+  other groups inline (by depth, priority, name) < ``group_vars/all`` files < other groups'
+  files (same order) < host inline < host_vars files. Top-level keys replace
+  (``hash_behaviour=replace``).
 - Host patterns (``Inventory.select``): ``all``/``*``, names, groups, globs, ``~regex``,
   ``a:b``/``a,b``, ``&`` intersections, ``!`` exclusions, subscripts ``web[0]``/``web[1:3]``.
 
@@ -357,12 +358,14 @@ class Inventory:
             raise InventoryError(f"host {name!r} is not in the inventory ({', '.join(self.sources) or 'no sources'})")
         play_group_files, play_host_files = _load_basedirs_vars(extra, self)
         groups = sort_groups([self.groups[g] for g in host.groups if g in self.groups])
+        # ansible's VARIABLE_PRECEDENCE: all_inventory, groups_inventory, all_plugins_inventory,
+        # all_plugins_play, groups_plugins_inventory, groups_plugins_play; then the host's
         data: dict = {}
         data.update(self.groups["all"].vars)
-        for per_source in self._group_file_vars + play_group_files:
-            data.update(per_source.get("all", {}))
         for g in groups:
             data.update(g.vars)
+        for per_source in self._group_file_vars + play_group_files:
+            data.update(per_source.get("all", {}))
         for per_source in self._group_file_vars + play_group_files:
             for g in groups:
                 data.update(per_source.get(g.name, {}))

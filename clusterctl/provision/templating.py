@@ -41,6 +41,7 @@ import jinja2
 import jinja2.nodes as jnodes
 import yaml
 from jinja2.nativetypes import NativeCodeGenerator, NativeEnvironment
+from jinja2.lexer import TOKEN_STRING, TOKEN_VARIABLE_BEGIN, TOKEN_VARIABLE_END, Lexer
 from jinja2.runtime import Context
 
 from clusterctl.provision.errors import TemplateError
@@ -365,7 +366,7 @@ def _compile(expr: str, *, kind: str) -> jinja2.Template:
     if hit is not None:
         return hit
     try:
-        template = _ENV.from_string("{{ (" + expr + ") }}")
+        template = _PLAIN_ENV.from_string("{{ (" + expr + ") }}")
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"syntax error in expression {expr!r}: {exc.message}") from exc
     with _compile_lock:
@@ -408,7 +409,7 @@ def _file_env(searchpath: tuple[str, ...], overrides: tuple) -> NativeEnvironmen
     if env is None:
         options = {"trim_blocks": True, "keep_trailing_newline": True}
         options.update(dict(overrides))
-        env = _ENV.overlay(loader=jinja2.FileSystemLoader(list(searchpath)), **options)
+        env = _PLAIN_ENV.overlay(loader=jinja2.FileSystemLoader(list(searchpath)), **options)
         with _compile_lock:
             if len(_file_envs) > 64:
                 _file_envs.clear()
@@ -469,16 +470,10 @@ def from_json(value: str, **kwargs: Any) -> Any:
 
 
 class _YamlDumper(yaml.SafeDumper):
-    """Dumps plain data; multi-line strings as literal blocks, like Ansible's dumper."""
+    """Dumps plain data the way Ansible's dumper does (no aliases for repeated objects)."""
 
-
-def _represent_str(dumper: yaml.SafeDumper, data: str):
-    if "\n" in data:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
-
-
-_YamlDumper.add_representer(str, _represent_str)
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def to_yaml(value: Any, *_args: Any, default_flow_style: bool | None = None, **kwargs: Any) -> str:
@@ -1046,14 +1041,48 @@ class _NativeCodeGenerator(NativeCodeGenerator):
         raise jnodes.Impossible()
 
 
-def _build_env() -> NativeEnvironment:
-    env = NativeEnvironment(
+class _EscapingLexer(Lexer):
+    """Doubles backslashes in string constants inside ``{{ }}`` (as ansible-core's AnsibleLexer),
+    because playbook strings were already unescaped once by YAML: ``regex_replace('(a)', '\\1')``
+    written in a double-quoted YAML string means a back-reference, not chr(1)."""
+
+    def tokeniter(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        in_variable = False
+        for token in super().tokeniter(*args, **kwargs):
+            kind = token[1]
+            if kind == TOKEN_VARIABLE_BEGIN:
+                in_variable = True
+            elif kind == TOKEN_VARIABLE_END:
+                in_variable = False
+            elif in_variable and kind == TOKEN_STRING:
+                token = token[0], kind, token[2].replace("\\", "\\\\")
+            yield token
+
+
+class _AnsibleEnvironment(NativeEnvironment):
+    """Native environment whose lexer optionally escapes backslashes (playbook strings only)."""
+
+    escape_backslashes = False
+
+    @property
+    def lexer(self) -> Lexer:  # type: ignore[override]
+        if not self.escape_backslashes:
+            return super().lexer
+        lexer = self.__dict__.get("_escaping_lexer")
+        if lexer is None:
+            lexer = self.__dict__["_escaping_lexer"] = _EscapingLexer(self)
+        return lexer
+
+
+def _build_env(*, escape_backslashes: bool) -> NativeEnvironment:
+    env = _AnsibleEnvironment(
         undefined=AnsibleUndefined,
         trim_blocks=True,
         keep_trailing_newline=False,
         extensions=["jinja2.ext.loopcontrols", "jinja2.ext.do"],
         autoescape=False,
     )
+    env.escape_backslashes = escape_backslashes
     env.code_generator_class = _NativeCodeGenerator
     env.context_class = _LazyContext
     env.filters.update(_FILTERS)
@@ -1062,21 +1091,28 @@ def _build_env() -> NativeEnvironment:
     return env
 
 
-_ENV = _build_env()
+#: playbook strings (YAML-sourced): backslashes in {{ }} string constants escaped, as Ansible does
+_ENV = _build_env(escape_backslashes=True)
+#: conditionals and template files: Jinja's own escapes
+_PLAIN_ENV = _build_env(escape_backslashes=False)
 
 
 def add_filter(name: str, fn: Callable) -> None:
     """Register an extra filter (for modules that need one more); affects every Templar."""
-    _ENV.filters[name] = fn
+    for env in (_ENV, _PLAIN_ENV):
+        env.filters[name] = fn
     _string_cache.clear()
     _expr_cache.clear()
+    _file_envs.clear()
 
 
 def add_test(name: str, fn: Callable) -> None:
     """Register an extra Jinja2 test; affects every Templar."""
-    _ENV.tests[name] = fn
+    for env in (_ENV, _PLAIN_ENV):
+        env.tests[name] = fn
     _string_cache.clear()
     _expr_cache.clear()
+    _file_envs.clear()
 
 
 __all__ = [

@@ -3,9 +3,10 @@
 ``VariableManager`` is the one place that knows the layers (lowest first):
 
  1. role defaults
- 2. inventory: ``all`` group vars < other groups (by depth, priority, name) < host vars — with
-    ``group_vars/``/``host_vars/`` files above the inline vars of the same level, and the
-    playbook folder's ``group_vars/``/``host_vars/`` above the inventory's (``playbook_dir``)
+ 2. inventory: inline group vars (``all``, then the others by depth, priority, name) <
+    ``group_vars/all`` files < other ``group_vars/`` files < host inline vars < ``host_vars/``
+    files — the playbook folder's ``group_vars/``/``host_vars/`` right after the inventory's at
+    each step (``playbook_dir``)
  3. facts (``ansible_facts`` and ``ansible_<fact>``)
  4. play ``vars``  5. play ``vars_files``  6. role ``vars``  7. block ``vars``  8. task ``vars``
  9. include params  10. ``set_fact`` and ``register``ed results  11. extra vars (``-e``, always win)
