@@ -205,8 +205,12 @@ class Informer:
     # ----------------------------------------------------------------- running
 
     async def run(self) -> None:
-        """Run until cancelled: list, then watch-and-resume; re-list on 410."""
-        need_list = True
+        """Run until cancelled: list, then watch-and-resume; re-list on 410.
+
+        Run again after a cancel, an informer resumes from its last resourceVersion (no re-list
+        unless the server has compacted past it).
+        """
+        need_list = not self.has_synced or self.last_resource_version is None
         failures = 0
         while True:
             try:

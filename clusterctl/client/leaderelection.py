@@ -76,12 +76,15 @@ class LeaderElector:
 
     async def run(self) -> None:
         """Campaign, lead, and campaign again after losing; until cancelled."""
+        holding = False
         try:
             while True:
                 await self._acquire()
+                holding = True
                 await self._lead()
+                holding = False  # stepped down: the lease is no longer ours to release
         finally:
-            if self.is_leader and self.release_on_cancel:
+            if holding and self.release_on_cancel:
                 await asyncio.shield(self._release())
             self.is_leader = False
 
@@ -159,7 +162,7 @@ class LeaderElector:
         new_spec.update(holderIdentity=self.identity, leaseDurationSeconds=spec["leaseDurationSeconds"], renewTime=spec["renewTime"])
         if holder != self.identity:
             new_spec["acquireTime"] = spec["acquireTime"]
-            new_spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0) + (1 if holder else 0)
+            new_spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0) + 1
         updated = dict(lease, spec=new_spec)
         try:
             result = await self.client.update(updated)

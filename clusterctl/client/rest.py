@@ -149,6 +149,9 @@ class ApiClient:
                     if raw:
                         return payload.decode("utf-8", "replace")
                     return orjson.loads(payload) if payload else {}
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+                # A certificate that does not verify will not verify on retry either.
+                raise ApiConnectionError(f"{method} {url}: TLS verification failed (is the kubeconfig's CA this cluster's?): {exc}") from exc
             except aiohttp.ClientConnectorError as exc:
                 # Nothing reached the server: safe to retry any verb.
                 err: Exception = exc

@@ -1,0 +1,114 @@
+"""Hollow nodes against the real API server: register, heartbeat, run and finish pods, go silent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from clusterctl.client.errors import NotFound
+from clusterctl.client.rest import ApiClient
+from clusterctl.sim.hollow import ANNOTATION_COMPLETE_AFTER, ANNOTATION_EXIT_CODE, HollowCluster, HollowConfig
+
+
+async def wait_for(check, timeout: float = 10.0):
+    end = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < end, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def hollow(api: ApiClient) -> AsyncIterator[HollowCluster]:
+    sim = HollowCluster(api, HollowConfig(count=3, cpu="2", memory="4Gi", ready_delay=0.3, renew_interval=0.3))
+    task = asyncio.create_task(sim.run())
+    await asyncio.wait_for(sim.started(), 15)
+    yield sim
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def pod(name: str, node: str, **annotations: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+            "spec": {"containers": [{"name": "app", "image": "busybox"}, {"name": "side", "image": "busybox"}], "nodeName": node}}
+
+
+async def test_nodes_register_ready_and_renew_leases(api: ApiClient, hollow: HollowCluster) -> None:
+    nodes = (await api.list("nodes"))["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == ["hollow-0", "hollow-1", "hollow-2"]
+    for node in nodes:
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"
+        assert node["status"]["allocatable"]["cpu"] == "2" and node["status"]["allocatable"]["memory"] == "4Gi"
+    first = await api.get("leases", "hollow-1", namespace="kube-node-lease")
+    assert first["spec"]["holderIdentity"] == "hollow-1"
+
+    async def renewed() -> bool:
+        lease = await api.get("leases", "hollow-1", namespace="kube-node-lease")
+        return lease["spec"]["renewTime"] != first["spec"]["renewTime"]
+
+    await wait_for(renewed, 5)
+
+
+async def test_bound_pod_reported_running_after_delay_and_deleted_pod_finished(api: ApiClient, hollow: HollowCluster) -> None:
+    created = time.monotonic()
+    await api.create(pod("web", "hollow-0"))
+
+    async def running() -> dict | None:
+        p = await api.get("pods", "web", namespace="default")
+        return p if p.get("status", {}).get("phase") == "Running" else None
+
+    p = await wait_for(running)
+    assert time.monotonic() - created >= 0.3, "ready_delay is honoured"
+    conds = {c["type"]: c["status"] for c in p["status"]["conditions"]}
+    assert conds["Ready"] == "True" and conds["ContainersReady"] == "True"
+    assert [cs["name"] for cs in p["status"]["containerStatuses"]] == ["app", "side"]
+    assert all(cs["ready"] and "running" in cs["state"] for cs in p["status"]["containerStatuses"])
+    assert p["status"]["podIP"].startswith("10.244.0.")
+
+    await api.delete("pods", "web", namespace="default", grace_period_seconds=30)
+
+    async def gone() -> bool:
+        try:
+            await api.get("pods", "web", namespace="default")
+        except NotFound:
+            return True
+        return False
+
+    await wait_for(gone, 5)  # well before the 30 s grace period: the node finished it
+
+
+async def test_pods_can_be_told_to_complete_or_fail(api: ApiClient, hollow: HollowCluster) -> None:
+    await api.create(pod("ok", "hollow-1", **{ANNOTATION_COMPLETE_AFTER: "0.2"}))
+    await api.create(pod("bad", "hollow-2", **{ANNOTATION_COMPLETE_AFTER: "0.2", ANNOTATION_EXIT_CODE: "3"}))
+
+    async def phases() -> tuple[str, str] | None:
+        a = (await api.get("pods", "ok", namespace="default")).get("status", {}).get("phase")
+        b = await api.get("pods", "bad", namespace="default")
+        if a == "Succeeded" and b.get("status", {}).get("phase") == "Failed":
+            return a, b
+        return None
+
+    _, bad = await wait_for(phases)
+    assert bad["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+
+
+async def test_a_stopped_node_stops_heartbeating_and_ignores_its_pods(api: ApiClient, hollow: HollowCluster) -> None:
+    hollow.stop_node("hollow-2")
+    await asyncio.sleep(0.4)  # let an in-flight renewal land
+    before = (await api.get("leases", "hollow-2", namespace="kube-node-lease"))["spec"]["renewTime"]
+    await api.create(pod("orphan", "hollow-2"))
+    await asyncio.sleep(1.0)  # > 3 renew intervals and > ready_delay
+    assert (await api.get("leases", "hollow-2", namespace="kube-node-lease"))["spec"]["renewTime"] == before
+    assert (await api.get("pods", "orphan", namespace="default")).get("status", {}).get("phase") != "Running"
+    hollow.start_node("hollow-2")
+
+    async def running() -> bool:
+        return (await api.get("pods", "orphan", namespace="default")).get("status", {}).get("phase") == "Running"
+
+    await wait_for(running)
