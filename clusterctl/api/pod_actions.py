@@ -29,7 +29,7 @@ def _success(details: dict, code: int = 201) -> dict:
 
 
 async def handle_binding(ctx: ApiContext, t: Target, request: web.Request, raw: bytes) -> web.Response:
-    body, _ = decode_object(raw, request.content_type, request.query, group="", version="v1", kind="Binding")
+    body, _ = decode_object(raw, request.headers.get("Content-Type"), request.query, group="", version="v1", kind="Binding")
     target = body.get("target") or {}
     node = target.get("name")
     if not node:
@@ -115,7 +115,7 @@ async def _check_budgets(ctx: ApiContext, namespace: str, pod: dict) -> None:
 
 
 async def handle_eviction(ctx: ApiContext, t: Target, request: web.Request, raw: bytes, authorize_old=None) -> web.Response:
-    body, _ = decode_object(raw, request.content_type, request.query, group="policy", version="v1", kind="Eviction")
+    body, _ = decode_object(raw, request.headers.get("Content-Type"), request.query, group="policy", version="v1", kind="Eviction")
     name = (body.get("metadata") or {}).get("name")
     if name and name != t.name:
         raise errors.bad_request(f"name in URL does not match name in Eviction object ({t.name} != {name})")

@@ -82,21 +82,17 @@ def wants_partial_metadata(request: web.Request) -> bool:
     return "as=PartialObjectMetadata" in request.headers.get("Accept", "")
 
 
-def to_table(info: KindInfo, objects: list[dict], params: Mapping[str, str], *, list_meta: dict | None = None) -> dict:
+def to_table(info: KindInfo, objects: list[dict], params: Mapping[str, str], *, list_meta: dict | None = None,
+             no_headers: bool = False, now: float | None = None) -> dict:
+    import datetime as dt
+
     from clusterctl.api import tables
-    table = tables.to_table(info, objects, wide=True)
-    include = params.get("includeObject", "Metadata")
-    rows = table.get("rows") or []
-    for row, obj in zip(rows, objects):
-        if include == "None":
-            row.pop("object", None)
-        elif include == "Object":
-            row["object"] = obj
-        else:
-            row["object"] = partial_metadata(obj)
-    if list_meta is not None:
-        table["metadata"] = {**(table.get("metadata") or {}), **list_meta}
-    return table
+    include = params.get("includeObject") or "Metadata"
+    if include not in ("Metadata", "Object", "None"):
+        raise errors.bad_request(f'includeObject: Unsupported value: "{include}": supported values: "Metadata", "None", "Object"')
+    when = dt.datetime.fromtimestamp(now, dt.timezone.utc) if now is not None else None
+    return tables.to_table(info, objects, wide=True, now=when, include_object=include, no_headers=no_headers,
+                           list_meta=list_meta)
 
 
 def partial_metadata(obj: dict) -> dict:
@@ -416,7 +412,7 @@ async def create_object(ctx: ApiContext, t: Target, obj: dict, *, dry_run: bool 
 
 async def handle_create(ctx: ApiContext, t: Target, request: web.Request, raw: bytes) -> web.Response:
     info = t.info
-    obj, warnings = decode_object(raw, request.content_type, request.query, group=info.group,
+    obj, warnings = decode_object(raw, request.headers.get("Content-Type"), request.query, group=info.group,
                                   version=info.version, kind=info.kind)
     out = await create_object(ctx, t, obj, dry_run=is_dry_run(request.query), warnings=warnings)
     return object_response(request, info, out.obj, out.status, out.warnings)
@@ -561,7 +557,7 @@ def status_only(old: dict, new_status: Any) -> dict:
 
 async def handle_update(ctx: ApiContext, t: Target, request: web.Request, raw: bytes, authorize_old=None) -> web.Response:
     info = t.info
-    obj, warnings = decode_object(raw, request.content_type, request.query, group=info.group,
+    obj, warnings = decode_object(raw, request.headers.get("Content-Type"), request.query, group=info.group,
                                   version=info.version, kind=info.kind)
     _check_name(info, t, obj)
     expected = _expected_revision(obj)
@@ -630,7 +626,7 @@ def check_patched(patched: Any, params: Mapping[str, str], *, group: str, versio
 
 async def handle_patch(ctx: ApiContext, t: Target, request: web.Request, raw: bytes, authorize_old=None) -> web.Response:
     info = t.info
-    mt, doc = parse_patch(raw, request.content_type)
+    mt, doc = parse_patch(raw, request.headers.get("Content-Type"))
     params = request.query
     dry_run = is_dry_run(params)
     state: dict[str, Any] = {"warnings": [], "expected": None}

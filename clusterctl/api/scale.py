@@ -67,14 +67,14 @@ async def handle_scale(ctx: ApiContext, t: Target, request: web.Request, raw: by
         item = await get_item(ctx, t)
         return json_response(scale_view(t, ctx.load(item), item.mod_revision))
     if request.method == "PUT":
-        body, _ = decode_object(raw, request.content_type, request.query, group="autoscaling", version="v1", kind="Scale")
+        body, _ = decode_object(raw, request.headers.get("Content-Type"), request.query, group="autoscaling", version="v1", kind="Scale")
         name = (body.get("metadata") or {}).get("name")
         if name and name != t.name:
             raise errors.bad_request(f"the name of the object ({name}) does not match the name on the URL ({t.name})")
         replicas = _replicas(t, body)
         return await _set_replicas(ctx, t, request, lambda _view: replicas, _expected_revision(body))
     if request.method == "PATCH":
-        mt, doc = parse_patch(raw, request.content_type)
+        mt, doc = parse_patch(raw, request.headers.get("Content-Type"))
 
         def replicas_of(view: dict) -> int:
             patched = apply_patch(t.info, "autoscaling", "v1", "Scale", view, mt, doc)

@@ -50,6 +50,7 @@ class _Stream:
         self.ctx, self.info, self.request, self.resp = ctx, info, request, resp
         self.table = wants_table(request)
         self.params = request.query
+        self.headers_sent = False
 
     def object_bytes(self, key: str, value: dict, revision: int) -> bytes:
         ctx = self.ctx
@@ -67,7 +68,9 @@ class _Stream:
         if self.table:
             obj = self.ctx.with_rv(self.ctx.secrets.open(key, value) if "clusterctl.io/encrypted" in value else value,
                                    revision)
-            line = orjson.dumps({"type": etype, "object": to_table(self.info, [obj], self.params)}) + b"\n"
+            table = to_table(self.info, [obj], self.params, no_headers=self.headers_sent, now=self.ctx.clock())
+            self.headers_sent = True
+            line = orjson.dumps({"type": etype, "object": table}) + b"\n"
         else:
             line = b'{"type":"' + etype.encode() + b'","object":' + self.object_bytes(key, value, revision) + b"}\n"
         await self.resp.write(line)
