@@ -14,8 +14,10 @@ Which manager runs a service is decided on the host, in the same command that ac
        CC_RELOAD_SIGNAL=HUP   # optional: the signal ``reloaded`` sends
        ANY_OTHER=value        # every assignment is exported into the daemon's environment
 
-   ``started`` launches ``setsid nohup sh -c 'exec CC_COMMAND'`` detached (new session, stdin
-   /dev/null, stdout+stderr appended to ``/var/log/clusterctl/NAME.log``), writes the pid to
+   ``started`` launches ``setsid sh -c 'exec CC_COMMAND'`` detached (new session, so no terminal
+   hangup reaches it and no nohup is needed — nohup would make SIGHUP ignored and untrappable,
+   breaking ``reloaded`` for shell daemons; stdin /dev/null, stdout+stderr appended to
+   ``/var/log/clusterctl/NAME.log``), writes the pid to
    ``/run/clusterctl/NAME.pid``, and checks after a short grace that it is still alive (else it
    fails with the log's tail). It is idempotent: the service counts as running only if the pid is
    alive, not a zombie, and its environment carries ``CLUSTERCTL_SERVICE=NAME`` (so a recycled
@@ -70,7 +72,7 @@ do_start() {
     if [ -n "$CC_USER" ] && [ "$CC_USER" != root ]; then
       run_as="setpriv --reuid=$(id -u "$CC_USER") --regid=$(id -g "$CC_USER") --init-groups --"
     fi
-    setsid nohup sh -c 'echo $$ > "$1"; shift; exec "$@"' clusterctl-service "$pidf" $run_as sh -c "exec $CC_COMMAND" >> "$log" 2>&1 < /dev/null &
+    setsid sh -c 'echo $$ > "$1"; shift; exec "$@"' clusterctl-service "$pidf" $run_as sh -c "exec $CC_COMMAND" >> "$log" 2>&1 < /dev/null &
   ) || exit $?
   i=0; while [ ! -s "$pidf" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
   sleep "$grace"
