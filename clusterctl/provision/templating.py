@@ -195,7 +195,7 @@ class Templar:
         return truthy(self.evaluate(expr))
 
     def render_file(self, path: str | Path, *, extra_vars: Mapping[str, Any] | None = None) -> str:
-        """Render a template file (the ``template`` module): trailing newline kept, trim_blocks on."""
+        """Render a template file (the ``template`` module): trailing newlines kept, trim_blocks on."""
         path = Path(path)
         if not path.is_absolute() and not path.exists():
             for base in self.searchpath:
@@ -227,7 +227,13 @@ class Templar:
         variables = ChainMap({k: v for k, v in file_vars.items() if k not in self.variables or k in (extra_vars or {})}, self._lazy)
         try:
             ctx = template.new_context(variables, shared=True)  # type: ignore[arg-type]
-            return "".join(_to_text(part) for part in template.root_render_func(ctx))
+            text = "".join(_to_text(part) for part in template.root_render_func(ctx))
+            if not dict(overrides).get("keep_trailing_newline"):
+                # Jinja drops the last newline of every template; Ansible puts the top-level ones back
+                missing = _trailing_newlines(source) - _trailing_newlines(text)
+                if missing > 0:
+                    text += "\n" * missing
+            return text
         except TemplateError as exc:
             raise TemplateError(f"template {path}: {exc}") from exc
         except jinja2.UndefinedError as exc:
@@ -299,6 +305,10 @@ def _error_line(exc: BaseException, filename: str) -> str:
             line = str(tb.tb_lineno)
         tb = tb.tb_next
     return line
+
+
+def _trailing_newlines(text: str) -> int:
+    return len(text) - len(text.rstrip("\n"))
 
 
 def _to_text(value: Any) -> str:
@@ -407,7 +417,7 @@ def _file_env(searchpath: tuple[str, ...], overrides: tuple) -> NativeEnvironmen
     key = (searchpath, overrides)
     env = _file_envs.get(key)
     if env is None:
-        options = {"trim_blocks": True, "keep_trailing_newline": True}
+        options = {"trim_blocks": True, "keep_trailing_newline": False}
         options.update(dict(overrides))
         env = _PLAIN_ENV.overlay(loader=jinja2.FileSystemLoader(list(searchpath)), **options)
         with _compile_lock:
