@@ -107,6 +107,11 @@ SPECIAL = {
         "format": "int-or-string",
         "oneOf": [{"type": "integer"}, {"type": "string"}],
     },
+    f"{META}.Patch": {
+        "description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH "
+        "request body.",
+        "type": "object",
+    },
     "io.k8s.apimachinery.pkg.api.resource.Quantity": {
         "description": "Quantity is a fixed-point representation of a number. It provides convenient "
         "marshaling/unmarshaling in JSON and YAML, in addition to String() and AsInt64() accessors. "
@@ -361,6 +366,7 @@ def build(go_fields: dict) -> dict[str, dict]:
         kind = class_name[2:]
         for group, version in groups:
             builder.add_kind(group, version, kind, class_name, is_list=False)
+    builder.definitions[f"{META}.Patch"] = SPECIAL[f"{META}.Patch"]
     for skipped in builder.skipped:
         print(f"skipped field {skipped}", file=sys.stderr)
     return dict(sorted(builder.definitions.items()))
