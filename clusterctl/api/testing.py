@@ -168,3 +168,14 @@ def start_control_plane(tmp_dir: str | os.PathLike, *, tls: bool = True, port: i
     if start:
         cp.start()
     return cp
+
+
+#: timings that keep tests fast (no waiting on Kubernetes' real grace periods)
+FAST_TIMINGS = {"bookmark_interval": 0.5, "pod_deletion_margin": 0.5, "namespace_cleanup_poll": 0.05,
+                "namespace_cleanup_timeout": 5}
+
+
+def api_client(cp: ControlPlane):
+    """An official ``kubernetes`` client ApiClient for ``cp`` (from its kubeconfig)."""
+    from kubernetes import config
+    return config.new_client_from_config(config_file=str(cp.kubeconfig))

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from clusterctl.api.testing import ControlPlane, start_control_plane
-
-FAST_TIMINGS = {"bookmark_interval": 0.5, "pod_deletion_margin": 0.5, "namespace_cleanup_poll": 0.05,
-                "namespace_cleanup_timeout": 5}
+from clusterctl.api.testing import FAST_TIMINGS, ControlPlane, api_client, start_control_plane
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +24,6 @@ def fresh_control_plane(tmp_path) -> ControlPlane:
     cp = start_control_plane(tmp_path / "cp", timings=FAST_TIMINGS)
     yield cp
     cp.stop()
-
-
-def api_client(cp: ControlPlane):
-    from kubernetes import client, config
-    return config.new_client_from_config(config_file=str(cp.kubeconfig))
 
 
 @pytest.fixture(scope="module")
