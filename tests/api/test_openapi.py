@@ -385,3 +385,199 @@ def test_schemas_match_what_the_python_client_serializes():
     )
     assert unknown_fields(client.ApiClient().sanitize_for_serialization(hpa), "autoscaling", "v2",
                           "HorizontalPodAutoscaler") == []
+
+
+# ---------------------------------------------------------------------------- the real kubectl
+#
+# A stand-in server that serves only what this module and its neighbours own: discovery (from the
+# registry), /openapi/v3 (ours), create/get/patch of Deployments (patches applied by
+# clusterctl.api.patch) and Table output (clusterctl.api.tables). The real kubectl 1.32 is driven
+# against it: if it finds fieldValidation on our PATCH operations it sends fieldValidation=Strict
+# instead of validating client-side, and `apply` of an edited manifest computes its strategic
+# merge patch from our schemas' patch extensions.
+
+import asyncio  # noqa: E402
+import shutil  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+
+from aiohttp import web  # noqa: E402
+
+from clusterctl.api.patch import apply_strategic_merge_patch  # noqa: E402
+from clusterctl.api.tables import to_table  # noqa: E402
+
+
+def _discovery_resources(group: str, version: str) -> dict:
+    resources = []
+    for kind in REGISTRY:
+        if (kind.group, kind.version) != (group, version):
+            continue
+        resources.append({"name": kind.plural, "singularName": kind.kind.lower(), "namespaced": kind.namespaced,
+                          "kind": kind.kind, "verbs": list(kind.verbs), "shortNames": list(kind.short_names)})
+        for sub in kind.subresources:
+            resources.append({"name": f"{kind.plural}/{sub}", "singularName": "", "namespaced": kind.namespaced,
+                              "kind": kind.kind, "verbs": ["get", "patch", "update"]})
+    return {"kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+
+
+class StandIn:
+    def __init__(self) -> None:
+        self.objects: dict[str, dict] = {}
+        self.requests: list[tuple[str, str, str, str]] = []  # method, path, query, content type
+        self.patches: list[dict] = []
+        self.revision = 1
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.path, request.query_string, request.content_type))
+        path = request.path.rstrip("/")
+        if path == "/version":
+            return web.json_response({"major": "1", "minor": "32", "gitVersion": "v1.32.0+clusterctl.test",
+                                      "platform": "linux/amd64"})
+        if path == "/api":
+            return web.json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+        if path == "/apis":
+            groups = sorted({k.group for k in REGISTRY if k.group})
+            return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in
+                                         sorted({k.version for k in REGISTRY if k.group == g})],
+                 "preferredVersion": {"groupVersion": f"{g}/{next(k.version for k in REGISTRY if k.group == g)}",
+                                      "version": next(k.version for k in REGISTRY if k.group == g)}}
+                for g in groups]})
+        if path == "/api/v1":
+            return web.json_response(_discovery_resources("", "v1"))
+        if path.startswith("/apis/") and path.count("/") == 3:
+            _, _, group, version = path.split("/")
+            return web.json_response(_discovery_resources(group, version))
+        if path == "/openapi/v3":
+            return web.json_response(openapi_v3_index(REGISTRY))
+        if path.startswith("/openapi/v3/"):
+            key = path.removeprefix("/openapi/v3/")
+            parts = key.split("/")
+            group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
+            found = openapi_v3_document_json(REGISTRY, group, version)
+            if found is None:
+                return web.json_response({"kind": "Status", "code": 404}, status=404)
+            return web.Response(body=found[0], content_type="application/json")
+        if path.startswith("/apis/apps/v1/namespaces/default/deployments"):
+            return await self.deployments(request, path)
+        return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                                  "reason": "NotFound", "message": f"{path} not found"}, status=404)
+
+    async def deployments(self, request: web.Request, path: str) -> web.Response:
+        name = path.rsplit("/", 1)[1] if path.count("/") == 7 else None
+        if request.method == "GET" and name is None:
+            objects = list(self.objects.values())
+            if "as=Table" in request.headers.get("Accept", ""):
+                kind = REGISTRY.by_kind("apps", "Deployment")
+                return web.json_response(to_table(kind, objects, wide=True, now=datetime.now(timezone.utc)))
+            return web.json_response({"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {}, "items": objects})
+        if request.method == "GET":
+            if name not in self.objects:
+                return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                                          "reason": "NotFound", "details": {"name": name, "group": "apps",
+                                                                            "kind": "deployments"},
+                                          "message": f'deployments.apps "{name}" not found'}, status=404)
+            return web.json_response(self.objects[name])
+        body = await request.json()
+        if request.method == "POST":
+            name = body["metadata"]["name"]
+            obj = body
+            status = 201
+        elif request.method == "PATCH":
+            assert request.content_type == "application/strategic-merge-patch+json"
+            self.patches.append(body)
+            obj = apply_strategic_merge_patch(self.objects[name], body, group="apps", version="v1", kind="Deployment")
+            status = 200
+        else:
+            return web.json_response({"kind": "Status", "code": 405}, status=405)
+        self.revision += 1
+        obj["metadata"].update(namespace="default", uid="uid-1", resourceVersion=str(self.revision),
+                               creationTimestamp="2026-01-01T00:00:00Z", generation=self.revision)
+        self.objects[name] = obj
+        return web.json_response(obj, status=status)
+
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        env: [{name: A, value: "1"}, {name: B, value: "2"}]
+        ports: [{containerPort: 80}]
+"""
+
+
+async def _kubectl(kubeconfig, *args, stdin: str | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(kubeconfig.parent / "cache"), *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), 60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_real_kubectl_uses_our_openapi_for_validation_and_apply(tmp_path):
+    assert shutil.which("kubectl"), "kubectl 1.32 is part of this machine kind"
+    stand_in = StandIn()
+    server = web.Server(stand_in.handle)
+    runner = web.ServerRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "u"}}],
+        "users": [{"name": "u", "user": {}}],
+    }))
+    try:
+        manifest = tmp_path / "web.yaml"
+        manifest.write_text(DEPLOYMENT)
+        code, out, err = await _kubectl(kubeconfig, "apply", "-f", str(manifest))
+        assert code == 0, err
+        posts = [r for r in stand_in.requests if r[0] == "POST"]
+        assert posts and "fieldValidation=Strict" in posts[0][2], stand_in.requests
+
+        # edit: new image, env B dropped, a sidecar added; kubectl diffs with our patch extensions
+        manifest.write_text(DEPLOYMENT.replace("nginx:1.25", "nginx:1.26")
+                            .replace(', {name: B, value: "2"}', "")
+                            + "      - {name: log, image: busybox}\n")
+        code, out, err = await _kubectl(kubeconfig, "apply", "-f", str(manifest))
+        assert code == 0, err
+        assert "error calculating patch from openapi" not in err
+        assert ("GET", "/openapi/v3/apis/apps/v1", ) == stand_in.requests[
+            [r[1] for r in stand_in.requests].index("/openapi/v3/apis/apps/v1")][:2]
+        patch = stand_in.patches[-1]
+        pod_spec = patch["spec"]["template"]["spec"]
+        assert pod_spec["$setElementOrder/containers"] == [{"name": "nginx"}, {"name": "log"}]
+        nginx = next(c for c in pod_spec["containers"] if c["name"] == "nginx")
+        assert {"$patch": "delete", "name": "B"} in nginx["env"]
+        stored = stand_in.objects["web"]["spec"]["template"]["spec"]["containers"]
+        assert [c["name"] for c in stored] == ["nginx", "log"]
+        assert stored[0]["image"] == "nginx:1.26" and stored[0]["env"] == [{"name": "A", "value": "1"}]
+
+        # server-side Table output, printed by kubectl
+        code, out, err = await _kubectl(kubeconfig, "get", "deployments", "-n", "default")
+        assert code == 0, err
+        assert out.split("\n")[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+        assert out.split("\n")[1].split()[:4] == ["web", "0/2", "0", "0"]
+        code, out, err = await _kubectl(kubeconfig, "get", "deployments", "-n", "default", "-o", "wide")
+        assert code == 0, err
+        assert out.split("\n")[0].split()[5:] == ["CONTAINERS", "IMAGES", "SELECTOR"]
+        assert "nginx,log" in out and "app=web" in out
+
+        # explain renders our schemas
+        code, out, err = await _kubectl(kubeconfig, "explain", "deployment.spec.strategy.rollingUpdate")
+        assert code == 0, err
+        assert "maxSurge" in out and "IntOrString" in out or "<IntOrString>" in out
+    finally:
+        await runner.cleanup()

@@ -129,23 +129,47 @@ _FIELD_RE = re.compile(r"^\t(?:(\w+)\s+)?(\S+)\s+`([^`]*)`")
 _TAG_RE = re.compile(r'(\w+):"([^"]*)"')
 
 
+def _go_doc(comment: list[str]) -> str:
+    """A field's doc comment as openapi-gen renders it: markers dropped, cut at '---'."""
+    paragraphs: list[list[str]] = [[]]
+    for line in comment:
+        if line.startswith("---"):
+            break
+        if line.startswith("+"):
+            continue
+        if not line:
+            paragraphs.append([])
+        else:
+            paragraphs[-1].append(line)
+    return "\n\n".join(" ".join(p) for p in paragraphs if p)
+
+
 def _parse_go_structs(text: str) -> dict[str, list[tuple[str | None, str, dict[str, str]]]]:
-    """Struct name -> [(field name or None when embedded, Go type, tags)]."""
+    """Struct name -> [(field name or None when embedded, Go type, tags + "doc")]."""
     structs: dict[str, list[tuple[str | None, str, dict[str, str]]]] = {}
     current: list | None = None
+    comment: list[str] = []
     for line in text.splitlines():
         if current is None:
             match = _TYPE_RE.match(line)
             if match:
                 current = structs.setdefault(match.group(1), [])
+                comment = []
             continue
         if line.startswith("}"):
             current = None
             continue
+        stripped = line.strip()
+        if stripped.startswith("//"):
+            comment.append(stripped[2:].strip())
+            continue
         match = _FIELD_RE.match(line)
         if match:
             name, gotype, tags = match.groups()
-            current.append((name, gotype, dict(_TAG_RE.findall(tags))))
+            parsed = dict(_TAG_RE.findall(tags))
+            parsed["doc"] = _go_doc(comment)
+            current.append((name, gotype, parsed))
+        comment = []
     return structs
 
 
@@ -177,6 +201,8 @@ def extract_go(api_dir: Path, apimachinery_dir: Path) -> dict[str, dict[str, dic
                         fields.update(flatten(embedded, seen | {embedded}))
                     continue
                 entry = {"go": gotype}
+                if tags.get("doc"):
+                    entry["doc"] = tags["doc"]  # the python client lacks some fields' docs
                 if "patchStrategy" in tags:
                     entry["patchStrategy"] = tags["patchStrategy"]
                 if "patchMergeKey" in tags:
@@ -276,8 +302,10 @@ class _Builder:
                 continue
             if "$ref" in prop:
                 prop = {"allOf": [prop]}
-            if field is not None and field.description:
-                prop = {"description": field.description, **prop}
+            description = (field.description if field is not None else None) or go.get(json_name, {}).get("doc")
+            if description:
+                # the python client drops descriptions of object-typed fields; the Go doc has them
+                prop = {"description": description, **prop}
             if json_name in patch:
                 strategy, merge_key = patch[json_name]
                 if merge_key:
