@@ -382,16 +382,18 @@ class Inventory:
         return {name: list(self.group_hosts(name)) for name in self.groups}
 
     # ------------------------------------------------------------------ output
-    def to_list_json(self, *, export: bool = False) -> dict:
-        """Exactly what ``ansible-inventory --list`` (``--export``) prints, as a dict."""
+    def to_list_json(self, *, export: bool = False, limit: str | None = None) -> dict:
+        """Exactly what ``ansible-inventory --list [--export] [--limit PATTERN]`` prints, as a dict."""
         result: dict[str, Any] = {}
         seen: set[str] = set()
+        available = self.select(limit) if limit else self.group_hosts("all")
+        available_set = set(available)
 
         def fmt(name: str) -> None:
             group = self.groups[name]
             entry: dict[str, Any] = {}
             if name != "all":
-                entry["hosts"] = list(group.hosts)
+                entry["hosts"] = [h for h in group.hosts if h in available_set]
             entry["children"] = list(group.children)
             if export:
                 gv = {k: v for k, v in self.group_vars(name).items() if k not in INTERNAL_VARS}
@@ -411,7 +413,7 @@ class Inventory:
 
         fmt("all")
         hostvars: dict[str, dict] = {}
-        for name in self.group_hosts("all"):
+        for name in available:
             if export:
                 hv = dict(self.hosts[name].vars)
                 for per_source in self._host_file_vars:

@@ -280,3 +280,39 @@ def test_inventory_built_by_hand() -> None:
     inv.set_group_var("g", "x", 1)
     inv.reconcile()
     assert inv.select("g") == ["h"] and inv.host_vars("h")["x"] == 1
+
+
+# ---------------------------------------------------------------------- CLI
+def test_cli_list_prints_what_ansible_inventory_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    from clusterctl.provision.inventory_cli import main
+
+    for case in ("ini_full", "yaml_full", "multi"):
+        args = []
+        for p in CASES[case]:
+            args += ["-i", str(p)]
+        assert main(args + ["--list"]) == 0
+        assert capsys.readouterr().out == (DATA / "expected" / f"{case}.list.json").read_text()
+
+
+def test_cli_host_graph_select(capsys: pytest.CaptureFixture[str]) -> None:
+    from clusterctl.provision.inventory_cli import main
+
+    src = str(CASES["vars_dirs"][0])
+    main(["-i", src, "--host", "web1"])
+    assert json.loads(capsys.readouterr().out)["shared"] == "web1-file"
+    main(["-i", src, "--graph"])
+    assert capsys.readouterr().out == (DATA / "expected" / "vars_dirs.graph.txt").read_text()
+    main(["-i", src, "--select", "app:!db"])
+    assert capsys.readouterr().out.split() == ["web1", "web2"]
+    main(["-i", src, "--list", "--limit", "db"])
+    listed = json.loads(capsys.readouterr().out)
+    assert list(listed["_meta"]["hostvars"]) == ["db1"] and "web" not in listed
+
+
+def test_cli_through_the_dispatcher_reports_missing_file(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "clusterctl", "inventory", "-i", str(tmp_path / "missing.ini"), "--list"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert f"inventory source {tmp_path}/missing.ini does not exist" in proc.stderr
