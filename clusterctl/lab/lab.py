@@ -19,12 +19,13 @@ from async code alike (call it in a thread there).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,15 +81,21 @@ class Lab:
     """A lab rooted at ``dir``. Cheap to construct; reads ``dir/lab.json`` when asked.
 
     ``owner_pid``: when set (test fixtures pass their own pid), a later lab may reclaim this
-    lab's slot once that process is dead, even if ``dir`` still exists.
+    lab's slot once that process is dead, even if ``dir`` still exists. ``tools``: the programs
+    to use (default: found by ``check_prerequisites``; a test passes ``tini=None`` to boot hosts
+    with the shell init). Operations that change the lab hold ``DIR/.lock``, so two processes
+    acting on one dir take turns.
     """
 
-    def __init__(self, dir: str | Path, *, owner_pid: int | None = None, boot_timeout: float = DEFAULT_BOOT_TIMEOUT):
+    def __init__(
+        self, dir: str | Path, *, owner_pid: int | None = None, boot_timeout: float = DEFAULT_BOOT_TIMEOUT,
+        tools: LabTools | None = None,
+    ):
         self.dir = Path(dir).absolute()
         self.owner_pid = owner_pid
         self.boot_timeout = boot_timeout
         self._children: dict[str, subprocess.Popen] = {}
-        self._tools: LabTools | None = None
+        self._tools = tools
 
     # -- files handed to provisioners ------------------------------------------------------
 
@@ -150,15 +157,29 @@ class Lab:
             self._tools = check_prerequisites()
         return self._tools
 
+    @contextlib.contextmanager
+    def _dir_lock(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     # -- up / down -------------------------------------------------------------------------
 
     def up(self, n: int) -> list[LabHost]:
         """Make ``n`` fresh hosts h1..hN (removing any earlier run of this dir first)."""
         if not 1 <= n <= MAX_HOSTS:
             raise LabError(f"a lab has 1 to {MAX_HOSTS} hosts, not {n}")
+        self.tools  # noqa: B018 - fail on missing prerequisites before touching anything
+        with self._dir_lock():
+            return self._up(n)
+
+    def _up(self, n: int) -> list[LabHost]:
         tools = self.tools
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.down()
+        self._down()
         client_public = ensure_client_key(self.key_path, f"clusterctl-lab@{self.dir}")
         (RUN_DIR / "stage").mkdir(parents=True, exist_ok=True)
 
@@ -195,7 +216,7 @@ class Lab:
                 self._boot(specs[host.name], host)
             self._wait_ready(hosts)
         except BaseException:
-            self.down()
+            self._down()
             raise
         write_atomically(self.known_hosts_path, known_hosts_text([(h.ip, host_keys[h.name]) for h in hosts]))
         write_atomically(self.inventory_path, inventory_text(hosts, self.key_path, self.known_hosts_path))
@@ -210,6 +231,12 @@ class Lab:
 
     def down(self) -> None:
         """Remove every process, veth, namespace, bridge and disk of this lab; safe to repeat."""
+        if not self.dir.exists():
+            return
+        with self._dir_lock():
+            self._down()
+
+    def _down(self) -> None:
         state = self._read_state()
         if state is None:
             self._remove_disks()
@@ -239,33 +266,51 @@ class Lab:
 
     def stop(self, name: str) -> None:
         """Power the host off: every process in it dies at once; its disk and host key stay."""
-        host = self.host(name)
-        network.kill_netns_processes([host.netns])
-        self._reap_children(host.name)
+        with self._dir_lock():
+            host = self.host(name)
+            network.kill_netns_processes([host.netns])
+            self._reap_children(host.name)
 
     def start(self, name: str) -> None:
         """Power the host on again (same disk, same host key) and wait for its sshd."""
-        host = self.host(name)
-        if network.netns_pids([host.netns])[host.netns]:
-            return  # already running
-        spec = self._boot_spec(host, tuple(machine_cgroup_mounts()), tuple(machine_cgroup_links().items()))
-        write_boot_files(spec)
-        self._boot(spec, host)
-        self._wait_ready([host])
+        with self._dir_lock():
+            host = self.host(name)
+            if network.netns_pids([host.netns])[host.netns]:
+                return  # already running
+            spec = self._boot_spec(host, tuple(machine_cgroup_mounts()), tuple(machine_cgroup_links().items()))
+            write_boot_files(spec)
+            self._boot(spec, host)
+            self._wait_ready([host])
 
     def cut(self, name: str) -> None:
         """Take the host's network away (its veth goes down: packets are dropped, not refused)."""
         network.set_link(self.tools.ip, self.host(name).veth, up=False)
 
     def heal(self, name: str) -> None:
-        """Give the host its network back."""
-        network.set_link(self.tools.ip, self.host(name).veth, up=True)
+        """Give the host its network back.
+
+        Neighbour (ARP) entries for the host that went stale during the cut are flushed in the
+        machine and in the other hosts: a resolution started during the cut would otherwise
+        fail a first connection after the heal with "No route to host"."""
+        host = self.host(name)
+        state = self._read_state() or {}
+        network.set_link(self.tools.ip, host.veth, up=True)
+        network.ip_batch(self.tools.ip, [f"neigh flush to {host.ip} dev {state.get('bridge', '')}"], force=True)
+        others = [h for h in self.hosts if h.name != host.name]
+        running = network.netns_pids([h.netns for h in others])
+        flushes = [
+            subprocess.Popen([self.tools.ip, "-n", h.netns, "neigh", "flush", "to", host.ip],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for h in others if running.get(h.netns)
+        ]
+        for proc in flushes:
+            proc.wait()
 
     # -- observation -----------------------------------------------------------------------
 
     def status(self) -> list[dict]:
-        """One dict per host: name, ip, netns, power ("running"/"stopped"), link ("up"/"cut"),
-        ssh (True if its port 22 accepts a connection now)."""
+        """One dict per host: name, ip, netns, power ("running"/"stopped"), link ("up"/"cut"/
+        "missing"), ssh (True if it is running, its link is up and something listens on port 22)."""
         hosts = self.hosts
         if hosts:
             self._check_slot_is_ours()
@@ -278,7 +323,7 @@ class Lab:
                 "name": host.name, "ip": host.ip, "netns": host.netns,
                 "power": "running" if running else "stopped",
                 "link": "up" if link else ("cut" if link is False else "missing"),
-                "ssh": running and bool(link) and _accepts(host.ip, 22, timeout=0.3),
+                "ssh": running and bool(link) and _listening(pids[host.netns][0], 22),
             })
         return rows
 
@@ -398,14 +443,6 @@ class Lab:
             if child is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(timeout=5)
-
-
-def _accepts(ip: str, port: int, *, timeout: float) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _listening(pid: int, port: int) -> bool:

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -155,7 +156,15 @@ def test_hosts_have_no_way_out(lab3: Lab) -> None:
     # asking the kernel where a packet would go sends nothing
     assert ssh(lab3, "h3", "ip route get 1.1.1.1", check=False).returncode != 0
     assert ssh(lab3, "h3", "ip route get 10.244.1.5", check=False).returncode != 0
-    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
+
+
+def test_up_and_down_leave_the_machines_forwarding_alone(tmp_path: Path) -> None:
+    before = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    lab = Lab(tmp_path / "lab")
+    lab.up(1)
+    during = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    lab.down()
+    assert before == during == Path("/proc/sys/net/ipv4/ip_forward").read_text()
 
 
 def test_hosts_reach_each_other_by_name(lab3: Lab) -> None:
@@ -198,6 +207,24 @@ def test_killing_sshd_leaves_the_host_running(lab_factory) -> None:
     assert subprocess.run(lab.exec_argv("h1", "hostname"), capture_output=True, text=True).stdout.strip() == "h1"
 
 
+def test_without_tini_a_shell_is_init_and_reaps(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "lab", owner_pid=os.getpid(), tools=replace(check_prerequisites(), tini=None))
+    lab.up(1)
+    try:
+        assert ssh(lab, "h1", "cat /proc/1/comm").stdout.strip() == "sh"
+        # an orphan whose parent exits becomes PID 1's child and must not stay a zombie
+        ssh(lab, "h1", "sh -c 'sleep 0.2 &' ; sleep 0.6; ps -o stat= -e | grep -c Z || true")
+        assert ssh(lab, "h1", "ps -o stat= -e | grep -c '^Z' || true").stdout.strip() == "0"
+        subprocess.run(lab.exec_argv("h1", "pkill", "-x", "sshd"), check=True, timeout=10)
+        time.sleep(0.2)
+        assert lab.status()[0]["power"] == "running" and lab.status()[0]["ssh"] is False
+        lab.stop("h1")
+        lab.start("h1")
+        assert ssh(lab, "h1", "hostname").stdout.strip() == "h1"
+    finally:
+        lab.down()
+
+
 def test_cut_drops_packets_and_heal_restores(lab_factory) -> None:
     lab = lab_factory(2)
     h1 = lab.hosts[0]
@@ -210,6 +237,8 @@ def test_cut_drops_packets_and_heal_restores(lab_factory) -> None:
     assert ssh(lab, "h2", "hostname").stdout.strip() == "h2"
     lab.heal("h1")
     assert ssh(lab, "h1", "hostname").stdout.strip() == "h1"
+    # and the neighbour that probed during the cut reaches it at once
+    assert ssh(lab, "h2", f"timeout 2 bash -c '(exec 3<>/dev/tcp/{h1.ip}/22)' && echo open").stdout.strip() == "open"
     assert lab.status()[0]["link"] == "up"
 
 
