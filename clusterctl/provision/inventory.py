@@ -967,7 +967,7 @@ def connection_spec(inv_or_vars: Inventory | Mapping[str, Any], host: str, *, kn
         raw = inv_or_vars.host_vars(host)
         raw.setdefault("inventory_hostname", host)
         templar = Templar(raw)
-        hv = {k: templar.render(v) for k, v in raw.items() if k.startswith("ansible_")}
+        hv = {k: templar.render(v) for k, v in raw.items() if k.startswith(("ansible_", "clusterctl_"))}
     else:
         hv = dict(inv_or_vars)
 
@@ -979,7 +979,8 @@ def connection_spec(inv_or_vars: Inventory | Mapping[str, Any], host: str, *, kn
 
     args = " ".join(str(a) for a in (pick("ansible_ssh_common_args"), pick("ansible_ssh_extra_args")) if a)
     opts = ssh_options(args)
-    kh = known_hosts or opts.get("userknownhostsfile")
+    # the lab's inventory also names its known_hosts as `clusterctl_known_hosts`
+    kh = known_hosts or pick("clusterctl_known_hosts") or opts.get("userknownhostsfile")
     if kh and kh.lower() == "/dev/null":
         kh = None
     strict = opts.get("stricthostkeychecking", "").lower()

@@ -316,3 +316,47 @@ def test_cli_through_the_dispatcher_reports_missing_file(tmp_path: Path) -> None
     )
     assert proc.returncode == 2
     assert f"inventory source {tmp_path}/missing.ini does not exist" in proc.stderr
+
+
+# ------------------------------------------------------- example inventories
+EXAMPLES = Path(__file__).resolve().parents[2] / "inventory"
+
+
+@pytest.mark.parametrize("name", ["lab.ini", "vagrant.yml", "production"])
+def test_example_inventories_load(name: str) -> None:
+    inv = load_inventory(str(EXAMPLES / name))
+    assert inv.select("control_plane") and inv.select("workers")
+    assert set(inv.select("cluster")) == set(inv.select("control_plane:workers"))
+    for host in inv.select("all"):
+        spec = connection_spec(inv, host)
+        assert spec.host and spec.port > 0
+
+
+def test_production_example_variables() -> None:
+    from clusterctl.provision.templating import Templar
+    from clusterctl.provision.variables import VariableManager
+
+    inv = load_inventory(str(EXAMPLES / "production"))
+    vm = VariableManager(inv)
+    cp = Templar(vm.get_vars("cp2.prod.example.com"))
+    assert cp.render("{{ api_endpoint }}") == "https://cp1.prod.example.com:6443"
+    assert cp.render("{{ etcd_peers }}") == ["192.0.2.11", "192.0.2.12", "192.0.2.13"]
+    big = vm.get_vars("node-b04.prod.example.com")
+    assert (big["max_pods"], big["zone"], big["container_runtime"]) == (250, "b", "process")
+    assert vm.get_vars("node-a01.prod.example.com")["max_pods"] == 110
+    spec = connection_spec(inv, "cp1.prod.example.com")
+    assert spec.known_hosts == os.path.expanduser("~/.ssh/known_hosts_prod") and spec.user == "ops"
+
+
+def test_lab_example_known_hosts_comes_from_the_inventory() -> None:
+    spec = connection_spec(load_inventory(str(EXAMPLES / "lab.ini")), "h2")
+    assert (spec.host, spec.user, spec.known_hosts) == ("10.200.0.12", "root", "/tmp/lab/known_hosts")
+    assert spec.accept_new_host_keys is False
+
+
+def test_production_example_matches_live_ansible_inventory() -> None:
+    out = subprocess.run(
+        [_ansible_bin("ansible-inventory"), "-i", str(EXAMPLES / "production"), "--list"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    assert _json(load_inventory(str(EXAMPLES / "production")).to_list_json()) == json.loads(out)
