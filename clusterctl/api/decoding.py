@@ -82,6 +82,9 @@ def parse_body(raw: bytes, content_type: str | None, *, detect_duplicates: bool 
     mt = media_type(content_type)
     if not raw.strip():
         raise errors.bad_request("the request body is empty: an object was expected")
+    if mt == "application/vnd.kubernetes.protobuf":
+        from clusterctl.api import protobuf
+        return Body(protobuf.decode(raw))
     if mt in YAML_TYPES:
         try:
             value = yaml.load(raw, Loader=_DupSafeLoader)  # noqa: S506 - a SafeLoader subclass

@@ -654,9 +654,14 @@ async def handle_patch(ctx: ApiContext, t: Target, request: web.Request, raw: by
 
 # --- DELETE ------------------------------------------------------------------------------------
 
-def delete_options(raw: bytes, params: Mapping[str, str]) -> dict:
+def delete_options(raw: bytes, params: Mapping[str, str], content_type: str | None = None) -> dict:
     opts: dict[str, Any] = {}
-    if raw and raw.strip():
+    if raw and raw.startswith(b"k8s\x00"):
+        from clusterctl.api import protobuf
+        body = protobuf.decode(raw)
+        body.pop("apiVersion", None), body.pop("kind", None)
+        opts.update(body)
+    elif raw and raw.strip():
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
