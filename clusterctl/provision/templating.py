@@ -250,9 +250,12 @@ class Templar:
             return self._run_native(template, value)
         try:
             ctx = template.new_context(self._lazy, shared=True)  # type: ignore[arg-type]
-            return "".join(_to_text(part) for part in template.root_render_func(ctx))
+            text = "".join(_to_text(part) for part in template.root_render_func(ctx))
         except Exception as exc:  # noqa: BLE001 - every failure becomes one TemplateError naming the template
             raise _wrap(exc, value) from exc
+        # Jinja drops a template's last newline; Ansible puts them back (`content: "x {{ y }}\n"`)
+        missing = _trailing_newlines(value) - _trailing_newlines(text)
+        return text + "\n" * missing if missing > 0 else text
 
     def _run_native(self, template: jinja2.Template, source: str) -> Any:
         try:

@@ -152,7 +152,7 @@ class VariableManager:
     # ---------------------------------------------------------------- merge
     def get_vars(
         self,
-        host: str,
+        host: str | None,
         *,
         play_vars: dict | None = None,
         vars_files_vars: dict | None = None,
@@ -163,6 +163,8 @@ class VariableManager:
         include_params: dict | None = None,
         include_hostvars: bool = True,
     ) -> dict:
+        if host is None:
+            return self._hostless_vars(play_vars, vars_files_vars, include_hostvars=include_hostvars)
         data: dict = {}
         if role_defaults:
             data.update(role_defaults)
@@ -183,6 +185,19 @@ class VariableManager:
         if self.extra_vars:
             data.update(self.extra_vars)
         data.update(self._magic_vars(host, include_hostvars=include_hostvars))
+        return data
+
+    def _hostless_vars(self, play_vars: dict | None, vars_files_vars: dict | None, *, include_hostvars: bool) -> dict:
+        """Variables for things templated before any host (a play's ``hosts:``): play vars,
+        extra vars and the host-independent magic variables, as Ansible has them there."""
+        data: dict = {}
+        for layer in (play_vars, vars_files_vars, self.extra_vars):
+            if layer:
+                data.update(layer)
+        magic = self._magic_vars("localhost", include_hostvars=include_hostvars)
+        for name in ("inventory_hostname", "inventory_hostname_short", "group_names", "inventory_file", "inventory_dir"):
+            magic.pop(name, None)
+        data.update(magic)
         return data
 
     def _magic_vars(self, host: str, *, include_hostvars: bool) -> dict:

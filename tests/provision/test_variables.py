@@ -227,3 +227,10 @@ def test_get_vars_is_fast_enough_for_100_hosts(tmp_path: Path) -> None:
             Templar(vm.get_vars(h, play_vars={"p": 1})).render("hello {{ inventory_hostname }} {{ groups['nodes'] | length }}")
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0, f"1000 host-task renders took {elapsed:.2f}s"
+
+
+def test_hostless_vars_for_play_level_templating(inventory) -> None:
+    vm = VariableManager(inventory, extra_vars={"target": "workers"})
+    v = vm.get_vars(None, play_vars={"p": 1})
+    assert "inventory_hostname" not in v and v["p"] == 1
+    assert Templar(v).render("{{ target }}:{{ groups['cp'] | join(':') }}") == "workers:cp1.lab.example"
