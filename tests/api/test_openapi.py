@@ -581,3 +581,21 @@ async def test_real_kubectl_uses_our_openapi_for_validation_and_apply(tmp_path):
         assert "maxSurge" in out and "IntOrString" in out or "<IntOrString>" in out
     finally:
         await runner.cleanup()
+
+
+def test_preserve_unknown_fields_stops_the_walk():
+    from clusterctl.api.openapi import _walk
+
+    schema = {"properties": {"spec": {"properties": {"free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                                     "strict": {"properties": {"a": {"type": "string"}}}}}}}
+    found: list[str] = []
+    _walk({"spec": {"free": {"anything": {"deep": 1}}, "strict": {"a": "x", "b": 1}, "other": 2}}, schema, "", found)
+    assert found == ["spec.strict.b", "spec.other"]
+
+
+def test_core_document_carries_subresource_kinds():
+    schemas = openapi_v3_document(REGISTRY, "", "v1")["components"]["schemas"]
+    assert "io.k8s.api.policy.v1.Eviction" in schemas and "io.k8s.api.core.v1.Binding" in schemas
+    apps = openapi_v3_document(REGISTRY, "apps", "v1")["components"]["schemas"]
+    assert {"group": "autoscaling", "kind": "Scale", "version": "v1"} in \
+        apps["io.k8s.api.autoscaling.v1.Scale"]["x-kubernetes-group-version-kind"]

@@ -719,3 +719,14 @@ def test_null_and_unknown_fields_follow_typed_decoding():
     assert result["spec"]["revisionHistoryLimit"] == 3
     assert result["spec"]["extra"] == {}
     assert "paused" not in result["spec"]
+
+
+def test_container_ports_collapse_on_container_port_as_in_kubernetes():
+    # kubernetes/kubernetes#39188: the merge key is containerPort alone, so a UDP twin of a TCP
+    # port merges into it. kubectl computes its patches assuming exactly this.
+    live = _deployment()
+    _containers(live)[0]["ports"] = [{"containerPort": 53, "protocol": "TCP"}]
+    patch = {"spec": {"template": {"spec": {"containers": [{
+        "name": "nginx", "ports": [{"containerPort": 53, "protocol": "TCP"}, {"containerPort": 53, "protocol": "UDP"}],
+    }]}}}}
+    assert _containers(_deploy_patch(live, patch))[0]["ports"] == [{"containerPort": 53, "protocol": "UDP"}]
