@@ -36,6 +36,10 @@ class _DupDict(dict):
     __slots__ = ("duplicates",)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON number {name}")
+
+
 def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict:
     d = dict(pairs)
     if len(d) != len(pairs):
@@ -88,14 +92,18 @@ def parse_body(raw: bytes, content_type: str | None, *, detect_duplicates: bool 
     if mt in YAML_TYPES:
         try:
             value = yaml.load(raw, Loader=_DupSafeLoader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError as exc:
+        except RecursionError as exc:
+            raise errors.bad_request("error converting YAML to JSON: the document is nested too deeply") from exc
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
             raise errors.bad_request(f"error converting YAML to JSON: {exc}".replace("\n", " ")) from exc
         return Body(value, _has_dup(value))
     if mt in JSON_TYPES or mt == "" or mt.endswith("+json"):
         if detect_duplicates:
             try:
                 text = raw.decode("utf-8")
-                value = json.loads(text, object_pairs_hook=_pairs_hook)
+                value = json.loads(text, object_pairs_hook=_pairs_hook, parse_constant=_reject_constant)
+            except RecursionError as exc:
+                raise errors.bad_request("couldn't get version/kind; json parse error: the object is nested too deeply") from exc
             except (UnicodeDecodeError, ValueError) as exc:
                 raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
             return Body(value, _has_dup(value))
@@ -155,6 +163,8 @@ class DecodeReport:
 def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
+    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
+        return f"number {value}"
     if isinstance(value, (int, float)):
         return "number"
     if isinstance(value, str):
@@ -164,6 +174,14 @@ def _json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return "null"
+
+
+_INT_RANGES = {"int32": (-(1 << 31), (1 << 31) - 1)}
+
+
+def _int_in_range(value: int, fmt: str | None) -> bool:
+    lo, hi = _INT_RANGES.get(fmt or "", (-(1 << 63), (1 << 63) - 1))
+    return lo <= value <= hi
 
 
 def _type_ok(value: Any, t: str) -> bool:
@@ -207,7 +225,7 @@ def _walk(value: Any, schema: dict, path: str, report: DecodeReport, owner: tupl
     stype = schema.get("type") or ("object" if props is not None or "additionalProperties" in schema else None)
     if stype is None:
         return
-    if not _type_ok(value, stype):
+    if not _type_ok(value, stype) or (stype == "integer" and not _int_in_range(value, schema.get("format"))):
         _type_error(value, schema, path, report, owner)
         return
     if stype == "array":

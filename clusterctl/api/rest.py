@@ -175,7 +175,16 @@ def decode_object(raw: bytes, content_type: str | None, params: Mapping[str, str
             warnings = decoding.warnings_for(report)
     if body.has_duplicates:
         obj = _plain(obj)
+    ensure_encodable(obj, kind, version)
     return obj, warnings
+
+
+def ensure_encodable(obj: Any, kind: str, version: str) -> None:
+    """Values JSON allows but the store cannot hold (integers beyond 64 bits, deep nesting) are a 400."""
+    try:
+        orjson.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise errors.cannot_handle(kind, version, f"the object cannot be encoded: {exc}") from exc
 
 
 def _plain(value: Any) -> Any:
@@ -588,6 +597,8 @@ def parse_patch(raw: bytes, content_type: str | None) -> tuple[str, Any]:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise errors.bad_request(f"error decoding patch: {exc}") from exc
+    except RecursionError as exc:
+        raise errors.bad_request("error decoding patch: nested too deeply") from exc
     if mt == "application/json-patch+json":
         if not isinstance(doc, list):
             raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
@@ -614,6 +625,7 @@ def check_patched(patched: Any, params: Mapping[str, str], *, group: str, versio
     """Field-validate a patch result like a decoded body (type errors 400/422, unknown fields per fieldValidation)."""
     if not isinstance(patched, dict):
         raise ApiError(422, "Invalid", "the patch produced something that is not an object")
+    ensure_encodable(patched, kind, version)
     fv = field_validation(params)
     report = decoding.check_fields(patched, group=group, version=version, kind=kind)
     if report.type_errors:

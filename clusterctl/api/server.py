@@ -82,6 +82,8 @@ async def error_middleware(request: web.Request, handler):
         return status_response(ApiError(500, "InternalError", f"Internal error occurred: store: {exc}"))
     except (ConnectionResetError, ConnectionError):
         raise
+    except RecursionError:
+        return status_response(errors.bad_request("the request is nested too deeply to be processed"))
     except Exception as exc:  # noqa: BLE001 - a bug must become a 500 Status, not a dropped connection
         log.exception("internal error on %s %s", request.method, request.path_qs)
         return status_response(errors.internal(f"{type(exc).__name__}: {exc}"))
