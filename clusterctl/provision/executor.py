@@ -132,32 +132,130 @@ def _local_user() -> str:
         return "root"
 
 
-class _LinkWatch:
-    """Wraps a ``HostConnection`` so a command cut short by a dead link reads as UNREACHABLE.
+class HostSession:
+    """A host as the executor drives it: its ``HostConnection`` plus one long-lived ``sh``.
 
-    When sshd dies under a running command, asyncssh may hand back a process without an exit
-    status instead of raising; that is the host going away, not the command failing.
+    Each ``HostConnection.run`` opens an SSH channel, and sshd forks a session and execs a shell
+    for it: about 8 ms per command on this machine, most of it CPU on the (shared) host side.
+    Here commands go down one shell session that stays open for the whole run instead: each is
+    written as one line (``sh -c '...'`` in a child, so ``exit``/``cd`` cannot disturb the session),
+    followed by a unique end marker carrying the exit status on stdout and on stderr, so a
+    command costs one round-trip and one fork (about 1.6 ms). Same ``run`` signature and
+    results as ``HostConnection.run`` (env, cwd, become via sudo, stdin, timeout); when the
+    session is busy (a module running commands concurrently) the plain per-channel path is used.
+
+    A dead link reads as ``HostUnreachable``: when sshd dies under a running command, the
+    session ends without its marker (or asyncssh hands back a process without exit status).
     """
 
     def __init__(self, conn: HostConnection):
         self._conn = conn
         self.spec = conn.spec
+        self._shell = None
+        self._lock = asyncio.Lock()
+        self._token = f"__clusterctl_{os.urandom(8).hex()}__"
+
+    def _ssh(self):
+        return getattr(self._conn, "_conn", None)
 
     def _closed(self) -> bool:
-        inner = getattr(self._conn, "_conn", None)
+        inner = self._ssh()
         if inner is None:
             return False
         transport = getattr(inner, "_transport", None)
         return transport is None or transport.is_closing()
 
-    async def run(self, command: str, **kw) -> CommandResult:
+    async def start_shell(self) -> None:
+        inner = self._ssh()
+        if inner is None or self._shell is not None:
+            return
+        try:
+            self._shell = await inner.create_process("exec sh", encoding=None)
+        except (OSError, asyncssh_errors()) as exc:
+            raise HostUnreachable(self.spec.name, f"cannot start a shell session: {exc}") from exc
+
+    def _drop_shell(self) -> None:
+        shell, self._shell = self._shell, None
+        if shell is not None:
+            try:
+                shell.close()
+            except Exception:  # noqa: BLE001 - a broken session is being thrown away
+                pass
+
+    async def run(self, command: str, *, stdin: bytes | str | None = None, timeout: float | None = None,
+                  become: bool = False, become_user: str = "root", env: dict[str, str] | None = None,
+                  cwd: str | None = None) -> CommandResult:
+        kw = dict(stdin=stdin, timeout=timeout, become=become, become_user=become_user, env=env, cwd=cwd)
+        if self._ssh() is None or self._lock.locked():
+            return await self._plain(command, **kw)
+        async with self._lock:
+            if self._shell is None:
+                await self.start_shell()
+            try:
+                return await asyncio.wait_for(self._in_shell(command, stdin, become, become_user, env, cwd), timeout)
+            except asyncio.TimeoutError as exc:
+                self._drop_shell()  # the command may still run; never reuse a session mid-command
+                raise CommandTimeout(f"{self.spec.name}: command timed out after {timeout}s: {command[:120]}") from exc
+
+    async def _plain(self, command: str, **kw) -> CommandResult:
         res = await self._conn.run(command, **kw)
         if res.rc == 255 and self._closed():
             raise HostUnreachable(self.spec.name, "connection lost while a command ran")
         return res
 
+    async def _in_shell(self, command, stdin, become, become_user, env, cwd) -> CommandResult:
+        import base64
+
+        script = command
+        if env:
+            script = "export " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items()) + "; " + script
+        if cwd:
+            script = f"cd {shlex.quote(cwd)} && {script}"
+        full = f"sh -c {shlex.quote(script)}"
+        if become and not (self.spec.user == "root" and become_user == "root"):
+            full = f"sudo -n -H -u {shlex.quote(become_user)} -- {full}"
+        if stdin is None:
+            line = f"{full} </dev/null"
+        else:
+            data = stdin.encode() if isinstance(stdin, str) else stdin
+            line = f"printf %s {base64.b64encode(data).decode()} | base64 -d | {full}"
+        token = self._token  # one per session: asyncssh compiles a regex per distinct separator
+        shell = self._shell
+        shell.stdin.write(
+            f"{line}; printf '\\n{token} %d\\n' $?; printf '\\n{token}\\n' >&2\n".encode()
+        )
+        try:
+            out, err = await asyncio.gather(
+                shell.stdout.readuntil(f"\n{token} ".encode()), shell.stderr.readuntil(f"\n{token}\n".encode())
+            )
+            rc_line = await shell.stdout.readline()
+            rc = int(rc_line.strip() or b"255")
+        except asyncio.CancelledError:
+            self._drop_shell()
+            raise
+        except Exception as exc:  # noqa: BLE001 - EOF, a lost link, garbage: this session is over
+            self._drop_shell()
+            if self._closed():
+                raise HostUnreachable(self.spec.name, "connection lost while a command ran") from exc
+            return CommandResult(255, "", f"shell session ended unexpectedly: {exc}")
+        return CommandResult(
+            rc,
+            out[: -len(token) - 2].decode("utf-8", errors="replace"),
+            err[: -len(token) - 2].decode("utf-8", errors="replace"),
+        )
+
+    async def close(self) -> None:
+        self._drop_shell()
+        await self._conn.close()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
+
+
+def asyncssh_errors():
+    import asyncssh
+
+    return asyncssh.Error
 
 
 # ---------------------------------------------------------------- run state
@@ -252,7 +350,9 @@ class PlaybookExecutor:
         spec = self._connection_spec(host)
         async with self._handshakes:
             conn = await HostConnection.open(spec)
-        return _LinkWatch(conn)
+        session = HostSession(conn)
+        await session.start_shell()
+        return session
 
     def _connection_spec(self, host: str) -> ConnectionSpec:
         from clusterctl.provision.inventory import connection_spec
