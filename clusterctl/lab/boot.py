@@ -7,7 +7,7 @@ CIDRs as insurance), sets the hostname, then builds the host's private view of t
 
 * copy-on-write overlays over /etc /var /usr /opt /home /srv (upper dirs in the host's state dir,
   so installing a package in one host is invisible to the others and to the machine);
-* per-host /root and /tmp, tmpfs /run, a fresh /proc for the new PID namespace;
+* per-host /root and /tmp, tmpfs /run and /dev/shm, a fresh /proc for the new PID namespace;
 * the cgroup hierarchies of the machine mounted again under /sys/fs/cgroup (``ip netns exec``
   mounts a fresh sysfs without them), so a node runtime can run inside the host;
 * a per-host directory of the real filesystem bound at /var/lib/clusterctl (overlayfs refuses an
@@ -184,21 +184,25 @@ def fstab_escape(path: str) -> str:
 
 def filesystem_fstab(spec: BootSpec) -> str:
     """The host's own filesystem view, mounted in order by one ``mount -a -T`` (one exec, not
-    a dozen: boot time of many hosts is dominated by forks)."""
+    a dozen: boot time of many hosts is dominated by forks). Sources carry distinct names
+    (``lab-*``) because ``mount -a`` skips an entry whose source and target look mounted
+    already, as the machine's own ``tmpfs /dev/shm`` would."""
     stage = STAGE
     lines = [f"{fstab_escape(str(spec.layout.state_dir))} {stage} none bind 0 0"]
     for folder in OVERLAID:
         lines.append(
-            f"overlay /{folder} overlay lowerdir=/{folder},upperdir={stage}/upper/{folder},"
+            f"lab-{folder} /{folder} overlay lowerdir=/{folder},upperdir={stage}/upper/{folder},"
             f"workdir={stage}/work/{folder} 0 0"
         )
     lines += [
         f"{stage}/data {DATA_MOUNT} none bind,X-mount.mkdir 0 0",
         f"{stage}/root /root none bind 0 0",
         f"{stage}/tmp /tmp none bind 0 0",
+        # the machine's /dev is shared (pty allocation needs its devpts), but not its shared memory
+        "lab-shm /dev/shm tmpfs mode=1777,size=64m,nosuid,nodev 0 0",
         # last: the tmpfs on /run hides the staging mountpoint (the mounts above keep their paths)
-        "tmpfs /run tmpfs mode=755,size=64m 0 0",
-        "tmpfs /run/sshd tmpfs mode=755,size=1m,X-mount.mkdir 0 0",
+        "lab-run /run tmpfs mode=755,size=64m 0 0",
+        "lab-run-sshd /run/sshd tmpfs mode=755,size=1m,X-mount.mkdir 0 0",
     ]
     return "\n".join(lines) + "\n"
 
@@ -211,7 +215,7 @@ def cgroup_fstab(spec: BootSpec) -> str:
         m = whole[0]
         return f"{m.fstype} /sys/fs/cgroup {m.fstype} {m.options or 'defaults'} 0 0\n"
     if spec.cgroups:
-        lines.append("cgroup /sys/fs/cgroup tmpfs mode=755 0 0")
+        lines.append("lab-cgroup /sys/fs/cgroup tmpfs mode=755 0 0")
     for m in spec.cgroups:
         options = ",".join(filter(None, [m.options, "X-mount.mkdir"]))
         lines.append(f"{m.fstype} {fstab_escape(m.mountpoint)} {m.fstype} {options} 0 0")

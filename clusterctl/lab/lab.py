@@ -35,7 +35,7 @@ from clusterctl.lab.boot import (
     BootSpec, HostLayout, boot_script, machine_cgroup_links, machine_cgroup_mounts, sshd_config, write_boot_files,
 )
 from clusterctl.lab.errors import HostBootFailed, HostNotFound, LabError
-from clusterctl.lab.inventory import inventory_text, known_hosts_text, write_atomically
+from clusterctl.lab.inventory import inventory_text, known_hosts_text, ssh_option_path, write_atomically
 from clusterctl.lab.keys import KeyPair, ensure_client_key
 from clusterctl.lab.prerequisites import LabTools, check_prerequisites
 from clusterctl.lab.slots import (
@@ -260,7 +260,13 @@ class Lab:
         self._remove_disks()
 
     def _remove_disks(self) -> None:
-        shutil.rmtree(self.dir / "hosts", ignore_errors=True)
+        hosts_dir = self.dir / "hosts"
+        if not hosts_dir.exists():
+            return
+        # rmdir costs ~0.1-0.4 ms on this disk and a host has ~30 folders: one thread per host
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda p: shutil.rmtree(p, ignore_errors=True), list(hosts_dir.iterdir())))
+        shutil.rmtree(hosts_dir, ignore_errors=True)
 
     # -- faults ----------------------------------------------------------------------------
 
@@ -331,7 +337,7 @@ class Lab:
         """An ``ssh`` command line that reaches the host as root with strict host key checking."""
         host = self.host(name)
         return [
-            "ssh", "-i", str(self.key_path), "-o", f"UserKnownHostsFile={self.known_hosts_path}",
+            "ssh", "-i", str(self.key_path), "-o", f"UserKnownHostsFile={ssh_option_path(self.known_hosts_path)}",
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
             "-o", "LogLevel=ERROR", f"root@{host.ip}", *command,
         ]

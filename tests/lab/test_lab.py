@@ -109,7 +109,11 @@ def test_a_wrong_host_key_is_refused(lab3: Lab, tmp_path: Path) -> None:
 def test_disks_are_private_to_each_host(lab3: Lab) -> None:
     marker = f"/etc/clusterctl-lab-test-{uuid.uuid4().hex}"
     try:
-        ssh(lab3, "h1", f"echo h1 > {marker} && mkdir -p /usr/local/lab-test && touch /root/{Path(marker).name}")
+        name = Path(marker).name
+        ssh(lab3, "h1", f"echo h1 > {marker} && touch /root/{name} /tmp/{name} /dev/shm/{name} /srv/{name}")
+        for folder in ("/root", "/tmp", "/dev/shm", "/srv"):
+            assert ssh(lab3, "h2", f"test -e {folder}/{name}", check=False).returncode == 1, folder
+            assert not Path(f"{folder}/{name}").exists(), folder
         assert ssh(lab3, "h1", f"cat {marker}").stdout == "h1\n"
         assert ssh(lab3, "h2", f"test -e {marker}", check=False).returncode == 1
         assert ssh(lab3, "h2", f"test -e /root/{Path(marker).name}", check=False).returncode == 1
@@ -118,7 +122,8 @@ def test_disks_are_private_to_each_host(lab3: Lab) -> None:
         # copy-on-write: the file landed in h1's upper dir on the machine
         assert (lab3.hosts[0].state_dir / "upper" / marker.lstrip("/")).read_text() == "h1\n"
     finally:
-        ssh(lab3, "h1", f"rm -f {marker} /root/{Path(marker).name}", check=False)
+        name = Path(marker).name
+        ssh(lab3, "h1", f"rm -f {marker} /root/{name} /tmp/{name} /dev/shm/{name} /srv/{name}", check=False)
 
 
 def test_host_can_run_a_node_runtime_cgroups_data_dir_and_init(lab3: Lab) -> None:
@@ -156,6 +161,16 @@ def test_hosts_have_no_way_out(lab3: Lab) -> None:
     # asking the kernel where a packet would go sends nothing
     assert ssh(lab3, "h3", "ip route get 1.1.1.1", check=False).returncode != 0
     assert ssh(lab3, "h3", "ip route get 10.244.1.5", check=False).returncode != 0
+
+
+def test_a_lab_dir_with_spaces_works(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "my lab dir", owner_pid=os.getpid())
+    lab.up(1)
+    try:
+        assert ssh(lab, "h1", "hostname").stdout.strip() == "h1"
+        assert ssh(lab, "h1", "stat -f -c %T /etc").stdout.strip() == "overlayfs"
+    finally:
+        lab.down()
 
 
 def test_up_and_down_leave_the_machines_forwarding_alone(tmp_path: Path) -> None:
