@@ -25,7 +25,8 @@ All functions are pure: they return a new object and never mutate their inputs. 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from clusterctl.api.openapi_schemas import kind_index, definitions, resolve
@@ -46,6 +47,19 @@ class UnsupportedPatch(PatchError):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _bounded(function: Callable[..., dict]) -> Callable[..., dict]:
+    """Turn a RecursionError from absurdly deep input into a PatchError (a 4xx, not a 5xx)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> dict:
+        try:
+            return function(*args, **kwargs)
+        except RecursionError as exc:
+            raise PatchError("the object or patch nests too deeply to be patched") from exc
+
+    return wrapper
 
 
 def _copy(value: Any) -> Any:
@@ -96,6 +110,7 @@ def _json_equal(a: Any, b: Any) -> bool:
 # --------------------------------------------------------------------------- RFC 7386
 
 
+@_bounded
 def apply_merge_patch(obj: dict, patch: dict) -> dict:
     """Apply a JSON merge patch (RFC 7386) and return the new object."""
     if not isinstance(patch, dict):
@@ -121,6 +136,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
 # --------------------------------------------------------------------------- RFC 6902
 
 
+@_bounded
 def apply_json_patch(obj: dict, ops: list) -> dict:
     """Apply a JSON patch (RFC 6902) and return the new object."""
     if not isinstance(ops, list):
@@ -315,6 +331,7 @@ def apply_strategic_merge_patch(obj: dict, patch: dict, *, group: str, version: 
     return strategic_merge(obj, patch, schema_name=name, defs=definitions(), label=kind)
 
 
+@_bounded
 def strategic_merge(
     obj: dict, patch: dict, *, schema_name: str, defs: Mapping[str, dict], label: str = ""
 ) -> dict:
@@ -596,15 +613,16 @@ def _merge_list(
     original, patch = _apply_list_directives(original, patch, merge_key, path)
     merged = list(original)
     positions = {_json_key(_item_key(item, merge_key, path)): i for i, item in enumerate(merged)}
+    in_patch = {_json_key(_item_key(item, merge_key, path)) for item in patch}
     for item in patch:
-        key = _json_key(_item_key(item, merge_key, path))
+        value = item[merge_key]
+        key = _json_key(value)
         if key in positions:
             index = positions[key]
-            merged[index] = _merge_map(merged[index], item, meta, f"{path}[{merge_key}={item[merge_key]}]")
+            merged[index] = _merge_map(merged[index], item, meta, f"{path}[{merge_key}={value}]")
         else:
             positions[key] = len(merged)
-            merged.append(item)
-    in_patch = {_json_key(item[merge_key]) for item in patch}
+            merged.append(_copy(item))
     patch_items = [m for m in merged if _json_key(_item_key(m, merge_key, path)) in in_patch]
     server_only = [m for m in merged if _json_key(_item_key(m, merge_key, path)) not in in_patch]
     return _normalize_order(patch_items, server_only, patch, original, merge_key, path)

@@ -902,6 +902,19 @@ def _kind_name(kind_info: Any) -> str:
     return str(kind or "")
 
 
+def _row_or_unknown(printer: Printer, obj: dict, now: datetime, width: int) -> list:
+    """The printed row; a stored object of the wrong shape prints "<unknown>" cells instead of
+    failing the whole list (types are validated on write, so this is a last line of defence)."""
+    try:
+        return printer.row(obj, now)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+        name = _get(obj, "metadata", "name", default="") if isinstance(obj, dict) else ""
+        cells: list = ["<unknown>"] * width
+        if printer.columns()[0].format == "name":
+            cells[0] = name
+        return cells
+
+
 def partial_object_metadata(obj: dict) -> dict:
     return {
         "kind": "PartialObjectMetadata",
@@ -938,7 +951,7 @@ def to_table(
     keep = [i for i, c in enumerate(columns) if wide or c.priority == 0]
     rows = []
     for obj in objects:
-        cells = printer.row(obj, now)
+        cells = _row_or_unknown(printer, obj, now, len(columns))
         row: dict[str, Any] = {"cells": [cells[i] for i in keep if i < len(cells)]}
         if kind == "Pod":
             conditions = _pod_conditions(obj)

@@ -730,3 +730,52 @@ def test_container_ports_collapse_on_container_port_as_in_kubernetes():
         "name": "nginx", "ports": [{"containerPort": 53, "protocol": "TCP"}, {"containerPort": 53, "protocol": "UDP"}],
     }]}}}}
     assert _containers(_deploy_patch(live, patch))[0]["ports"] == [{"containerPort": 53, "protocol": "UDP"}]
+
+
+def test_absurdly_deep_input_is_a_patch_error_not_a_crash():
+    deep: dict = {}
+    node = deep
+    for _ in range(5000):
+        node["a"] = {}
+        node = node["a"]
+    for apply in (lambda: apply_merge_patch({}, deep),
+                  lambda: apply_json_patch({}, [{"op": "add", "path": "/x", "value": deep}]),
+                  lambda: _deploy_patch(_deployment(), {"spec": deep})):
+        with pytest.raises(PatchError, match="too deeply"):
+            apply()
+
+
+def test_random_patches_only_ever_raise_patch_error():
+    """Broken patches must become 4xx answers: nothing but PatchError may escape."""
+    import random
+
+    rnd = random.Random(20261126)
+    keys = ["spec", "template", "containers", "name", "image", "env", "ports", "containerPort", "metadata",
+            "labels", "finalizers", "$patch", "$retainKeys", "$setElementOrder/containers", "$setElementOrder/env",
+            "$deleteFromPrimitiveList/finalizers", "$setElementOrder", "strategy", "volumes", "conditions"]
+    values = ["delete", "replace", "merge", "x", 1, 1.5, True, None, "nginx", 80]
+
+    def gen(depth=0):
+        r = rnd.random()
+        if depth > 4 or r < 0.3:
+            return rnd.choice(values)
+        if r < 0.65:
+            return {rnd.choice(keys): gen(depth + 1) for _ in range(rnd.randint(0, 4))}
+        return [gen(depth + 1) for _ in range(rnd.randint(0, 3))]
+
+    for _ in range(1500):
+        containers = [gen(2) if rnd.random() < 0.3 else {"name": rnd.choice(["nginx", "sidecar", "new"]),
+                                                          rnd.choice(keys): gen(3)} for _ in range(rnd.randint(0, 3))]
+        patch = {"spec": {"template": {"spec": {"containers": containers, rnd.choice(keys): gen(3)}}},
+                 "metadata": gen(1), rnd.choice(keys): gen(1)}
+        ops = [{"op": rnd.choice(["add", "remove", "replace", "move", "copy", "test", "x"]),
+                "path": rnd.choice(["", "/spec", "/spec/replicas", "/spec/template/spec/containers/-", "/a/b", 5]),
+                "from": rnd.choice(["/spec", "/metadata", "/nope", None]), "value": gen(3)}
+               for _ in range(rnd.randint(0, 3))]
+        for attempt in (lambda: _deploy_patch(_deployment(), patch),
+                        lambda: apply_json_patch(_deployment(), ops),
+                        lambda: apply_merge_patch(_deployment(), gen())):
+            try:
+                attempt()
+            except PatchError:
+                pass

@@ -320,3 +320,12 @@ def test_cells_follow_the_python_client_model_names():
     }
     for model, fields in attribute_names.items():
         assert set(fields) <= set(model.attribute_map.values()), model.__name__
+
+
+def test_a_malformed_stored_object_prints_unknown_cells_instead_of_failing_the_list():
+    good = pod(statuses=[RUNNING])
+    broken = pod(statuses=["not-a-status"])
+    broken["metadata"]["name"] = "broken"
+    rows = to_table("Pod", [good, broken], now=NOW)["rows"]
+    assert rows[0]["cells"][2] == "Running"
+    assert rows[1]["cells"] == ["broken", "<unknown>", "<unknown>", "<unknown>", "<unknown>"]
