@@ -9,7 +9,8 @@
     each step (``playbook_dir``)
  3. facts (``ansible_facts`` and ``ansible_<fact>``)
  4. play ``vars``  5. play ``vars_files``  6. role ``vars``  7. block ``vars``  8. task ``vars``
- 9. include params  10. ``set_fact`` and ``register``ed results  11. extra vars (``-e``, always win)
+ 9. ``set_fact`` and ``register``ed results  10. include params (``include_tasks``/``include_role``
+    ``vars:``, role params)  11. extra vars (``-e``, always win)
 
 and then the magic variables Ansible computes (``inventory_hostname``, ``hostvars``, ``groups``,
 ``group_names``, ``play_hosts``, ``ansible_play_hosts``, ``ansible_play_batch``,
@@ -176,12 +177,15 @@ class VariableManager:
             data["ansible_facts"] = facts
         else:
             data.setdefault("ansible_facts", {})
-        for layer in (play_vars, vars_files_vars, role_vars, block_vars, task_vars, include_params):
+        for layer in (play_vars, vars_files_vars, role_vars, block_vars, task_vars):
             if layer:
                 data.update(layer)
         nonpersistent = self._nonpersistent.get(host)
         if nonpersistent:
             data.update(nonpersistent)
+        if include_params:
+            # Ansible: include params (21) beat set_fact/registered (19) — checked with ansible-playbook
+            data.update(include_params)
         if self.extra_vars:
             data.update(self.extra_vars)
         data.update(self._magic_vars(host, include_hostvars=include_hostvars))

@@ -234,3 +234,11 @@ def test_hostless_vars_for_play_level_templating(inventory) -> None:
     v = vm.get_vars(None, play_vars={"p": 1})
     assert "inventory_hostname" not in v and v["p"] == 1
     assert Templar(v).render("{{ target }}:{{ groups['cp'] | join(':') }}") == "workers:cp1.lab.example"
+
+
+def test_include_params_beat_set_fact_as_in_ansible(inventory) -> None:
+    # ansible-playbook: set_fact x=fact; include_tasks with vars x=inc -> the included task sees "inc"
+    vm = VariableManager(inventory, extra_vars={"z": "extra"})
+    vm.set_fact("w1", "x", "fact")
+    v = vm.get_vars("w1", task_vars={"x": "task"}, include_params={"x": "inc", "z": "inc"})
+    assert v["x"] == "inc" and v["z"] == "extra"
