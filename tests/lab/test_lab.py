@@ -135,7 +135,13 @@ def test_host_can_run_a_node_runtime_cgroups_data_dir_and_init(lab3: Lab) -> Non
     inside = ssh(lab3, "h2", "ls /sys/fs/cgroup").stdout.split()
     assert sorted(inside) == machine_hierarchies
     if "memory" in machine_hierarchies:
-        assert "memory.limit_in_bytes" in ssh(lab3, "h2", "ls /sys/fs/cgroup/memory").stdout.split()
+        # usable, not just visible: a node runtime makes a cgroup, limits it, moves a process in
+        group = f"/sys/fs/cgroup/memory/clusterctl-lab-test-{uuid.uuid4().hex[:8]}"
+        script = (
+            f"set -e; mkdir {group}; echo 67108864 > {group}/memory.limit_in_bytes; "
+            f"sh -c 'echo $$ > {group}/cgroup.procs; cat {group}/memory.limit_in_bytes'; rmdir {group}"
+        )
+        assert ssh(lab3, "h2", script).stdout.strip() == "67108864"
     # /var/lib/clusterctl is the machine's real filesystem, so an overlay can be mounted on it
     fstype = ssh(lab3, "h2", "stat -f -c %T /var/lib/clusterctl").stdout.strip()
     assert fstype != "overlayfs" and ssh(lab3, "h2", "stat -f -c %T /etc").stdout.strip() == "overlayfs"
