@@ -857,7 +857,9 @@ def _printers() -> dict[str, Printer]:
             Column("Value", "integer", _doc("io.k8s.api.scheduling.v1.PriorityClass", "value")),
             Column("Global-Default", "boolean", _doc("io.k8s.api.scheduling.v1.PriorityClass", "globalDefault")),
             age(),
-            Column("PreemptionPolicy", description=_doc("io.k8s.api.scheduling.v1.PriorityClass", "preemptionPolicy")),
+            # wide only since Kubernetes 1.32 (kubernetes/kubernetes#126529)
+            Column("PreemptionPolicy", priority=1,
+                   description=_doc("io.k8s.api.scheduling.v1.PriorityClass", "preemptionPolicy")),
         ], _priority_class_row),
         "PodDisruptionBudget": Printer(lambda: [
             name(),

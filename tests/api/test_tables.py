@@ -250,6 +250,8 @@ KIND_CASES = [
      ["kube-scheduler", "cp-1_abc", "2d3h"]),
     ("PriorityClass", {"metadata": _meta("high"), "value": 1000, "globalDefault": False},
      ["Name", "Value", "Global-Default", "Age", "PreemptionPolicy"], ["high", 1000, False, "2d3h", "<none>"]),
+    ("PriorityClass", {"metadata": _meta("low"), "value": 1, "globalDefault": True, "preemptionPolicy": "Never"},
+     None, ["low", 1, True, "2d3h", "Never"]),
     ("PodDisruptionBudget", {"metadata": _meta("pdb"), "spec": {"minAvailable": 2}, "status": {"disruptionsAllowed": 1}},
      ["Name", "Min Available", "Max Unavailable", "Allowed Disruptions", "Age"], ["pdb", "2", "N/A", 1, "2d3h"]),
     ("PodDisruptionBudget", {"metadata": _meta("pdb2"), "spec": {"maxUnavailable": "25%"}}, None, ["pdb2", "N/A", "25%", 0, "2d3h"]),
@@ -275,6 +277,11 @@ def test_kind_columns_and_cells(kind, obj, columns, cells):
         assert [c["name"] for c in table["columnDefinitions"]] == columns
     assert table["rows"][0]["cells"] == cells
     assert len(table["rows"][0]["cells"]) == len(table["columnDefinitions"])
+
+
+def test_priority_class_preemption_policy_is_wide_only():
+    table = to_table("PriorityClass", [{"metadata": _meta("p"), "value": 5}], now=NOW)
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Value", "Global-Default", "Age"]
 
 
 def test_events_columns_and_wide_cells():
