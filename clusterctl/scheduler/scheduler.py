@@ -117,9 +117,11 @@ class Scheduler:
     def pod_info(self, pod: Obj) -> PodInfo:
         info = PodInfo.of(pod)
         spec = pod.get("spec") or {}
-        if spec.get("priority") is None:
-            # The API server may not resolve priorityClassName (Kubernetes' admission does): do it here.
-            info.priority = self._priority_of_class(spec.get("priorityClassName"))
+        class_name = spec.get("priorityClassName")
+        if spec.get("priority") is None or (class_name and self.priority_classes.get(class_name)):
+            # Kubernetes' Priority admission copies the class value into spec.priority; a server that
+            # does not (ours defaults it to 0) still gets the class's priority here.
+            info.priority = self._priority_of_class(class_name)
             if spec.get("preemptionPolicy") is None and spec.get("priorityClassName"):
                 pc = self.priority_classes.get(spec["priorityClassName"])
                 if pc and pc.get("preemptionPolicy"):
@@ -213,10 +215,11 @@ class Scheduler:
 
     async def run(self) -> None:
         """Informers, then the scheduling loop, until cancelled."""
-        informers = [self.priority_classes, self.nodes, self.pods]
-        tasks = [asyncio.create_task(i.run(), name=f"scheduler:informer:{i.resource}") for i in informers]
+        tasks: list[asyncio.Task[Any]] = []
         try:
-            for informer in informers:
+            # Priority classes first: pod handlers resolve priorityClassName as pods arrive.
+            for informer in (self.priority_classes, self.nodes, self.pods):
+                tasks.append(asyncio.create_task(informer.run(), name=f"scheduler:informer:{informer.resource}"))
                 await informer.wait_for_sync()
             log.info("scheduler %s: caches synced (%d nodes, %d pods)", self.config.scheduler_name, len(self.cache), len(self.pods.list()))
             while True:

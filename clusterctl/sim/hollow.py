@@ -186,7 +186,7 @@ class HollowCluster:
                     *({"type": t, "status": "False", "reason": f"KubeletHas{r}", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": now}
                       for t, r in (("MemoryPressure", "SufficientMemory"), ("DiskPressure", "NoDiskPressure"), ("PIDPressure", "SufficientPID"))),
                 ],
-                "addresses": [{"type": "InternalIP", "address": f"10.{240 + idx // 65536 % 4}.{idx // 256 % 256}.{idx % 256}"},
+                "addresses": [{"type": "InternalIP", "address": str(ipaddress.ip_address("10.240.0.0") + idx + 1)},
                               {"type": "Hostname", "address": name}],
                 "nodeInfo": {"kubeletVersion": "v1.32.0-hollow", "containerRuntimeVersion": "hollow://0.1", "operatingSystem": "linux",
                              "architecture": "amd64", "osImage": "hollow", "kernelVersion": "0", "machineID": name, "systemUUID": name,

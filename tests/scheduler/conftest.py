@@ -1,0 +1,56 @@
+"""A real control plane, a scheduler in this event loop, and hollow nodes added on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clusterctl.client.rest import ApiClient
+from clusterctl.scheduler.scheduler import Scheduler, SchedulerConfig
+from clusterctl.sim.hollow import HollowCluster, HollowConfig
+from tests.client.live import control_plane
+
+
+class Env:
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.scheduler = Scheduler(api, SchedulerConfig(initial_backoff=0.05, max_backoff=0.2))
+
+    async def start(self) -> None:
+        self.tasks.append(asyncio.create_task(self.scheduler.run()))
+
+    async def add_nodes(self, prefix: str, count: int = 1, **cfg: Any) -> HollowCluster:
+        sim = HollowCluster(self.api, HollowConfig(count=count, prefix=prefix, renew_interval=5, **cfg))
+        self.tasks.append(asyncio.create_task(sim.run()))
+        await asyncio.wait_for(sim.started(), 15)
+        return sim
+
+    async def wait_pod(self, name: str, predicate, timeout: float = 10.0) -> dict:
+        end = time.monotonic() + timeout
+        while True:
+            pod = await self.api.get("pods", name, namespace="default")
+            if predicate(pod):
+                return pod
+            assert time.monotonic() < end, f"pod {name} never matched; last: {pod.get('spec', {}).get('nodeName')} {pod.get('status')}"
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    async with control_plane(tmp_path) as (api, _):
+        e = Env(api)
+        try:
+            yield e
+        finally:
+            await e.stop()

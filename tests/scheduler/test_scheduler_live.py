@@ -1,0 +1,108 @@
+"""The scheduler against a real API server with hollow nodes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from clusterctl.client.errors import NotFound
+from tests.scheduler.conftest import Env
+from tests.scheduler.objects import pod
+
+GPU_TAINT = {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
+
+
+def bound(p: dict) -> bool:
+    return bool(p["spec"].get("nodeName"))
+
+
+def scheduled_condition(p: dict) -> dict | None:
+    return next((c for c in p.get("status", {}).get("conditions") or [] if c["type"] == "PodScheduled"), None)
+
+
+def api_pod(name: str, **kw) -> dict:
+    p = pod(name, **kw)
+    del p["metadata"]["uid"]
+    del p["status"]
+    return p
+
+
+async def test_pods_bind_to_fitting_nodes_with_an_event(env: Env) -> None:
+    await env.add_nodes("n-", 2, cpu="2")
+    await env.start()
+    await env.api.create(api_pod("a", cpu="1500m"))
+    await env.api.create(api_pod("b", cpu="1500m"))
+    a = await env.wait_pod("a", bound)
+    b = await env.wait_pod("b", bound)
+    assert {a["spec"]["nodeName"], b["spec"]["nodeName"]} == {"n-0", "n-1"}, "each node fits only one of them"
+    await env.wait_pod("a", lambda p: p["status"].get("phase") == "Running")
+    events = (await env.api.list("events", namespace="default", field_selector="involvedObject.name=a"))["items"]
+    assert any(e["reason"] == "Scheduled" and e["message"] == f"Successfully assigned default/a to {a['spec']['nodeName']}" for e in events)
+
+
+async def test_taints_tolerations_and_node_selector(env: Env) -> None:
+    await env.add_nodes("plain-", 1)
+    await env.add_nodes("gpu-", 2, taints=[GPU_TAINT], labels={"accelerator": "gpu"})
+    await env.start()
+    for i in range(3):
+        await env.api.create(api_pod(f"web{i}"))
+    await env.api.create(api_pod("train", node_selector={"accelerator": "gpu"},
+                                 tolerations=[{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]))
+    for i in range(3):
+        assert (await env.wait_pod(f"web{i}", bound))["spec"]["nodeName"] == "plain-0"
+    assert (await env.wait_pod("train", bound))["spec"]["nodeName"].startswith("gpu-")
+
+
+async def test_insufficient_cpu_is_explained_then_binds_when_a_node_is_added(env: Env) -> None:
+    await env.add_nodes("small-", 2, cpu="1")
+    await env.add_nodes("gpu-", 1, cpu="8", taints=[GPU_TAINT])
+    await env.start()
+    await env.api.create(api_pod("big", cpu="2"))
+    p = await env.wait_pod("big", lambda p: (scheduled_condition(p) or {}).get("status") == "False")
+    cond = scheduled_condition(p)
+    assert cond["reason"] == "Unschedulable"
+    assert cond["message"] == ("0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu. "
+                               "preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, "
+                               "2 No preemption victims found for incoming pod.")
+    events = (await env.api.list("events", namespace="default", field_selector="involvedObject.name=big"))["items"]
+    assert any(e["reason"] == "FailedScheduling" and e["type"] == "Warning" and e["message"] == cond["message"] for e in events)
+    await env.add_nodes("large-", 1, cpu="4")
+    assert (await env.wait_pod("big", bound))["spec"]["nodeName"] == "large-0"
+
+
+async def test_preemption_evicts_only_lower_priority_pods(env: Env) -> None:
+    for name, value in (("low", 10), ("mid", 500), ("high", 1000)):
+        await env.api.create({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value})
+    await env.add_nodes("n-", 2, cpu="2")
+    await env.start()
+    low = api_pod("low-pod", cpu="1500m")
+    low["spec"]["priorityClassName"] = "low"
+    mid = api_pod("mid-pod", cpu="1500m")
+    mid["spec"]["priorityClassName"] = "mid"
+    await env.api.create(low)
+    await env.api.create(mid)
+    low_node = (await env.wait_pod("low-pod", bound))["spec"]["nodeName"]
+    await env.wait_pod("mid-pod", bound)
+
+    peer = api_pod("peer", cpu="1500m")  # same priority as low-pod: may not preempt it
+    peer["spec"]["priorityClassName"] = "low"
+    await env.api.create(peer)
+    p = await env.wait_pod("peer", lambda p: (scheduled_condition(p) or {}).get("status") == "False")
+    assert "2 No preemption victims found for incoming pod" in scheduled_condition(p)["message"]
+    await env.api.delete("pods", "peer", namespace="default")
+
+    urgent = api_pod("urgent", cpu="1500m")
+    urgent["spec"]["priorityClassName"] = "high"
+    await env.api.create(urgent)
+    p = await env.wait_pod("urgent", bound, timeout=15)
+    assert p["spec"]["nodeName"] == low_node
+    try:
+        await env.api.get("pods", "low-pod", namespace="default")
+        raise AssertionError("the low-priority pod should have been evicted")
+    except NotFound:
+        pass
+    mid_now = await env.api.get("pods", "mid-pod", namespace="default")
+    assert not mid_now["metadata"].get("deletionTimestamp"), "a higher-priority pod is never a victim"
+    assert env.scheduler.stats.preemptions == 1
+    events = (await env.api.list("events", namespace="default", field_selector="involvedObject.name=low-pod"))["items"]
+    assert any(e["reason"] == "Preempted" for e in events)
+    await asyncio.sleep(0)
