@@ -19,6 +19,14 @@ Two stages, both offline:
 
 The server never imports ``kubernetes``; it only reads ``definitions.json``.
 Usage: ``python -m clusterctl.api.openapi_schemas.generate build``.
+
+Provenance of the committed data: ``go_fields.json`` was extracted from kubernetes/api at
+10b39a39bcee995dfe7cd5e8e7b922be5e46f1e2 and kubernetes/apimachinery at
+eed236ceee2c19c2753a3d93ac0631dc20750454 (``git archive`` of the package directories listed in
+``GO_PACKAGES`` and ``pkg/apis/meta/v1``); ``definitions.json`` was built with kubernetes==37.0.2.
+Both are newer than the API level we serve (1.32): they describe a superset of 1.32's fields, and
+the patch strategies of every 1.32 field are unchanged. Alpha/beta types the client knows but our
+groups do not serve are left out (the build prints them).
 """
 
 from __future__ import annotations
