@@ -92,6 +92,7 @@ class Inventory:
         self._group_file_vars: list[dict[str, dict]] = []
         self._host_file_vars: list[dict[str, dict]] = []
         self._host_vars_cache: dict[tuple, dict] = {}
+        self._basedir_vars_cache: dict[tuple, tuple[list[dict], list[dict]]] = {}
         self._descendant_hosts_cache: dict[str, list[str]] = {}
         self.add_group("all")
         self.add_group("ungrouped")
@@ -150,6 +151,7 @@ class Inventory:
 
     def _invalidate(self) -> None:
         self._host_vars_cache.clear()
+        self._basedir_vars_cache.clear()
         self._descendant_hosts_cache.clear()
 
     # ------------------------------------------------------------ relationships
@@ -356,7 +358,10 @@ class Inventory:
         host = self.get_host(name)
         if host is None:
             raise InventoryError(f"host {name!r} is not in the inventory ({', '.join(self.sources) or 'no sources'})")
-        play_group_files, play_host_files = _load_basedirs_vars(extra, self)
+        basedir_vars = self._basedir_vars_cache.get(extra)
+        if basedir_vars is None:
+            basedir_vars = self._basedir_vars_cache[extra] = _load_basedirs_vars(extra, self)
+        play_group_files, play_host_files = basedir_vars
         groups = sort_groups([self.groups[g] for g in host.groups if g in self.groups])
         # ansible's VARIABLE_PRECEDENCE: all_inventory, groups_inventory, all_plugins_inventory,
         # all_plugins_play, groups_plugins_inventory, groups_plugins_play; then the host's

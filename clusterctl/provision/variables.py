@@ -76,12 +76,22 @@ class HostVars(Mapping, _PassThrough):
 
     def __init__(self, manager: "VariableManager") -> None:
         self._manager = manager
+        self._views: dict[str, HostVarsView] = {}
+        self._version = -1
 
     def __getitem__(self, host: str) -> HostVarsView:
-        inv = self._manager.inventory
-        if host not in inv.hosts and inv.get_host(host) is None:
-            raise KeyError(host)
-        return HostVarsView(self._manager, host)
+        manager = self._manager
+        if self._version != manager._version:
+            # facts, set_fact or register changed something since: views start afresh
+            self._views.clear()
+            self._version = manager._version
+        view = self._views.get(host)
+        if view is None:
+            inv = manager.inventory
+            if host not in inv.hosts and inv.get_host(host) is None:
+                raise KeyError(host)
+            view = self._views[host] = HostVarsView(manager, host)
+        return view
 
     def __contains__(self, host: object) -> bool:
         return isinstance(host, str) and self._manager.inventory.get_host(host) is not None
@@ -112,6 +122,7 @@ class VariableManager:
         self._play_hosts: list[str] | None = None
         self._play_hosts_all: list[str] | None = None
         self._play_batch: list[str] | None = None
+        self._version = 0  # bumped whenever per-host state changes (invalidates hostvars views)
         self._hostvars = HostVars(self)
         self._groups_cache: dict[str, list[str]] | None = None
         self._group_names_cache: dict[str, list[str]] = {}
@@ -121,16 +132,26 @@ class VariableManager:
         """Store gathered facts (keys without ``ansible_``); merged into earlier ones."""
         merged = self._facts.setdefault(host, {})
         merged.update(facts)
+        self._version += 1
         self._host_facts_vars[host] = {f"ansible_{k}" if not k.startswith("ansible_") else k: v for k, v in merged.items()}
+
+    def clear_facts(self, host: str) -> None:
+        """``meta: clear_facts``: forget the host's gathered facts and set_fact values."""
+        self._facts.pop(host, None)
+        self._host_facts_vars.pop(host, None)
+        self._nonpersistent.pop(host, None)
+        self._version += 1
 
     def get_facts(self, host: str) -> dict:
         return dict(self._facts.get(host, {}))
 
     def set_fact(self, host: str, name: str, value: Any) -> None:
         self._nonpersistent.setdefault(host, {})[name] = value
+        self._version += 1
 
     def register(self, host: str, name: str, result: dict) -> None:
         self._nonpersistent.setdefault(host, {})[name] = result
+        self._version += 1
 
     def set_play_hosts(self, hosts: list[str]) -> None:
         """The play's hosts that are still active (``ansible_play_hosts``); the first call also
@@ -138,17 +159,21 @@ class VariableManager:
         self._play_hosts = list(hosts)
         if self._play_hosts_all is None:
             self._play_hosts_all = list(hosts)
+        self._version += 1
 
     def set_play_hosts_all(self, hosts: list[str]) -> None:
         self._play_hosts_all = list(hosts)
+        self._version += 1
 
     def set_play_batch(self, hosts: list[str]) -> None:
         """The current ``serial`` batch (``ansible_play_batch``); defaults to the play hosts."""
         self._play_batch = list(hosts)
+        self._version += 1
 
     def clear_play(self) -> None:
         """Forget play-scoped state between plays (facts and set_fact/registered results persist)."""
         self._play_hosts = self._play_hosts_all = self._play_batch = None
+        self._version += 1
 
     # ---------------------------------------------------------------- merge
     def get_vars(

@@ -242,3 +242,15 @@ def test_include_params_beat_set_fact_as_in_ansible(inventory) -> None:
     vm.set_fact("w1", "x", "fact")
     v = vm.get_vars("w1", task_vars={"x": "task"}, include_params={"x": "inc", "z": "inc"})
     assert v["x"] == "inc" and v["z"] == "extra"
+
+
+def test_hostvars_see_later_set_facts_and_clear_facts(inventory) -> None:
+    vm = VariableManager(inventory)
+    hv = vm.get_vars("w1")["hostvars"]
+    vm.set_fact("w2", "token", "abc")
+    assert hv["w2"]["token"] == "abc"
+    vm.set_fact("w2", "token", "def")
+    assert vm.get_vars("w1")["hostvars"]["w2"]["token"] == "def"
+    vm.set_facts("w2", {"os_family": "Debian"})
+    vm.clear_facts("w2")
+    assert "token" not in hv["w2"] and hv["w2"]["ansible_facts"] == {}
