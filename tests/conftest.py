@@ -9,8 +9,10 @@ What a ``Lab`` gives a test: ``lab.hosts`` (``LabHost``: ``name`` h1..hN, ``ip``
 ``data_dir``), ``lab.inventory_path`` (Ansible INI, group ``nodes``), ``lab.known_hosts_path``
 (the hosts' real keys), ``lab.key_path`` (root's key on every host), ``lab.ssh_argv(name, *cmd)``,
 ``lab.exec_argv(name, *cmd)`` (run inside a host without SSH), and the faults
-``lab.stop(name)`` / ``lab.start(name)`` (power off/on, disk and host key kept) and
-``lab.cut(name)`` / ``lab.heal(name)`` (network away/back).
+``lab.stop(name)`` / ``lab.start(name)`` (power off/on, disk and host key kept; a stopped
+host refuses connections), ``lab.kill_sshd(name)`` (host up, sshd and its sessions dead) and
+``lab.cut(name)`` / ``lab.heal(name)`` (network away/back: packets are dropped, connections
+time out).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -287,6 +288,17 @@ class Lab:
             write_boot_files(spec)
             self._boot(spec, host)
             self._wait_ready([host])
+
+    def kill_sshd(self, name: str) -> None:
+        """Kill every sshd in the host (listener and sessions) and leave the host running: its
+        address answers, its port 22 refuses. ``stop`` + ``start`` brings sshd back."""
+        host = self.host(name)
+        for pid in network.netns_pids([host.netns])[host.netns]:
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
 
     def cut(self, name: str) -> None:
         """Take the host's network away (its veth goes down: packets are dropped, not refused)."""

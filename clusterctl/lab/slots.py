@@ -99,11 +99,21 @@ def read_claim(slot: int, run_dir: Path = RUN_DIR) -> dict | None:
         return None
 
 
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), to tell it from a later reuse of the pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 def write_claim(slot: int, lab_dir: Path, owner_pid: int | None, run_dir: Path = RUN_DIR) -> None:
     path = claim_path(slot, run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"dir": str(lab_dir), "owner_pid": owner_pid}))
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    owner_start = process_start_time(owner_pid) if owner_pid is not None else None
+    tmp.write_text(json.dumps({"dir": str(lab_dir), "owner_pid": owner_pid, "owner_start": owner_start}))
     os.replace(tmp, path)
 
 
@@ -129,21 +139,13 @@ def release_claim(slot: int, lab_dir: Path, run_dir: Path = RUN_DIR) -> None:
             claim_path(slot, run_dir).unlink()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def claim_is_live(slot: int, claim: dict) -> bool:
     """Does the lab that claimed ``slot`` still exist (its lab.json records the slot)?"""
     owner = claim.get("owner_pid")
-    if owner is not None and not _pid_alive(int(owner)):
-        return False
+    if owner is not None:
+        started = process_start_time(int(owner))
+        if started is None or started != claim.get("owner_start", started):
+            return False  # the owner died (its pid may since belong to another process)
     try:
         state = json.loads((Path(claim["dir"]) / "lab.json").read_text())
     except (OSError, ValueError, KeyError, TypeError):
