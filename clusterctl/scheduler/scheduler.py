@@ -385,19 +385,25 @@ async def run_scheduler(client: ApiClient, *, config: SchedulerConfig | dict[str
 
 
 def control_plane_component(config: SchedulerConfig | dict[str, Any] | None = None) -> Callable[[Any], Any]:
-    """An ``extra_components`` entry for the API server: ``await component(ctx)`` runs the scheduler.
+    """A control-plane component (``async def component(ctx)``) running the scheduler with ``config``.
 
-    It talks to its own server through the admin kubeconfig the server writes (waiting for it),
-    exactly like an external scheduler would — only the API server touches the store.
+    It reaches its own server through ``ctx.kubeconfig`` (the admin kubeconfig the control plane
+    writes once it listens), exactly like an external scheduler would: only the API server
+    touches the store. Leader election is on by default, so several control planes sharing one
+    etcd never both schedule.
     """
+    cfg = config if isinstance(config, SchedulerConfig) else SchedulerConfig.from_dict({"leader_elect": True, **(config or {})})
+
     async def scheduler_component(ctx: Any) -> None:
-        kubeconfig = ctx.config.path(ctx.config.kubeconfig)
-        while not kubeconfig.exists():
-            await asyncio.sleep(0.05)
+        kubeconfig = getattr(ctx, "kubeconfig", None) or ctx.config.path(ctx.config.kubeconfig)
         client = ApiClient.from_kubeconfig(str(kubeconfig), max_connections=96)
         try:
-            await run_scheduler(client, config=config)
+            await run_scheduler(client, config=cfg)
         finally:
             await asyncio.shield(client.close())
 
     return scheduler_component
+
+
+#: for the control-plane config's ``components`` list: ``"clusterctl.scheduler.scheduler:scheduler_component"``
+scheduler_component = control_plane_component()

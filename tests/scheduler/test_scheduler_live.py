@@ -106,3 +106,22 @@ async def test_preemption_evicts_only_lower_priority_pods(env: Env) -> None:
     events = (await env.api.list("events", namespace="default", field_selector="involvedObject.name=low-pod"))["items"]
     assert any(e["reason"] == "Preempted" for e in events)
     await asyncio.sleep(0)
+
+
+async def test_scheduler_runs_as_a_control_plane_component(tmp_path) -> None:
+    from clusterctl.sim.hollow import HollowCluster, HollowConfig
+    from tests.client.live import control_plane
+
+    async with control_plane(tmp_path, components=["clusterctl.scheduler.scheduler:scheduler_component"]) as (api, _):
+        sim = HollowCluster(api, HollowConfig(count=1, renew_interval=5))
+        task = asyncio.create_task(sim.run())
+        try:
+            await asyncio.wait_for(sim.started(), 15)
+            await api.create(api_pod("cp"))
+            env = Env(api)
+            assert (await env.wait_pod("cp", bound))["spec"]["nodeName"] == "hollow-0"
+            lease = await api.get("leases", "kube-scheduler", namespace="kube-system")
+            assert lease["spec"]["holderIdentity"]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
