@@ -694,6 +694,7 @@ class PlaybookExecutor:
 
     async def _execute_on(self, task: Task, hs: HostState, prun: PlayRun, rescuable: bool) -> TaskOutcome:
         async with self._forks:
+            self.out.host_start(hs.name, task.display_name)
             start = time.monotonic()
             outcome = await self._execute(task, hs, prun, rescuable)
             duration = time.monotonic() - start

@@ -158,6 +158,9 @@ class RunOutput:
         self._event("task_start", task=name, hosts=hosts, handler=handler, where=where)
         self._show_status()
 
+    def host_start(self, host: str, task: str) -> None:
+        self._event("host_start", host=host, task=task)
+
     def task_end(self, name: str) -> None:
         self._event("task_end", task=name)
 

@@ -456,3 +456,68 @@ def test_pause_uses_the_injected_sleep(lab3, tmp_path, capsys):
     assert run(args, sleep=fake_sleep) == 0
     assert slept == [30.0]  # once for the batch, not once per host
     assert capsys.readouterr().out.count("after") == 3
+
+
+def test_command_timeout_end_host_end_play_and_task_check_mode(capsys, lab3, tmp_path):
+    play = write_play(tmp_path, """
+        - hosts: nodes
+          gather_facts: false
+          tasks:
+            - name: too slow
+              command: sleep 5
+              timeout: 1
+              when: inventory_hostname == 'h1'
+              ignore_errors: true
+            - name: the host still answers after a timeout
+              command: hostname
+              register: hn
+              changed_when: false
+            - name: dry run of one task
+              copy: content=x dest=/srv/t-checkmode-{{ inventory_hostname }}
+              check_mode: true
+            - meta: end_host
+              when: inventory_hostname == 'h2'
+            - name: not on h2
+              debug: msg=after-end-host
+        - hosts: nodes
+          gather_facts: false
+          tasks:
+            - meta: end_play
+            - name: never
+              debug: msg=never-printed
+        - hosts: h3
+          gather_facts: false
+          tasks:
+            - name: next play runs
+              debug: msg=third-play
+    """)
+    start = time.monotonic()
+    result = provision(capsys, lab3.inventory_path, play)
+    assert time.monotonic() - start < 4.5
+    assert result.rc == 0, result.out
+    assert re.search(r"fatal: \[h1\]: FAILED! => .*timed out after 1", result.out)
+    assert result.recap["h1"]["ignored"] == 1
+    assert "ok: [h1]" in result.out.split("TASK [the host still answers after a timeout]")[1]
+    assert result.out.count("after-end-host") == 2  # h1 and h3
+    assert "never-printed" not in result.out and "third-play" in result.out
+    assert on_host(lab3, "h1", "test -e /srv/t-checkmode-h1 && echo yes || echo no") == "no\n"
+
+
+def test_live_progress_on_a_terminal_and_plain_lines_otherwise():
+    import io
+
+    from clusterctl.provision.output import RunOutput
+
+    tty = io.StringIO()
+    out = RunOutput(tty, tty=True)
+    out.play_start("p", ["a", "b"])
+    out.task_start("install", 2)
+    out.host_result("a", "install", "changed", {"changed": True}, duration=0.1, no_log=False)
+    text = tty.getvalue()
+    assert "install: 1/2 hosts done" in text and "\r\x1b[K" in text
+    assert "changed: [a]" in text
+    plain = io.StringIO()
+    out = RunOutput(plain, tty=False)
+    out.task_start("install", 2)
+    out.host_result("a", "install", "changed", {"changed": True}, duration=0.1, no_log=False)
+    assert "\r" not in plain.getvalue() and "hosts done" not in plain.getvalue()
