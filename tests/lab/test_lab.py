@@ -304,6 +304,34 @@ def test_up_after_a_crash_cleans_leftovers_and_starts_from_clean_disks(lab_facto
         assert machine_leftovers(again, old_slot, old_pids) == []
 
 
+def test_up_after_the_cli_was_killed_mid_boot(tmp_path: Path) -> None:
+    lab_dir = tmp_path / "crashed"
+    cli = subprocess.Popen([CLUSTERCTL, "lab", "up", "12", "--dir", str(lab_dir)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    # kill it once some hosts are booting: namespaces, veths, processes and disks all exist
+    while time.monotonic() < deadline:
+        if (lab_dir / "lab.json").exists() and (lab_dir / "hosts").exists() and lab_pids(Lab(lab_dir)):
+            break
+        time.sleep(0.002)
+    cli.kill()
+    cli.wait()
+    crashed = Lab(lab_dir)
+    old_slot = read_json_slot(crashed)
+    old_pids = lab_pids(crashed)
+    lab = Lab(lab_dir, owner_pid=os.getpid())
+    try:
+        assert [h.name for h in lab.up(2)] == ["h1", "h2"]
+        assert all(not Path(f"/proc/{p}").exists() or not _not_zombie(p) for p in old_pids)
+        names = SlotNames(old_slot)
+        assert {n for n in existing_netns() if names.owns_netns(n)} <= {h.netns for h in lab.hosts}
+        assert {l for l in os.listdir("/sys/class/net") if names.owns_link(l)} <= (
+            {h.veth for h in lab.hosts} | {SlotNames(read_json_slot(lab)).bridge})
+        assert ssh(lab, "h2", "hostname").stdout.strip() == "h2"
+    finally:
+        lab.down()
+
+
 def test_an_orphaned_lab_is_swept_by_the_next_up(lab_factory, tmp_path: Path) -> None:
     """A lab whose owning process died (a killed test session) is cleaned by any later up."""
     dead = subprocess.Popen(["true"])
