@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import typing
 from pathlib import Path
 
 HERE = Path(__file__).parent
