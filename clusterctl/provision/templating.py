@@ -237,11 +237,11 @@ class Templar:
         except TemplateError as exc:
             raise TemplateError(f"template {path}: {exc}") from exc
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"template {path}:{_error_line(exc, str(path))}: undefined variable: {exc.message}") from exc
+            raise TemplateError(f"template {path}:{_error_line(exc, template)}: undefined variable: {exc.message}") from exc
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"template {path}:{_error_line(exc, str(path))}: {exc}") from exc
+            raise TemplateError(f"template {path}:{_error_line(exc, template)}: {exc}") from exc
         except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError, OverflowError) as exc:
-            raise TemplateError(f"template {path}:{_error_line(exc, str(path))}: {type(exc).__name__}: {exc}") from exc
+            raise TemplateError(f"template {path}:{_error_line(exc, template)}: {type(exc).__name__}: {exc}") from exc
 
     # -------------------------------------------------------------- internals
     def _render_string(self, value: str) -> Any:
@@ -297,17 +297,24 @@ def _wrap(exc: Exception, source: str) -> TemplateError:
     return TemplateError(f"{type(exc).__name__}: {exc} (in {source!r})")
 
 
-def _error_line(exc: BaseException, filename: str) -> str:
+def _error_line(exc: BaseException, template: jinja2.Template) -> str:
+    """The template line an error happened on (Jinja's own line, or the deepest frame of the
+    compiled template mapped back through its debug info)."""
     lineno = getattr(exc, "lineno", None)
     if lineno:
         return str(lineno)
     tb = exc.__traceback__
-    line = "?"
+    found = None
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename in (filename, "<template>"):
-            line = str(tb.tb_lineno)
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            found = tb.tb_lineno
         tb = tb.tb_next
-    return line
+    if found is None:
+        return "?"
+    try:
+        return str(template.get_corresponding_lineno(found))
+    except (AttributeError, IndexError, ValueError):
+        return "?"
 
 
 def _trailing_newlines(text: str) -> int:
@@ -1087,8 +1094,17 @@ class _AnsibleEnvironment(NativeEnvironment):
         return lexer
 
 
+def _fail_on_undefined(value: Any) -> Any:
+    """Every ``{{ }}`` output passes here inside the template's own frame, so an undefined
+    variable fails where its line is known (values themselves pass through untouched)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # raises UndefinedError naming the variable
+    return value
+
+
 def _build_env(*, escape_backslashes: bool) -> NativeEnvironment:
     env = _AnsibleEnvironment(
+        finalize=_fail_on_undefined,
         undefined=AnsibleUndefined,
         trim_blocks=True,
         keep_trailing_newline=False,

@@ -237,3 +237,20 @@ def test_is_template() -> None:
     t = Templar({})
     assert t.is_template("{{ x }}") and t.is_template("{% if %}") and t.is_template("a {# c #}")
     assert not t.is_template("plain") and not t.is_template(3)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("a\nb={{ b }}\nc={{ nope }}\n", ":3: undefined variable: 'nope' is undefined"),
+        ("{% for x in b %}\n{% endfor %}\n", ":1: TypeError"),
+        ("ok\n{% include 'missing.j2' %}\n", ":2: 'missing.j2' not found"),
+        ("x={{ 1 +\n", ":1: syntax error"),
+    ],
+)
+def test_template_file_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    src = tmp_path / "t.j2"
+    src.write_text(text)
+    with pytest.raises(TemplateError) as info:
+        Templar({"b": 1}).render_file(src)
+    assert f"template {src}{message}" in str(info.value)
