@@ -95,6 +95,7 @@ class _LazyVars(Mapping):
         if key in variables:
             raw = variables[key]
             if not _needs_render(raw):
+                self._cache[key] = raw  # big plain values (facts) are scanned once per Templar
                 return raw
             if key in self._resolving:
                 raise TemplateError(f"recursive loop detected in template: variable {key!r} refers to itself")
@@ -208,12 +209,18 @@ class Templar:
         except OSError as exc:
             raise TemplateError(f"template {path}: cannot read: {exc.strerror or exc}") from exc
         overrides, source = _header_overrides(source)
-        env = _file_env(tuple(self.searchpath + [str(path.parent)]), tuple(sorted(overrides.items())))
-        try:
-            template = env.from_string(source)
-            template.filename = str(path)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"template {path}:{exc.lineno}: syntax error: {exc.message}") from exc
+        env_key = (tuple(self.searchpath + [str(path.parent)]), tuple(sorted(overrides.items())))
+        env = _file_env(*env_key)
+        template = _file_templates.get((env_key, source))
+        if template is None:
+            try:
+                template = env.from_string(source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(f"template {path}:{exc.lineno}: syntax error: {exc.message}") from exc
+            with _compile_lock:
+                if len(_file_templates) > 256:
+                    _file_templates.clear()
+                _file_templates[(env_key, source)] = template
         variables: Mapping[str, Any] = self._lazy
         file_vars = {
             "template_path": str(path),
@@ -421,6 +428,7 @@ def _header_overrides(source: str) -> tuple[dict[str, Any], str]:
 
 
 _file_envs: dict[tuple, NativeEnvironment] = {}
+_file_templates: dict[tuple, jinja2.Template] = {}
 
 
 def _file_env(searchpath: tuple[str, ...], overrides: tuple) -> NativeEnvironment:
@@ -1133,6 +1141,7 @@ def add_filter(name: str, fn: Callable) -> None:
     _string_cache.clear()
     _expr_cache.clear()
     _file_envs.clear()
+    _file_templates.clear()
 
 
 def add_test(name: str, fn: Callable) -> None:
@@ -1142,6 +1151,7 @@ def add_test(name: str, fn: Callable) -> None:
     _string_cache.clear()
     _expr_cache.clear()
     _file_envs.clear()
+    _file_templates.clear()
 
 
 __all__ = [
