@@ -32,7 +32,7 @@ import shlex
 import subprocess
 import threading
 from collections import ChainMap
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Mapping
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Callable, Iterable
