@@ -47,6 +47,7 @@ STATE_FILE = "lab.json"
 STATE_VERSION = 1
 #: how long a booting host may take until its sshd accepts connections
 DEFAULT_BOOT_TIMEOUT = 20.0
+BOOT_TIMEOUT_PER_HOST = 0.2
 
 
 @dataclass(frozen=True)
@@ -433,7 +434,9 @@ class Lab:
         connecting: a probe sent before the host's eth0 is up waits on ARP for up to a second.
         """
         pending = {h.name: h for h in hosts}
-        deadline = time.monotonic() + self.boot_timeout
+        # many hosts boot on few CPUs: allow a little more per host
+        timeout = self.boot_timeout + BOOT_TIMEOUT_PER_HOST * len(hosts)
+        deadline = time.monotonic() + timeout
         delay = 0.002
         while pending:
             pids = network.netns_pids([h.netns for h in pending.values()])
@@ -450,7 +453,7 @@ class Lab:
                 name, host = next(iter(pending.items()))
                 raise HostBootFailed(
                     f"{len(pending)} host(s) ({', '.join(pending)}) not listening on port 22 after "
-                    f"{self.boot_timeout:.0f} s; {name}: {_tail(host.console_log)}"
+                    f"{timeout:.0f} s; {name}: {_tail(host.console_log)}"
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.02)

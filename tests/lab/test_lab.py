@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterctl.lab import Lab, LabError, PrerequisiteMissing, check_prerequisites
+from clusterctl.lab import HostBootFailed, Lab, LabError, PrerequisiteMissing, check_prerequisites
 from clusterctl.lab.network import existing_netns, netns_pids
 from clusterctl.lab.slots import SlotNames, read_claim
 
@@ -330,6 +330,36 @@ def test_up_after_the_cli_was_killed_mid_boot(tmp_path: Path) -> None:
         assert ssh(lab, "h2", "hostname").stdout.strip() == "h2"
     finally:
         lab.down()
+
+
+def test_a_host_that_never_serves_ssh_fails_up_and_leaves_nothing(tmp_path: Path) -> None:
+    broken = replace(check_prerequisites(), sshd="/bin/false")
+    lab = Lab(tmp_path / "broken", owner_pid=os.getpid(), tools=broken, boot_timeout=0.5)
+    failures: list[BaseException] = []
+
+    def up() -> None:
+        try:
+            lab.up(2)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            failures.append(exc)
+
+    thread = threading.Thread(target=up)
+    thread.start()
+    slot = pids = None
+    while thread.is_alive() and not pids:
+        try:
+            slot, pids = read_json_slot(lab), lab_pids(lab)
+        except (FileNotFoundError, ValueError):
+            pass  # not written yet, or already removed
+        time.sleep(0.01)
+    thread.join()
+    assert len(failures) == 1 and isinstance(failures[0], HostBootFailed)
+    assert "not listening on port 22" in str(failures[0]) and "h1" in str(failures[0])
+    assert slot is not None and pids
+    assert lab.hosts == [] and not lab.inventory_path.exists()
+    if (read_claim(slot) or {}).get("dir") is None:  # nobody reused the slot meanwhile
+        assert machine_leftovers(lab, slot, pids) == []
+    assert all(not Path(f"/proc/{p}").exists() or not _not_zombie(p) for p in pids)
 
 
 def test_an_orphaned_lab_is_swept_by_the_next_up(lab_factory, tmp_path: Path) -> None:
