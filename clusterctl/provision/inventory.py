@@ -27,6 +27,7 @@ Errors are ``InventoryError`` naming the file and line.
 from __future__ import annotations
 
 import ast
+import copy
 import fnmatch
 import getpass
 import json
@@ -431,6 +432,50 @@ class Inventory:
         result["_meta"] = {"hostvars": hostvars, "profile": "inventory_legacy"}
         return result
 
+    def to_yaml_data(self, *, export: bool = False, limit: str | None = None) -> dict:
+        """What ``ansible-inventory --list --yaml`` prints (before YAML dumping), as a dict."""
+        available = set(self.select(limit) if limit else self.group_hosts("all"))
+        seen_hosts: set[str] = set()
+        seen_groups: set[str] = set()
+
+        def fmt(name: str) -> dict:
+            group = self.groups[name]
+            entry: dict[str, Any] = {"children": {}}
+            for child in group.children:
+                if child in seen_groups:
+                    entry["children"][child] = {}
+                else:
+                    entry["children"].update(fmt(child))
+                    seen_groups.add(child)
+            entry["hosts"] = {}
+            if name != "all":
+                for h in group.hosts:
+                    if h not in available:
+                        continue
+                    hv: dict = {}
+                    if h not in seen_hosts:
+                        seen_hosts.add(h)
+                        if export:
+                            hv = dict(self.hosts[h].vars)
+                            for per_source in self._host_file_vars:
+                                hv.update(per_source.get(h, {}))
+                        else:
+                            hv = self.host_vars(h)
+                        hv = {k: v for k, v in hv.items() if k not in INTERNAL_VARS}
+                    entry["hosts"][h] = hv
+            if export:
+                gv = {k: v for k, v in self.group_vars(name).items() if k not in INTERNAL_VARS}
+                if group.priority != 1:
+                    gv["ansible_group_priority"] = group.priority
+                if gv:
+                    entry["vars"] = gv
+            for k in ("hosts", "vars", "children"):
+                if k in entry and not entry[k]:
+                    del entry[k]
+            return {name: entry} if entry else {}
+
+        return fmt("all")
+
     def host_json(self, name: str) -> dict:
         """What ``ansible-inventory --host NAME`` prints."""
         if self.get_host(name) is None:
@@ -664,10 +709,11 @@ def _parse_ini(inv: Inventory, path: str, text: str) -> None:
                     raise fail(lineno, f"expected key=value host variable assignment, got {tok!r}")
                 k, v = tok.split("=", 1)
                 variables[k] = parse_ini_value(v)
-            for name in names:
+            for i, name in enumerate(names):
                 inv.add_host(name, group, port=port, source=path)
                 for k, v in variables.items():
-                    inv.set_host_var(name, k, v)
+                    # hosts of a range must not share one mutable value
+                    inv.set_host_var(name, k, v if i == 0 else copy.deepcopy(v))
         elif state == "vars":
             if "=" not in line:
                 raise fail(lineno, f"expected key=value in [{group}:vars], got {line!r}")
@@ -764,10 +810,10 @@ def _parse_yaml_group(inv: Inventory, path: str, group: str, data: Any) -> str:
                     names, port = _expand_host_pattern(pattern)
                 except ValueError as exc:
                     raise InventoryError(f"{path}: bad host pattern {pattern!r}: {exc}") from exc
-                for name in names:
+                for i, name in enumerate(names):
                     inv.add_host(name, group, port=port, source=path)
                     for k, v in (hvars or {}).items():
-                        inv.set_host_var(name, str(k), v)
+                        inv.set_host_var(name, str(k), v if i == 0 else copy.deepcopy(v))
     return group
 
 

@@ -1,6 +1,6 @@
 """`clusterctl inventory`: show a resolved inventory the way ``ansible-inventory`` does; convert Vagrant.
 
-    clusterctl inventory -i F [-i F2] --list [--export]   JSON, as `ansible-inventory --list`
+    clusterctl inventory -i F [-i F2] --list [--export] [--yaml]   as `ansible-inventory --list`
     clusterctl inventory -i F --host HOST                 one host's variables as JSON
     clusterctl inventory -i F --graph [GROUP] [--vars]    the group tree
     clusterctl inventory -i F --select PATTERN            hosts matching a host pattern, one a line
@@ -27,6 +27,7 @@ def _show_parser() -> argparse.ArgumentParser:
     action.add_argument("--graph", nargs="?", const="all", metavar="GROUP", help="the group tree from GROUP (default all)")
     action.add_argument("--select", metavar="PATTERN", help="hosts matching an Ansible host pattern, one a line")
     p.add_argument("--export", action="store_true", help="with --list: group vars under their groups, not merged into hosts")
+    p.add_argument("-y", "--yaml", action="store_true", help="with --list/--host: YAML instead of JSON")
     p.add_argument("--vars", action="store_true", help="with --graph: show variables")
     p.add_argument("--limit", metavar="PATTERN", help="with --list: only hosts matching PATTERN")
     return p
@@ -51,6 +52,16 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=4, sort_keys=True, ensure_ascii=False, default=str))
 
 
+def _print_yaml(data: object) -> None:
+    import yaml
+
+    class _NoAliases(yaml.SafeDumper):
+        def ignore_aliases(self, data: object) -> bool:
+            return True
+
+    sys.stdout.write(yaml.dump(data, Dumper=_NoAliases, default_flow_style=False, allow_unicode=True))
+
+
 def main(argv: list[str]) -> int:
     argv = list(argv)
     if argv and argv[0] == "from-vagrant":
@@ -72,10 +83,12 @@ def main(argv: list[str]) -> int:
     args = _show_parser().parse_args(argv)
     inv = load_inventory(args.inventory)
     if args.list:
-        data = inv.to_list_json(export=args.export, limit=args.limit)
-        _print_json(data)
+        if args.yaml:
+            _print_yaml(inv.to_yaml_data(export=args.export, limit=args.limit))
+        else:
+            _print_json(inv.to_list_json(export=args.export, limit=args.limit))
     elif args.host:
-        _print_json(inv.host_json(args.host))
+        (_print_yaml if args.yaml else _print_json)(inv.host_json(args.host))
     elif args.graph:
         if args.graph not in inv.groups:
             raise UsageError(f"--graph needs a group name; {args.graph!r} is not a group of {', '.join(args.inventory)}")

@@ -360,3 +360,26 @@ def test_production_example_matches_live_ansible_inventory() -> None:
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout
     assert _json(load_inventory(str(EXAMPLES / "production")).to_list_json()) == json.loads(out)
+
+
+@pytest.mark.parametrize("case", ["ini_full", "yaml_full"])
+def test_cli_yaml_list_matches_live_ansible_inventory(case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from clusterctl.provision.inventory_cli import main
+
+    src = str(CASES[case][0])
+    for extra in ([], ["--export"]):
+        live = subprocess.run(
+            [_ansible_bin("ansible-inventory"), "-i", src, "--list", "--yaml", *extra],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout
+        main(["-i", src, "--list", "--yaml", *extra])
+        # same data; we write repeated values out instead of YAML anchors
+        assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load(live)
+
+
+def test_range_hosts_do_not_share_mutable_values() -> None:
+    inv = load_inventory(str(CASES["ini_full"][0]))
+    inv.hosts["web-a"].vars["opts"]["ports"].append(8080)
+    assert inv.hosts["web-b"].vars["opts"]["ports"] == [80, 443]
