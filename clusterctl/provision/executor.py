@@ -44,6 +44,8 @@ from clusterctl.provision.playbook import (
 )
 
 LOCALHOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: modules that move files over SFTP (their plays get SFTP opened along with the connection)
+_FILE_MOVERS = frozenset({"copy", "template", "fetch", "slurp", "unarchive", "script"})
 _TRUE = frozenset({"yes", "on", "1", "true", "y", "t"})
 
 
@@ -174,6 +176,12 @@ class HostSession:
         except (OSError, asyncssh_errors()) as exc:
             raise HostUnreachable(self.spec.name, f"cannot start a shell session: {exc}") from exc
 
+    async def start_sftp(self) -> None:
+        try:
+            await self._conn._sftp_client()
+        except ClusterctlError:
+            pass  # a host without SFTP fails later, on the task that needs it, with the reason
+
     def _drop_shell(self) -> None:
         shell, self._shell = self._shell, None
         if shell is not None:
@@ -191,6 +199,8 @@ class HostSession:
         async with self._lock:
             if self._shell is None:
                 await self.start_shell()
+            if timeout is None:
+                return await self._in_shell(command, stdin, become, become_user, env, cwd)
             try:
                 return await asyncio.wait_for(self._in_shell(command, stdin, become, become_user, env, cwd), timeout)
             except asyncio.TimeoutError as exc:
@@ -211,9 +221,11 @@ class HostSession:
             script = "export " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items()) + "; " + script
         if cwd:
             script = f"cd {shlex.quote(cwd)} && {script}"
-        full = f"sh -c {shlex.quote(script)}"
         if become and not (self.spec.user == "root" and become_user == "root"):
-            full = f"sudo -n -H -u {shlex.quote(become_user)} -- {full}"
+            full = f"sudo -n -H -u {shlex.quote(become_user)} -- sh -c {shlex.quote(script)}"
+        else:
+            # a subshell of the session's shell: a fork, no exec; eval keeps a syntax error inside it
+            full = f"( eval {shlex.quote(script)} )"
         if stdin is None:
             line = f"{full} </dev/null"
         else:
@@ -336,6 +348,7 @@ class PlaybookExecutor:
         self._forks = asyncio.Semaphore(max(1, self.opts.forks))
         self._local = LocalConnection()
         self._templar_cls = None
+        self._moves_files = any(t.action in _FILE_MOVERS for t in playbook.all_tasks())
 
     # -- connections
 
@@ -351,7 +364,11 @@ class PlaybookExecutor:
         async with self._handshakes:
             conn = await HostConnection.open(spec)
         session = HostSession(conn)
-        await session.start_shell()
+        if self._moves_files:
+            # the play copies files: open SFTP now, in the same round-trips as the shell
+            await asyncio.gather(session.start_shell(), session.start_sftp())
+        else:
+            await session.start_shell()
         return session
 
     def _connection_spec(self, host: str) -> ConnectionSpec:
