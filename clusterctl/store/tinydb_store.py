@@ -64,6 +64,7 @@ from clusterctl.store.wal import SegmentWriter, WalFailed, frame, remove_segment
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "LOCK"
+MAX_BATCH = 1024  # log records per fsync; bounds a watcher's buffer overshoot too
 
 
 class StoreLocked(StoreError):
@@ -109,14 +110,22 @@ class _Watcher:
         self.closed = False
         self.last_revision = after_revision
 
-    def offer(self, event: Event) -> bool:
-        """Buffer one live event; False when the watcher has fallen too far behind."""
+    def offer(self, events: list[Event]) -> bool:
+        """Buffer one batch's events under the prefix; False when the watcher has fallen behind.
+
+        Behind = still holding ``limit`` undelivered events when the next batch arrives; a batch
+        itself is always taken whole (a fast watcher cannot drain in the middle of one), so the
+        buffer holds at most ``limit`` + one batch (batches are capped at ``MAX_BATCH``).
+        """
         if len(self.buffer) >= self.limit:
             self.overflowed = True
             self.wake.set()
             return False
-        self.buffer.append(event)
-        self.wake.set()
+        prefix = self.prefix
+        before = len(self.buffer)
+        self.buffer.extend(event for event in events if event.key.startswith(prefix))
+        if len(self.buffer) != before:
+            self.wake.set()
         return True
 
 
@@ -408,7 +417,7 @@ class TinyDBStore:
                 await self._wake.wait()
                 continue
             async with self._io_lock:
-                batch, self._queue = self._queue, []
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 data = b"".join(mutation.record for mutation in batch)
                 try:
                     await loop.run_in_executor(self._wal_thread, self._segment.append, data, len(batch))
@@ -465,12 +474,10 @@ class TinyDBStore:
         self._trim_history()
 
     def _notify(self, changes: list[Change]) -> None:
-        overflowed = []
-        for watcher in self._watchers:
-            for change in changes:
-                if change.event.key.startswith(watcher.prefix) and not watcher.offer(change.event):
-                    overflowed.append(watcher)
-                    break
+        if not self._watchers:
+            return
+        events = [change.event for change in changes]
+        overflowed = [watcher for watcher in self._watchers if not watcher.offer(events)]
         for watcher in overflowed:
             self._watchers.discard(watcher)
 

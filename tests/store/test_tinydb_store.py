@@ -1,0 +1,231 @@
+"""What only the embedded tinydb backend has: restart recovery, group commit, log folding,
+history retention, slow watchers, the directory lock, and a full disk (a real small tmpfs)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+import pytest
+
+from clusterctl.store import Compacted, StoreError, WatchOverflow
+from clusterctl.store.tinydb_store import StoreLocked, TinyDBStore
+from clusterctl.store.wal import list_segments
+
+PODS = "/registry/core/pods/"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def opened(data_dir, **options) -> TinyDBStore:
+    store = TinyDBStore(data_dir, **options)
+    await store.start()
+    return store
+
+
+async def test_restart_recovers_items_revision_and_watch_history(tmp_path):
+    store = await opened(tmp_path, snapshot_on_close=False)
+    a = await store.create(PODS + "default/a", {"n": 1})
+    before = store.revision
+    await store.update(PODS + "default/a", {"n": 2}, expected_revision=a.mod_revision)
+    await store.create(PODS + "default/b", {"n": 1})
+    await store.delete(PODS + "default/b")
+    state = (await store.list("/")).items
+    revision = store.revision
+    await store.close()
+
+    store = await opened(tmp_path)
+    try:
+        assert (await store.list("/")).items == state
+        assert store.revision == revision
+        watch = store.watch(PODS, after_revision=before)  # history after the snapshot comes from the log
+        events = [await asyncio.wait_for(watch.__anext__(), 2) for _ in range(3)]
+        assert [(e.type, e.revision) for e in events] == [("PUT", before + 1), ("PUT", before + 2), ("DELETE", before + 3)]
+        assert events[2].value == {"n": 1}
+        await watch.aclose()
+        assert (await store.create(PODS + "default/c", {})).mod_revision == revision + 1
+    finally:
+        await store.close()
+
+
+async def test_revision_survives_a_snapshot_of_an_empty_store(tmp_path):
+    store = await opened(tmp_path)
+    await store.create(PODS + "default/a", {})
+    await store.delete(PODS + "default/a")
+    await store.snapshot()
+    await store.close()
+    assert list_segments(tmp_path)[0][1].stat().st_size == 0  # everything folded
+    store = await opened(tmp_path)
+    try:
+        assert store.revision == 2 and len(store) == 0
+        assert (await store.create(PODS + "default/a", {})).mod_revision == 3  # never reused
+        with pytest.raises(Compacted):  # history before the snapshot is gone after a restart
+            await store.watch(PODS, after_revision=0).__anext__()
+    finally:
+        await store.close()
+
+
+async def test_concurrent_writers_share_fsyncs(tmp_path):
+    store = await opened(tmp_path)
+    try:
+        async def writer(w):
+            for i in range(30):
+                await store.create(PODS + f"w{w}/p{i}", {"w": w, "i": i})
+        await asyncio.gather(*(writer(w) for w in range(16)))
+        assert store.committed_writes == 480
+        assert store.commit_batches < store.committed_writes / 3, (store.commit_batches, store.committed_writes)
+    finally:
+        await store.close()
+
+
+async def test_log_folds_into_snapshot_while_writing_and_recovers(tmp_path):
+    store = await opened(tmp_path, snapshot_log_records=25, snapshot_on_close=False)
+    for i in range(200):
+        await store.create(PODS + f"default/p{i:03}", {"i": i})
+        if i % 3 == 0:
+            await store.update(PODS + f"default/p{i:03}", {"i": i, "updated": True})
+    await asyncio.sleep(0.2)
+    assert store.snapshots_written >= 5
+    state, revision = (await store.list("/")).items, store.revision
+    await store.close()
+    assert len(list_segments(tmp_path)) <= 3, "folded segments are deleted"
+    store = await opened(tmp_path)
+    try:
+        assert store.recovered.snapshot_revision > 0
+        assert (await store.list("/")).items == state and store.revision == revision
+    finally:
+        await store.close()
+
+
+async def test_history_is_retained_for_a_configured_time(tmp_path):
+    clock = FakeClock()
+    store = await opened(tmp_path, history_seconds=60, clock=clock)
+    try:
+        await store.create(PODS + "default/a", {})
+        clock.now += 30
+        b = await store.create(PODS + "default/b", {})
+        clock.now += 40  # a is 70 s old, b 40 s
+        with pytest.raises(Compacted) as caught:
+            await store.watch(PODS, after_revision=0).__anext__()
+        assert caught.value.compact_revision == 1
+        watch = store.watch(PODS, after_revision=1)
+        assert (await watch.__anext__()).revision == b.mod_revision
+        await watch.aclose()
+        clock.now += 30
+        with pytest.raises(Compacted):
+            await store.watch(PODS, after_revision=1).__anext__()
+        with pytest.raises(Compacted):
+            await store.list(PODS, revision=1)
+    finally:
+        await store.close()
+
+
+async def test_history_is_bounded_in_events(tmp_path):
+    store = await opened(tmp_path, history_events=3)
+    try:
+        for i in range(6):
+            await store.create(PODS + f"default/p{i}", {})
+        with pytest.raises(Compacted):
+            await store.watch(PODS, after_revision=2).__anext__()
+        watch = store.watch(PODS, after_revision=3)
+        assert [(await watch.__anext__()).revision for _ in range(3)] == [4, 5, 6]
+        await watch.aclose()
+    finally:
+        await store.close()
+
+
+async def test_slow_watcher_is_ended_and_stalls_nobody(tmp_path):
+    store = await opened(tmp_path, watch_buffer=20)
+    try:
+        await store.create(PODS + "default/first", {})
+        slow = store.watch(PODS, after_revision=0)
+        assert (await slow.__anext__()).key == PODS + "default/first"  # subscribed, then never read
+        fast_events = []
+
+        async def fast():
+            async for event in store.watch(PODS, after_revision=store.revision):
+                fast_events.append(event)
+                if len(fast_events) == 300:
+                    return
+        fast_task = asyncio.create_task(fast())
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        for i in range(30):  # 30 group commits of 10 writes each
+            await asyncio.gather(*(store.create(PODS + f"w{w}/p{i}", {"i": i}) for w in range(10)))
+        assert time.monotonic() - started < 5
+        await asyncio.wait_for(fast_task, 5)
+        assert [e.revision for e in fast_events] == list(range(2, 302))
+
+        drained = []
+        with pytest.raises(WatchOverflow) as caught:
+            async with asyncio.timeout(5):
+                async for event in slow:
+                    drained.append(event)
+        # what was buffered (the limit, plus the rest of the batch that reached it) is delivered,
+        # then the watch ends instead of buffering all 300
+        assert 20 <= len(drained) < 30
+        assert caught.value.requested == drained[-1].revision
+        assert isinstance(caught.value, Compacted)
+    finally:
+        await store.close()
+
+
+async def test_watchers_end_when_the_store_closes(tmp_path):
+    store = await opened(tmp_path)
+    watch = store.watch(PODS, after_revision=0)
+    waiter = asyncio.create_task(watch.__anext__())
+    await asyncio.sleep(0.01)
+    await store.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiter, 2)
+
+
+async def test_a_data_directory_opens_once(tmp_path):
+    store = await opened(tmp_path)
+    try:
+        with pytest.raises(StoreLocked, match=str(os.getpid())):
+            await opened(tmp_path)
+    finally:
+        await store.close()
+    other = await opened(tmp_path)
+    await other.close()
+
+
+async def test_full_disk_write_is_refused_and_not_applied(tmp_path):
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], check=True)
+    try:
+        ballast = mount_point / "ballast"
+        ballast.write_bytes(b"b" * 64 * 1024)
+        store = await opened(mount_point / "store", snapshot_on_close=False)
+        acknowledged = {}
+        with pytest.raises(StoreError, match="No space left on device") as caught:
+            for i in range(100):
+                item = await store.create(PODS + f"default/p{i}", {"pad": "p" * 20_000})
+                acknowledged[item.key] = item
+        assert "write-ahead log" in str(caught.value)
+        assert 0 < len(acknowledged) < 100
+        failed_key = PODS + f"default/p{len(acknowledged)}"
+        assert await store.get(failed_key) is None
+        assert store.revision == max(item.mod_revision for item in acknowledged.values())
+        assert {item.key: item for item in (await store.list("/")).items} == acknowledged
+
+        ballast.unlink()  # space is back: the store takes writes again
+        item = await store.create(failed_key, {"pad": "small"})
+        acknowledged[item.key] = item
+        await store.close()
+
+        store = await opened(mount_point / "store", snapshot_on_close=False)
+        assert {item.key: item for item in (await store.list("/")).items} == acknowledged
+        await store.close()
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
