@@ -40,9 +40,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON number {name}")
 
 
+#: set by the parse hooks when an object repeated a key (parsing is synchronous: one flag suffices)
+_SAW_DUPLICATE = [False]
+
+
 def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict:
     d = dict(pairs)
     if len(d) != len(pairs):
+        _SAW_DUPLICATE[0] = True
         d = _DupDict(d)
         seen: set[str] = set()
         dups = []
@@ -90,15 +95,17 @@ def parse_body(raw: bytes, content_type: str | None, *, detect_duplicates: bool 
         from clusterctl.api import protobuf
         return Body(protobuf.decode(raw))
     if mt in YAML_TYPES:
+        _SAW_DUPLICATE[0] = False
         try:
             value = yaml.load(raw, Loader=_DupSafeLoader)  # noqa: S506 - a SafeLoader subclass
         except RecursionError as exc:
             raise errors.bad_request("error converting YAML to JSON: the document is nested too deeply") from exc
         except (yaml.YAMLError, ValueError, TypeError) as exc:
             raise errors.bad_request(f"error converting YAML to JSON: {exc}".replace("\n", " ")) from exc
-        return Body(value, _has_dup(value))
+        return Body(value, _SAW_DUPLICATE[0])
     if mt in JSON_TYPES or mt == "" or mt.endswith("+json"):
         if detect_duplicates:
+            _SAW_DUPLICATE[0] = False
             try:
                 text = raw.decode("utf-8")
                 value = json.loads(text, object_pairs_hook=_pairs_hook, parse_constant=_reject_constant)
@@ -106,22 +113,12 @@ def parse_body(raw: bytes, content_type: str | None, *, detect_duplicates: bool 
                 raise errors.bad_request("couldn't get version/kind; json parse error: the object is nested too deeply") from exc
             except (UnicodeDecodeError, ValueError) as exc:
                 raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
-            return Body(value, _has_dup(value))
+            return Body(value, _SAW_DUPLICATE[0])
         try:
             return Body(orjson.loads(raw))
         except orjson.JSONDecodeError as exc:
             raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
     raise errors.unsupported_media_type(mt, ["application/json", "application/yaml"])
-
-
-def _has_dup(value: Any) -> bool:
-    if isinstance(value, _DupDict):
-        return True
-    if isinstance(value, dict):
-        return any(_has_dup(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_dup(v) for v in value)
-    return False
 
 
 # --- schema walk -------------------------------------------------------------------------------
@@ -140,7 +137,42 @@ def _go_fields() -> dict:
         return {}
 
 
-def _deref(schema: dict) -> tuple[dict, str | None]:
+class _Node:
+    """A schema compiled for the walk: dereferenced once, children compiled lazily and shared."""
+
+    __slots__ = ("type", "fmt", "def_name", "props", "additional", "items", "one_of", "any", "_schema")
+
+    def __init__(self, schema: dict, def_name: str | None):
+        self._schema = schema
+        self.def_name = def_name
+        self.any = bool(schema.get("x-kubernetes-preserve-unknown-fields")) or \
+            def_name == "io.k8s.apimachinery.pkg.runtime.RawExtension"
+        self.one_of = tuple(alt.get("type", "") for alt in schema["oneOf"]) if "oneOf" in schema else None
+        props = schema.get("properties")
+        self.type = schema.get("type") or ("object" if props is not None or "additionalProperties" in schema else None)
+        self.fmt = schema.get("format")
+        self.props: dict[str, tuple[dict, "_Node | None"]] | None = (
+            {k: (v, None) for k, v in props.items()} if props is not None else None)
+        extra = schema.get("additionalProperties")
+        self.additional: Any = extra if extra is True else (_compile(extra) if isinstance(extra, dict) else None)
+        items = schema.get("items")
+        self.items = _compile(items) if isinstance(items, dict) else None
+
+    def child(self, key: str) -> "_Node | None":
+        entry = self.props.get(key)
+        if entry is None:
+            return None
+        raw, node = entry
+        if node is None:
+            node = _compile(raw)
+            self.props[key] = (raw, node)
+        return node
+
+
+_COMPILED: dict[str, _Node] = {}
+
+
+def _compile(schema: dict) -> _Node:
     name = None
     for _ in range(8):
         if "allOf" in schema and schema["allOf"] and len(schema) <= 3 and "$ref" in schema["allOf"][0]:
@@ -149,8 +181,15 @@ def _deref(schema: dict) -> tuple[dict, str | None]:
         if not ref:
             break
         name = ref.removeprefix(_REF)
+        cached = _COMPILED.get(name)
+        if cached is not None:
+            return cached
         schema = definitions().get(name, _ANY)
-    return schema, name
+    if name is not None:
+        node = _COMPILED[name] = _Node.__new__(_Node)
+        _Node.__init__(node, schema, name)
+        return node
+    return _Node(schema, None)
 
 
 @dataclass
@@ -177,98 +216,108 @@ def _json_type(value: Any) -> str:
 
 
 _INT_RANGES = {"int32": (-(1 << 31), (1 << 31) - 1)}
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_LEAF_TYPES = frozenset(("string", "integer", "boolean", "number"))
 
 
-def _int_in_range(value: int, fmt: str | None) -> bool:
-    lo, hi = _INT_RANGES.get(fmt or "", (-(1 << 63), (1 << 63) - 1))
-    return lo <= value <= hi
-
-
-def _type_ok(value: Any, t: str) -> bool:
+def _type_ok(value: Any, t: str, fmt: str | None = None) -> bool:
     if t == "string":
-        return isinstance(value, str)
-    if t == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if t == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if t == "boolean":
-        return isinstance(value, bool)
-    if t == "array":
-        return isinstance(value, list)
+        return value.__class__ is str
     if t == "object":
         return isinstance(value, dict)
+    if t == "array":
+        return value.__class__ is list
+    if t == "integer":
+        if value.__class__ is not int:
+            return False
+        lo, hi = _INT_RANGES.get(fmt or "", _INT64)
+        return lo <= value <= hi
+    if t == "boolean":
+        return value.__class__ is bool
+    if t == "number":
+        return value.__class__ in (int, float)
     return True
 
 
-def _go_type(def_name: str | None, prop: str, schema: dict) -> str:
+def _go_type(def_name: str | None, prop: str, node: _Node) -> str:
     if def_name:
         go = _go_fields().get(def_name, {}).get(prop, {}).get("go")
         if go:
             return go.lstrip("*")
-    t = schema.get("type", "object")
-    return {"integer": schema.get("format", "int64"), "boolean": "bool", "array": "[]interface {}",
+    t = node.type or "object"
+    return {"integer": node.fmt or "int64", "boolean": "bool", "array": "[]interface {}",
             "object": "map[string]interface {}"}.get(t, t)
 
 
-def _walk(value: Any, schema: dict, path: str, report: DecodeReport, owner: tuple[str | None, str, str]) -> None:
-    """Check ``value`` against ``schema`` in place: drop unknown fields, record problems."""
-    if value is None:
+def _walk(value: Any, node: _Node, path: str, report: DecodeReport, owner: tuple[str | None, str]) -> None:
+    """Check ``value`` against ``node`` in place: drop unknown fields, record problems."""
+    if value is None or node.any:
         return
-    schema, name = _deref(schema)
-    if schema.get("x-kubernetes-preserve-unknown-fields") or name == "io.k8s.apimachinery.pkg.runtime.RawExtension":
+    if node.one_of is not None:
+        if not any(_type_ok(value, t) for t in node.one_of):
+            _type_error(value, node, path, report, owner)
         return
-    if "oneOf" in schema:
-        if not any(_type_ok(value, alt.get("type", "")) for alt in schema["oneOf"]):
-            _type_error(value, schema, path, report, owner)
-        return
-    props = schema.get("properties")
-    stype = schema.get("type") or ("object" if props is not None or "additionalProperties" in schema else None)
+    stype = node.type
     if stype is None:
         return
-    if not _type_ok(value, stype) or (stype == "integer" and not _int_in_range(value, schema.get("format"))):
-        _type_error(value, schema, path, report, owner)
+    if not _type_ok(value, stype, node.fmt):
+        _type_error(value, node, path, report, owner)
         return
     if stype == "array":
-        items = schema.get("items")
-        if items:
+        items = node.items
+        if items is not None and not items.any:
             for i, item in enumerate(value):
                 _walk(item, items, f"{path}[{i}]", report, owner)
         return
     if stype != "object":
         return
-    if isinstance(value, _DupDict):
+    if value.__class__ is _DupDict:
         for k in value.duplicates:
             report.duplicates.append(f"{path}.{k}" if path else k)
-    if props is None:
-        extra = schema.get("additionalProperties")
-        if isinstance(extra, dict):
+    if node.props is None:
+        extra = node.additional
+        if extra is not None and extra is not True:
             for k, v in value.items():
-                _walk(v, extra, f"{path}[{k}]" if path else k, report, (None, k, path))
+                _walk(v, extra, f"{path}[{k}]" if path else k, report, (None, k))
         return
-    extra = schema.get("additionalProperties")
-    unknown = []
+    unknown = None
+    name = node.def_name
     for k, v in value.items():
-        sub = props.get(k)
-        child = f"{path}.{k}" if path else k
+        sub = node.child(k)
         if sub is None:
-            if isinstance(extra, dict):
-                _walk(v, extra, child, report, (name, k, path))
-            elif extra is not True:
-                unknown.append(k)
-                report.unknown.append(child)
+            extra = node.additional
+            if extra is True:
+                continue
+            if extra is not None:
+                _walk(v, extra, f"{path}.{k}" if path else k, report, (name, k))
+                continue
+            if unknown is None:
+                unknown = []
+            unknown.append(k)
+            report.unknown.append(f"{path}.{k}" if path else k)
             continue
-        _walk(v, sub, child, report, (name, k, child))
-    for k in unknown:
-        del value[k]
+        if v is None or sub.any:
+            continue
+        t = sub.type
+        if t in _LEAF_TYPES and sub.one_of is None:
+            if not _type_ok(v, t, sub.fmt):
+                _type_error(v, sub, f"{path}.{k}" if path else k, report, (name, k))
+            continue
+        _walk(v, sub, f"{path}.{k}" if path else k, report, (name, k))
+    if unknown:
+        for k in unknown:
+            del value[k]
 
 
-def _type_error(value: Any, schema: dict, path: str, report: DecodeReport, owner: tuple[str | None, str, str]) -> None:
-    def_name, prop, _ = owner
+def _type_error(value: Any, node: _Node, path: str, report: DecodeReport, owner: tuple[str | None, str]) -> None:
+    def_name, prop = owner
     short = (def_name or "").rsplit(".", 1)[-1]
     jt = _json_type(value)
-    if jt == "number":
-        jt = f"number {value}" if isinstance(value, float) else "number"
-    go = _go_type(def_name, prop, schema)
+    if jt == "number" and isinstance(value, float):
+        jt = f"number {value}"
+    elif jt == "number" and isinstance(value, int) and node.type == "integer":
+        jt = f"number {value}"
+    go = _go_type(def_name, prop, node)
     if short:
         report.type_errors.append(f"json: cannot unmarshal {jt} into Go struct field {short}.{path} of type {go}")
     else:
@@ -276,17 +325,17 @@ def _type_error(value: Any, schema: dict, path: str, report: DecodeReport, owner
 
 
 @lru_cache(maxsize=None)
-def _root_schema(group: str, version: str, kind: str) -> dict | None:
+def _root_node(group: str, version: str, kind: str) -> _Node | None:
     name = kind_index().get((group, version, kind))
-    return definitions().get(name) if name else None
+    return _compile({"$ref": _REF + name}) if name else None
 
 
 def check_fields(obj: dict, *, group: str, version: str, kind: str) -> DecodeReport:
     """Walk ``obj`` (mutated: unknown fields removed) along the kind's schema."""
     report = DecodeReport()
-    schema = _root_schema(group, version, kind)
-    if schema is not None:
-        _walk(obj, {"$ref": _REF + kind_index()[(group, version, kind)]}, "", report, (None, "", ""))
+    node = _root_node(group, version, kind)
+    if node is not None:
+        _walk(obj, node, "", report, (None, ""))
     return report
 
 

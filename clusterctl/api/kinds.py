@@ -142,12 +142,16 @@ class Registry:
         return self._by_gvk.get((group, version, kind))
 
     def group_versions(self) -> dict[str, list[str]]:
-        """group -> versions, in registration order (core group is "")."""
+        """group -> versions, in registration order (core group is ""). Cached; ``add`` resets it."""
+        cached = self.__dict__.get("_gv")
+        if cached is not None and cached[0] == len(self._kinds):
+            return cached[1]
         out: dict[str, list[str]] = {}
         for k in self._kinds:
             versions = out.setdefault(k.group, [])
             if k.version not in versions:
                 versions.append(k.version)
+        self._gv = (len(self._kinds), out)
         return out
 
     def in_group_version(self, group: str, version: str) -> list[KindInfo]:

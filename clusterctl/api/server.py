@@ -294,8 +294,10 @@ class ApiRoutes:
 
     async def _body(self, request: web.Request) -> bytes:
         limit = self.ctx.config.max_body_bytes if self.ctx.config else 3 * 1024 * 1024 // 2
-        if request.content_length is not None and request.content_length > limit:
-            raise errors.too_large(limit)
+        if request.content_length is not None:
+            if request.content_length > limit:
+                raise errors.too_large(limit)
+            return await request.read()
         chunks, size = [], 0
         while True:
             chunk = await request.content.read(65536)
