@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds a single command may run (default: no limit)")
     p.add_argument("--handshakes", type=int, default=50, help="SSH handshakes in flight at once (default 50)")
     p.add_argument("--syntax-check", action="store_true", help="check the playbook and exit")
+    p.add_argument("--skip-undefined-check", action="store_true",
+                   help="don't refuse to start when a template names a variable nothing seems to define")
     return p
 
 
@@ -94,16 +96,18 @@ def prepare(args: argparse.Namespace):
     extra_vars = parse_extra_vars(args.extra_vars)
     inventory = load_inventory(args.inventory)
     playbook = parse_playbook(args.playbook)
+    playbook_dir = str(Path(args.playbook).resolve().parent)
     known: set[str] = set(extra_vars)
     for name in inventory.hosts:
-        known.update(k for k in inventory.host_vars(name) if isinstance(k, str))
+        known.update(k for k in inventory.host_vars(name, extra_basedirs=[playbook_dir]) if isinstance(k, str))
     for gname in inventory.groups:
         known.update(k for k in inventory.group_vars(gname) if isinstance(k, str))
-    missing = undefined_variables(playbook, known)
+    missing = [] if args.skip_undefined_check else undefined_variables(playbook, known)
     if missing:
         first = missing[0]
         more = f" (and {len(missing) - 1} more: {', '.join(m.name for m in missing[1:4])})" if len(missing) > 1 else ""
-        raise PlaybookError(f"{first.where}: {first.task}: undefined variable {first.name!r}{more}")
+        raise PlaybookError(f"{first.where}: {first.task}: undefined variable {first.name!r}{more} "
+                            "(define it, or pass --skip-undefined-check)")
     for play in playbook.plays:
         try:
             if "{{" not in play.hosts:
@@ -111,7 +115,7 @@ def prepare(args: argparse.Namespace):
         except ClusterctlError as exc:
             raise PlaybookError(f"{play.file}:{play.line}: play {play.name!r}: hosts: {exc}") from exc
     variables = VariableManager(inventory, extra_vars=extra_vars, check_mode=args.check, diff_mode=args.diff)
-    variables.playbook_dir = str(Path(args.playbook).resolve().parent)
+    variables.playbook_dir = playbook_dir
     return inventory, playbook, variables
 
 

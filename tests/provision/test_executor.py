@@ -405,6 +405,9 @@ def test_run_once_delegate_to_localhost_and_include_tasks(capsys, lab3, tmp_path
             - name: on the controller
               shell: echo {{{{ inventory_hostname }}}} >> {marker}
               delegate_to: localhost
+            - name: a file on the controller
+              copy: content="from {{{{ inventory_hostname }}}}\\n" dest={tmp_path}/copied-{{{{ inventory_hostname }}}}
+              delegate_to: localhost
             - include_tasks: per_item.yml
               loop: [x1, x2]
               when: inventory_hostname != 'h3'
@@ -412,6 +415,7 @@ def test_run_once_delegate_to_localhost_and_include_tasks(capsys, lab3, tmp_path
     result = provision(capsys, lab3.inventory_path, play)
     assert result.rc == 0, result.out
     assert sorted(marker.read_text().split()) == ["h1", "h2", "h3"]
+    assert (tmp_path / "copied-h2").read_text() == "from h2\n"
     assert "[h1 -> localhost]" in result.out
     assert result.out.count("TASK [once]") == 1 and result.recap["h2"]["ok"] >= 2
     assert on_host(lab3, "h2", "cat /srv/t-inc-x2") == "x2"
