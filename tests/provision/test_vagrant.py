@@ -47,7 +47,7 @@ def test_generated_inventory_loads_with_groups_and_connection_vars(tmp_path: Pat
     assert spec.accept_new_host_keys is True and spec.extra["become"] is True
 
 
-def test_generated_inventory_reads_the_same_in_ansible(tmp_path: Path) -> None:
+def test_generated_inventory_reads_the_same_in_live_ansible(tmp_path: Path) -> None:
     out = tmp_path / "vagrant.ini"
     inventory_main(["from-vagrant", "--ssh-config", str(SAMPLE), "-o", str(out)])
     import json

@@ -124,7 +124,7 @@ def our_messages(inv_path: Path, pb_path: Path) -> dict[str, list]:
     return out
 
 
-def test_precedence_and_magic_vars_match_ansible_playbook(tmp_path: Path) -> None:
+def test_precedence_and_magic_vars_match_live_ansible_playbook(tmp_path: Path) -> None:
     inv, pb = build_precedence_project(tmp_path)
     bindir = Path(sys.executable).parent
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_DEPRECATION_WARNINGS="false")
