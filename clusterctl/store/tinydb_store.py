@@ -594,6 +594,13 @@ class TinyDBStore:
         await self._fold_log()
         return self._revision
 
+    async def backup(self, target: str | os.PathLike) -> dict:
+        """Write a consistent copy of the applied state to ``target`` (a snapshot file; off the loop)."""
+        items, revision = dict(self._index), self._revision  # one image: no await in between
+        await asyncio.get_running_loop().run_in_executor(self._snapshot_thread, write_snapshot,
+                                                         Path(target), items, revision)
+        return {"revision": revision, "keys": len(items), "file": str(target)}
+
     def status(self) -> dict:
         """Figures for ``clusterctl store status`` on a running store."""
         return {"backend": "tinydb", "data_dir": str(self.data_dir), "revision": self._revision,
