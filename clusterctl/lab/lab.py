@@ -176,8 +176,11 @@ class Lab:
         if not 1 <= n <= MAX_HOSTS:
             raise LabError(f"a lab has 1 to {MAX_HOSTS} hosts, not {n}")
         self.tools  # noqa: B018 - fail on missing prerequisites before touching anything
-        with self._dir_lock():
-            return self._up(n)
+        try:
+            with self._dir_lock():
+                return self._up(n)
+        except OSError as exc:
+            raise LabError(f"lab at {self.dir}: {exc}") from exc
 
     def _up(self, n: int) -> list[LabHost]:
         tools = self.tools
@@ -235,8 +238,12 @@ class Lab:
         """Remove every process, veth, namespace, bridge and disk of this lab; safe to repeat."""
         if not self.dir.exists():
             return
-        with self._dir_lock():
-            self._down()
+        self.tools  # noqa: B018 - fail on missing prerequisites before touching anything
+        try:
+            with self._dir_lock():
+                self._down()
+        except OSError as exc:
+            raise LabError(f"lab at {self.dir}: {exc}") from exc
 
     def _down(self) -> None:
         state = self._read_state()
@@ -332,6 +339,7 @@ class Lab:
         "missing"), ssh (True if it is running, its link is up and something listens on port 22)."""
         hosts = self.hosts
         if hosts:
+            self.tools  # noqa: B018 - other users cannot see the hosts' processes
             self._check_slot_is_ours()
         pids = network.netns_pids([h.netns for h in hosts])
         rows = []
