@@ -499,9 +499,7 @@ class Inventory:
                 for h in self.groups[g].hosts:
                     lines.append(name_at(h, depth + 1))
                     if show_vars:
-                        hv = dict(self.hosts[h].vars)
-                        for per_source in self._host_file_vars:
-                            hv.update(per_source.get(h, {}))
+                        hv = {k: v for k, v in self.host_vars(h).items() if k not in INTERNAL_VARS}
                         for k, v in sorted(hv.items()):
                             lines.append(name_at(f"{{{k} = {v}}}", depth + 2))
             if show_vars:

@@ -19,7 +19,11 @@ from clusterctl.provision.inventory import load_inventory
 
 
 def _show_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="clusterctl inventory", description="Show a resolved Ansible inventory (like ansible-inventory).")
+    p = argparse.ArgumentParser(
+        prog="clusterctl inventory",
+        description="Show a resolved Ansible inventory (like ansible-inventory).",
+        epilog="clusterctl inventory from-vagrant -h: write an inventory from `vagrant ssh-config`.",
+    )
     p.add_argument("-i", "--inventory", action="append", required=True, metavar="SOURCE", help="inventory file or folder (repeatable)")
     action = p.add_mutually_exclusive_group(required=True)
     action.add_argument("--list", action="store_true", help="all groups and hosts as JSON (ansible-inventory --list)")

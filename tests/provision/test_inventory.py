@@ -383,3 +383,9 @@ def test_range_hosts_do_not_share_mutable_values() -> None:
     inv = load_inventory(str(CASES["ini_full"][0]))
     inv.hosts["web-a"].vars["opts"]["ports"].append(8080)
     assert inv.hosts["web-b"].vars["opts"]["ports"] == [80, 443]
+
+
+def test_graph_with_vars_matches_recorded_ansible_inventory() -> None:
+    inv = load_inventory(str(CASES["vars_dirs"][0]))
+    expected = (DATA / "expected" / "vars_dirs.graph-vars.txt").read_text().rstrip("\n")
+    assert inv.graph(show_vars=True) == expected
