@@ -389,3 +389,17 @@ def test_graph_with_vars_matches_recorded_ansible_inventory() -> None:
     inv = load_inventory(str(CASES["vars_dirs"][0]))
     expected = (DATA / "expected" / "vars_dirs.graph-vars.txt").read_text().rstrip("\n")
     assert inv.graph(show_vars=True) == expected
+
+
+def test_connection_paths_with_spaces(tmp_path: Path) -> None:
+    # the quoting the lab writes for a lab dir with a space in its path
+    d = tmp_path / "my lab"
+    (tmp_path / "inventory.ini").write_text(
+        "[nodes]\n"
+        f"h1 ansible_host=10.200.0.11 ansible_user=root ansible_ssh_private_key_file='{d}/id_ed25519'\n"
+        "[nodes:vars]\n"
+        f"ansible_ssh_common_args='-o \\'UserKnownHostsFile=\"{d}/known_hosts\"\\' -o StrictHostKeyChecking=yes'\n"
+    )
+    spec = connection_spec(load_inventory(str(tmp_path / "inventory.ini")), "h1")
+    assert spec.private_key == f"{d}/id_ed25519" and spec.known_hosts == f"{d}/known_hosts"
+    assert spec.accept_new_host_keys is False
