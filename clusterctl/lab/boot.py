@@ -1,20 +1,23 @@
 """How one lab host boots: its disk layout on the machine and the script that runs as its PID 1.
 
-A host is a process tree started by
-``ip netns exec NS unshare --mount --uts --pid --fork --kill-child --propagation private sh -c BOOT``.
+A host is a process tree started by ``ip netns exec NS unshare --mount --uts --pid --fork
+--kill-child --propagation slave --mount-proc sh -c BOOT``. Propagation is ``slave`` rather than
+``private``: the host's mounts still stay inside it, but an unmount elsewhere on the machine
+reaches the host too, so a host never pins other people's mounts (overlays, netns files) alive.
 BOOT configures the host's eth0 (no default route; unreachable routes for the pod and service
 CIDRs as insurance), sets the hostname, then builds the host's private view of the filesystem:
 
 * copy-on-write overlays over /etc /var /usr /opt /home /srv (upper dirs in the host's state dir,
   so installing a package in one host is invisible to the others and to the machine);
-* per-host /root and /tmp, tmpfs /run and /dev/shm, a fresh /proc for the new PID namespace;
+* per-host /root and /tmp, tmpfs /run and /dev/shm (and /proc for the new PID namespace);
 * the cgroup hierarchies of the machine mounted again under /sys/fs/cgroup (``ip netns exec``
   mounts a fresh sysfs without them), so a node runtime can run inside the host;
 * a per-host directory of the real filesystem bound at /var/lib/clusterctl (overlayfs refuses an
   overlay upper dir, and container rootfs are overlays);
 
-(all of it from two fstabs with ``mount -a -T``: one exec each) and finally execs a small init (``tini``, or a shell reaper loop) that runs ``sshd -D`` as a
-child, so killing sshd does not power the host off.
+all of it from two fstabs with ``mount -a -T`` (one exec each), and finally execs a small init
+(``tini``, or a shell reaper loop) that runs ``sshd -D`` as a child, so killing sshd does not
+power the host off.
 
 All state paths are first bound to one staging mountpoint of the machine's real filesystem
 (``/run/clusterctl-lab/stage``, hidden afterwards by the tmpfs on /run), because the lab dir
