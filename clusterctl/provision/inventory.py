@@ -94,6 +94,7 @@ class Inventory:
         self._host_file_vars: list[dict[str, dict]] = []
         self._host_vars_cache: dict[tuple, dict] = {}
         self._basedir_vars_cache: dict[tuple, tuple[list[dict], list[dict]]] = {}
+        self._members: dict[str, set[str]] = {}  # group -> its direct hosts, for O(1) membership
         self._descendant_hosts_cache: dict[str, list[str]] = {}
         self.add_group("all")
         self.add_group("ungrouped")
@@ -116,9 +117,10 @@ class Inventory:
         elif port is not None:
             host.vars["ansible_port"] = int(port)
         if group is not None:
-            g = self.groups[group]
-            if name not in g.hosts:
-                g.hosts.append(name)
+            members = self._members.setdefault(group, set(self.groups[group].hosts))
+            if name not in members:
+                members.add(name)
+                self.groups[group].hosts.append(name)
         self._invalidate()
         return host
 
@@ -238,28 +240,36 @@ class Inventory:
         for name, group in self.groups.items():
             if name != "all" and not group.parents:
                 self.add_child("all", name)
+        direct: dict[str, list[str]] = {name: [] for name in self.hosts}
+        for g in self.groups.values():
+            for h in g.hosts:
+                direct.setdefault(h, []).append(g.name)
         ungrouped = self.groups["ungrouped"]
+        keep_ungrouped = {h for h, gs in direct.items() if not [g for g in gs if g not in ("all", "ungrouped")]}
+        ungrouped.hosts = [h for h in ungrouped.hosts if h in keep_ungrouped]
+        listed = set(ungrouped.hosts)
         for name in self.hosts:
-            direct = [g.name for g in self.groups.values() if name in g.hosts and g.name not in ("all", "ungrouped")]
-            if direct:
-                if name in ungrouped.hosts:
-                    ungrouped.hosts.remove(name)
-            elif name not in ungrouped.hosts:
+            if name in keep_ungrouped and name not in listed:
                 ungrouped.hosts.append(name)
+                direct[name].append("ungrouped")
+        self._members["ungrouped"] = set(ungrouped.hosts)
         self._compute_depths()
+        ancestors = {g: list(reversed(self._ordered_ancestors(g))) for g in self.groups}
         for name, host in self.hosts.items():
-            host.groups = self._host_groups(name)
+            host.groups = self._host_groups(direct[name], ancestors)
         self._invalidate()
 
-    def _host_groups(self, host: str) -> list[str]:
+    @staticmethod
+    def _host_groups(direct: list[str], ancestors: dict[str, list[str]]) -> list[str]:
         out: list[str] = []
-        for g in self.groups.values():
-            if host in g.hosts:
-                for a in reversed(self._ordered_ancestors(g.name)):
-                    if a not in out and a != "all":
-                        out.append(a)
-                if g.name not in out and g.name != "all":
-                    out.append(g.name)
+        for g in direct:
+            if g == "ungrouped" and len(direct) > 1:
+                continue
+            for a in ancestors[g]:
+                if a not in out and a != "all":
+                    out.append(a)
+            if g not in out and g != "all":
+                out.append(g)
         return out
 
     def get_host(self, name: str) -> Host | None:
@@ -286,21 +296,26 @@ class Inventory:
         inter = [p for p in patterns if p[0] == "&"]
         excl = [p for p in patterns if p[0] == "!"]
         hosts: list[str] = []
+        present: set[str] = set()
         for p in (regular or ["all"]) + inter + excl:
             if p in self.hosts:
-                if p not in hosts:
+                if p not in present:
+                    present.add(p)
                     hosts.append(p)
                 continue
             matched = self._match_one(p)
             if p[0] == "!":
                 drop = set(matched)
                 hosts = [h for h in hosts if h not in drop]
+                present -= drop
             elif p[0] == "&":
                 keep = set(matched)
                 hosts = [h for h in hosts if h in keep]
+                present &= keep
             else:
                 for h in matched:
-                    if h not in hosts:
+                    if h not in present:
+                        present.add(h)
                         hosts.append(h)
         return hosts
 
