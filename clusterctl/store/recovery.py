@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from clusterctl.store.base import CorruptLog, Event, Item
 from clusterctl.store.snapshot import SNAPSHOT_NAME, read_snapshot
 from clusterctl.store.wal import iter_records, list_segments
@@ -18,11 +20,46 @@ from clusterctl.store.wal import iter_records, list_segments
 
 @dataclass(slots=True)
 class Change:
-    """One applied write as history keeps it: the event, the item it replaced, and when."""
+    """One applied write as history keeps it: compact (values as JSON bytes, decoded on use).
 
-    event: Event
-    prev: Item | None
+    History may hold tens of thousands of superseded values; as bytes they take a fraction of
+    the memory of dicts. ``value`` is the new value (PUT) or the last value (DELETE); ``prev``
+    the value before (None when the write created the key) with its revisions.
+    """
+
+    revision: int
+    key: str
+    deleted: bool
+    created: bool
+    value: bytes
+    prev: bytes | None
+    prev_mod_revision: int
+    prev_create_revision: int
     at: float
+
+    def event(self) -> Event:
+        value = orjson.loads(self.value)
+        if self.deleted:
+            return Event("DELETE", self.key, value, self.revision, prev_value=value)
+        prev = None if self.prev is None else orjson.loads(self.prev)
+        return Event("PUT", self.key, value, self.revision, prev_value=prev, created=self.created)
+
+    def prev_item(self) -> Item | None:
+        """The item this change replaced (None if it created the key)."""
+        if self.prev is None:
+            return None
+        return Item(self.key, orjson.loads(self.prev), self.prev_mod_revision, self.prev_create_revision)
+
+
+def make_change(revision: int, key: str, item: Item | None, encoded: bytes | None, prev: Item | None,
+                at: float) -> Change:
+    """The history entry of one write (``item``/``encoded`` None for a delete)."""
+    prev_encoded = None if prev is None else orjson.dumps(prev.value)
+    if item is None:
+        return Change(revision, key, True, False, prev_encoded, prev_encoded,
+                      prev.mod_revision, prev.create_revision, at)
+    return Change(revision, key, False, prev is None, encoded, prev_encoded,
+                  0 if prev is None else prev.mod_revision, 0 if prev is None else prev.create_revision, at)
 
 
 @dataclass(slots=True)
@@ -49,16 +86,13 @@ def apply_record(items: dict[str, Item], record: dict, where: str) -> Change:
     if op == "p":
         item = Item(key, record["v"], revision, record.get("c", revision))
         items[key] = item
-        event = Event("PUT", key, item.value, revision,
-                      prev_value=None if prev is None else prev.value, created=prev is None)
-    elif op == "d":
+        return make_change(revision, key, item, orjson.dumps(item.value), prev, at)
+    if op == "d":
         if prev is None:
             raise CorruptLog(f"{where}: log record deletes {key!r} at revision {revision}, which does not exist")
         del items[key]
-        event = Event("DELETE", key, prev.value, revision, prev_value=prev.value)
-    else:
-        raise CorruptLog(f"{where}: unknown log operation {op!r} at revision {revision}")
-    return Change(event, prev, at)
+        return make_change(revision, key, None, None, prev, at)
+    raise CorruptLog(f"{where}: unknown log operation {op!r} at revision {revision}")
 
 
 def recover(data_dir: Path, *, repair: bool) -> RecoveredState:

@@ -57,7 +57,7 @@ from clusterctl.store.base import (
     StoreError,
     WatchOverflow,
 )
-from clusterctl.store.recovery import Change, RecoveredState, recover
+from clusterctl.store.recovery import Change, RecoveredState, make_change, recover
 from clusterctl.store.snapshot import SNAPSHOT_NAME, write_snapshot
 from clusterctl.store.wal import SegmentWriter, WalFailed, frame, remove_segments_through
 
@@ -94,6 +94,7 @@ class _Mutation:
     revision: int
     item: Item | None          # the new item (None for a delete)
     prev: Item | None          # what it replaces (the deleted item for a delete)
+    encoded: bytes | None      # the new value's JSON (None for a delete)
     record: bytes              # framed log record
     future: asyncio.Future
 
@@ -305,10 +306,10 @@ class TinyDBStore:
         # The state at `revision`: current state with every later change under prefix undone.
         overrides: dict[str, Item | None] = {}
         start = bisect.bisect_right(self._history, revision, lo=self._history_start,
-                                    key=lambda change: change.event.revision)
+                                    key=lambda change: change.revision)
         for change in reversed(self._history[start:]):
-            if change.event.key.startswith(prefix):
-                overrides[change.event.key] = change.prev
+            if change.key.startswith(prefix):
+                overrides[change.key] = change.prev_item()
         extra = sorted(key for key, item in overrides.items()
                        if item is not None and (start_after is None or key > start_after))
         items: list[Item] = []
@@ -345,7 +346,7 @@ class TinyDBStore:
         stored, encoded = self._encode(key, value)
         revision = self._allocated + 1
         item = Item(key, stored, revision, revision)
-        return await self._submit(key, revision, item, None, b'"p","c":%d,"v":%b' % (revision, encoded))
+        return await self._submit(key, revision, item, None, encoded, b'"p","c":%d,"v":%b' % (revision, encoded))
 
     async def update(self, key: str, value: dict, *, expected_revision: int | None = None) -> Item:
         """Raises KeyNotFound, RevisionConflict. Durable when this returns."""
@@ -358,7 +359,7 @@ class TinyDBStore:
         stored, encoded = self._encode(key, value)
         revision = self._allocated + 1
         item = Item(key, stored, revision, current.create_revision)
-        return await self._submit(key, revision, item, current,
+        return await self._submit(key, revision, item, current, encoded,
                                   b'"p","c":%d,"v":%b' % (current.create_revision, encoded))
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> Item:
@@ -370,7 +371,7 @@ class TinyDBStore:
         if expected_revision is not None and current.mod_revision != expected_revision:
             raise RevisionConflict(key, expected_revision, self._index.get(key) or current)
         revision = self._allocated + 1
-        await self._submit(key, revision, None, current, b'"d"')
+        await self._submit(key, revision, None, current, None, b'"d"')
         return Item(key, current.value, revision, current.create_revision)
 
     def _check_writable(self) -> None:
@@ -396,12 +397,12 @@ class TinyDBStore:
         return orjson.loads(encoded), encoded
 
     async def _submit(self, key: str, revision: int, item: Item | None, prev: Item | None,
-                      tail: bytes) -> Item | None:
+                      encoded: bytes | None, tail: bytes) -> Item | None:
         payload = b'{"r":%d,"t":%r,"k":%b,"o":%b}' % (revision, self._clock(), orjson.dumps(key), tail)
         future = asyncio.get_running_loop().create_future()
         self._allocated = revision
         self._pending[key] = (revision, item)
-        self._queue.append(_Mutation(key, revision, item, prev, frame(payload), future))
+        self._queue.append(_Mutation(key, revision, item, prev, encoded, frame(payload), future))
         self._wake.set()
         # A cancelled caller does not cancel the write: it is queued and will be applied.
         return await future
@@ -449,7 +450,7 @@ class TinyDBStore:
     def _apply(self, batch: list[_Mutation]) -> None:
         now = self._clock()
         index, keys, pending = self._index, self._keys, self._pending
-        changes = []
+        changes, events = [], []
         for mutation in batch:
             key, revision, item, prev = mutation.key, mutation.revision, mutation.item, mutation.prev
             if item is not None:
@@ -465,18 +466,18 @@ class TinyDBStore:
             entry = pending.get(key)
             if entry is not None and entry[0] == revision:
                 del pending[key]
-            changes.append(Change(event, prev, now))
+            events.append(event)
+            changes.append(make_change(revision, key, item, mutation.encoded, prev, now))
             self._revision = revision
             if not mutation.future.done():
                 mutation.future.set_result(item)
         self._history.extend(changes)
-        self._notify(changes)
+        self._notify(events)
         self._trim_history()
 
-    def _notify(self, changes: list[Change]) -> None:
+    def _notify(self, events: list[Event]) -> None:
         if not self._watchers:
             return
-        events = [change.event for change in changes]
         overflowed = [watcher for watcher in self._watchers if not watcher.offer(events)]
         for watcher in overflowed:
             self._watchers.discard(watcher)
@@ -491,7 +492,7 @@ class TinyDBStore:
         while keep_from < len(history) and history[keep_from].at < oldest_allowed:
             keep_from += 1
         if keep_from > start:
-            self._compact_revision = max(self._compact_revision, history[keep_from - 1].event.revision)
+            self._compact_revision = max(self._compact_revision, history[keep_from - 1].revision)
             self._history_start = keep_from
             if keep_from > 4096 and keep_from * 2 > len(history):
                 del history[:keep_from]
@@ -503,7 +504,7 @@ class TinyDBStore:
         if target > self._revision:
             raise FutureRevision(f"cannot compact to revision {target}: the store is at {self._revision}")
         start = bisect.bisect_right(self._history, target, lo=self._history_start,
-                                    key=lambda change: change.event.revision)
+                                    key=lambda change: change.revision)
         self._history_start = start
         self._compact_revision = max(self._compact_revision, target)
         self._trim_history()
@@ -520,14 +521,14 @@ class TinyDBStore:
         if after_revision < self._compact_revision:
             raise Compacted(after_revision, self._compact_revision)
         start = bisect.bisect_right(self._history, after_revision, lo=self._history_start,
-                                    key=lambda change: change.event.revision)
-        replay = [change.event for change in self._history[start:] if change.event.key.startswith(prefix)]
+                                    key=lambda change: change.revision)
+        replay = [change for change in self._history[start:] if change.key.startswith(prefix)]
         watcher = _Watcher(prefix, self.watch_buffer, after_revision)
         self._watchers.add(watcher)
         try:
-            for event in replay:
-                watcher.last_revision = event.revision
-                yield event
+            for change in replay:
+                watcher.last_revision = change.revision
+                yield change.event()
             while True:
                 while watcher.buffer:
                     event = watcher.buffer.popleft()
