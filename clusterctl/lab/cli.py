@@ -5,6 +5,7 @@
     clusterctl lab status [--dir DIR]    power, link and ssh state of each host
     clusterctl lab stop|start HOST       power a host off / on (disk and host key stay)
     clusterctl lab cut|heal HOST         take a host's network away / give it back
+    clusterctl lab ssh HOST [CMD...]     log into a host (strict host key checking, the lab's key)
 
 ``DIR`` defaults to ``.lab`` in the current directory.
 """
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -36,7 +38,28 @@ def _parser() -> argparse.ArgumentParser:
     for verb, text in (("stop", "power a host off"), ("start", "power a host on"),
                        ("cut", "take a host's network away"), ("heal", "give a host its network back")):
         add(verb, text).add_argument("host", metavar="HOST")
+    # listed for --help; parsed by _ssh_args (argparse mangles a trailing command with options)
+    add("ssh", "log into a host as root, or run CMD there: ssh HOST [--dir DIR] [--] [CMD...]")
     return parser
+
+
+def _ssh_args(argv: list[str]) -> tuple[str | None, str, list[str]]:
+    """``[--dir DIR] HOST [--dir DIR] [--] [CMD...]`` -> (host, dir, command)."""
+    host, lab_dir, i = None, DEFAULT_DIR, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--dir" and i + 1 < len(argv):
+            lab_dir, i = argv[i + 1], i + 2
+        elif arg.startswith("--dir="):
+            lab_dir, i = arg.split("=", 1)[1], i + 1
+        elif arg == "--":
+            i += 1
+            break
+        elif host is None and not arg.startswith("-"):
+            host, i = arg, i + 1
+        else:
+            break
+    return host, lab_dir, argv[i:]
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -47,6 +70,18 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["ssh"] and not {"-h", "--help"} & set(argv[1:2]):
+        host, lab_dir, command = _ssh_args(argv[1:])
+        if host is None:
+            print("usage: clusterctl lab ssh HOST [--dir DIR] [--] [CMD...]", file=sys.stderr)
+            return 2
+        try:
+            ssh_argv = Lab(lab_dir).ssh_argv(host, *command)
+        except LabError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        sys.stdout.flush()
+        os.execvp(ssh_argv[0], ssh_argv)
     args = _parser().parse_args(argv)
     lab = Lab(args.dir)
     try:

@@ -462,6 +462,9 @@ def test_cli_up_then_ssh_then_down(tmp_path: Path) -> None:
                 capture_output=True, text=True, timeout=20,
             )
             assert result.stdout.strip() == host.name, result.stderr
+        via_cli = subprocess.run([CLUSTERCTL, "lab", "ssh", "h3", "--dir", str(lab_dir), "hostname"],
+                                 capture_output=True, text=True, timeout=30)
+        assert via_cli.stdout.strip() == "h3", via_cli.stderr
         status = subprocess.run([CLUSTERCTL, "lab", "status", "--dir", str(lab_dir)], capture_output=True, text=True)
         assert status.returncode == 0 and status.stdout.count("running") == 3
         for verb in ("stop", "start", "cut", "heal"):
