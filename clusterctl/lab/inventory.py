@@ -37,7 +37,7 @@ def inventory_text(hosts: Sequence[_Host], key_path: Path, known_hosts_path: Pat
     # host-line values are shlex-split, [group:vars] values are Python string literals, and
     # ansible_ssh_common_args is shlex-split once more before it reaches ssh.
     key = shlex.quote(str(key_path))
-    common_args = f"-o {shlex.quote('UserKnownHostsFile=' + ssh_option_path(known_hosts_path))} -o StrictHostKeyChecking=yes"
+    common_args = f"-o {shlex.quote('UserKnownHostsFile=' + ssh_option_path(known_hosts_path))} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
     lines = [f"# clusterctl lab: {len(hosts)} hosts; `clusterctl lab down --dir {shlex.quote(str(key_path.parent))}` removes them", f"[{group}]"]
     for host in hosts:
         lines.append(f"{host.name} ansible_host={host.ip} ansible_user=root ansible_ssh_private_key_file={key}")
