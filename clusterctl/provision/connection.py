@@ -146,9 +146,12 @@ class HostConnection:
             full = f"sudo -n -H -u {shlex.quote(become_user)} -- {full}"
         if isinstance(stdin, str):  # the channel is binary (encoding=None): send text as UTF-8
             stdin = stdin.encode()
+        # asyncssh sends EOF only after non-empty input: without this a command reading stdin
+        # (``cat``, ``read``) would wait forever; give it an empty, closed stdin instead
+        feed = {"input": stdin} if stdin else {"stdin": asyncssh.DEVNULL}
         try:
             proc = await asyncio.wait_for(
-                self._conn.run(full, input=stdin, check=False, encoding=None),
+                self._conn.run(full, check=False, encoding=None, **feed),
                 timeout=timeout,
             )
         except asyncio.TimeoutError as exc:
