@@ -167,8 +167,14 @@ def resolve(cmd, env):
 
 
 def main():
-    with open(sys.argv[1]) as f:
-        spec = json.load(f)
+    source = sys.argv[1]
+    if source.startswith("fd:"):  # a memfd from the runtime: nothing of the spec touches a disk
+        fd = int(source[3:])
+        with os.fdopen(fd, "rb") as f:
+            spec = json.loads(f.read())
+    else:
+        with open(source) as f:
+            spec = json.load(f)
     try:
         for procs in spec.get("cgroup_procs", []):
             with open(procs, "w") as f:

@@ -134,16 +134,20 @@ class ProcessRuntime:
         }
         if not cfg.layers:
             spec["rootfs"] = {"merged": str(cdir / "rootfs")}
-        spec_path = cdir / "spec.json"
-        spec_path.write_text(json.dumps(spec))
+        # The full spec (env may hold Secret values) goes to the launcher through an anonymous
+        # memfd, never a file; spec.json on disk keeps the env's names only, for debugging.
+        (cdir / "spec.json").write_text(json.dumps(dict(spec, env=sorted(cfg.env))))
+        spec_fd = os.memfd_create(f"spec-{cfg.id}"[:200], 0)
+        os.write(spec_fd, json.dumps(spec).encode())
+        os.lseek(spec_fd, 0, os.SEEK_SET)
         log_path = cfg.log_path or str(cdir / "container.log")
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
             proc = subprocess.Popen(
                 [UNSHARE, "--pid", "--fork", "--kill-child", "--mount", "--uts", "--ipc",
-                 "--propagation", "private", sys.executable, "-S", "-I", str(LAUNCHER), str(spec_path)],
-                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True,
+                 "--propagation", "private", sys.executable, "-S", "-I", str(LAUNCHER), f"fd:{spec_fd}"],
+                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True, pass_fds=(spec_fd,),
                 start_new_session=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             )
         except OSError as exc:
@@ -152,6 +156,7 @@ class ProcessRuntime:
             raise NodeRuntimeError(f"cannot start container {cfg.id}: {exc}") from exc
         finally:
             os.close(log_fd)
+            os.close(spec_fd)
         state = ContainerState(cfg.id, proc.pid, _start_ticks(proc.pid) or 0, time.time(), log_path,
                                cfg.labels, cfg.id if cgroup else None)
         (cdir / "state.json").write_text(json.dumps(asdict(state)))

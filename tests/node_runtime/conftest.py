@@ -1,6 +1,11 @@
-"""Fixtures for node runtime tests: a real Debian docker-registry on loopback and busybox rootfs dirs."""
+"""Fixtures for node runtime tests: a real registry, a real control plane, images, and agents."""
 
 from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -13,3 +18,54 @@ def registry(tmp_path_factory):
     reg = start_registry(tmp_path_factory.mktemp("registry"))
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory):
+    """A real API server (subprocess) shared by the node runtime tests."""
+    from clusterctl.api.testing import FAST_TIMINGS, start_control_plane
+    cp = start_control_plane(tmp_path_factory.mktemp("cp"), timings=FAST_TIMINGS)
+    yield cp
+    cp.stop()
+
+
+@pytest.fixture(scope="session")
+def images(registry, tmp_path_factory):
+    """name -> pushed image reference: busybox images web:v1, web:v2 (httpd on 8080), and tools."""
+    from node_runtime.images.build import ImageSpec, build_image, push_image
+    from node_runtime.images.registry import RegistryClient, RegistryPolicy
+    from tests.node_runtime.rootfs import make_busybox_rootfs
+    base = tmp_path_factory.mktemp("images")
+    out = {}
+
+    async def push_all():
+        async with RegistryClient(RegistryPolicy()) as client:
+            for tag, files, spec in [
+                ("web:v1", {"www/index.html": "hello v1\n", "etc/passwd": "root:x:0:0::/root:/bin/sh\n"},
+                 ImageSpec(cmd=["/bin/httpd", "-f", "-p", "8080", "-h", "/www"])),
+                ("web:v2", {"www/index.html": "hello v2\n", "etc/passwd": "root:x:0:0::/root:/bin/sh\n"},
+                 ImageSpec(cmd=["/bin/httpd", "-f", "-p", "8080", "-h", "/www"])),
+                ("tools:v1", {"etc/passwd": "root:x:0:0::/root:/bin/sh\n"},
+                 ImageSpec(entrypoint=["/bin/sh", "-c"], cmd=["echo default-cmd"], working_dir="/tmp")),
+            ]:
+                root = make_busybox_rootfs(base / tag.replace(":", "_"), files)
+                await push_image(build_image(root, spec), f"{registry.address}/{tag}", client)
+                out[tag] = f"{registry.address}/{tag}"
+
+    asyncio.run(push_all())
+    return out
+
+
+@pytest.fixture
+def node_name():
+    return f"nr-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+async def agent(control_plane, registry, images, tmp_path, node_name):
+    """A real agent (in this event loop) with fast timings and its own node token."""
+    from node_runtime.harness import AgentHandle
+    handle = AgentHandle(control_plane, registry, tmp_path / "agent", node_name)
+    await handle.start()
+    yield handle
+    await handle.close()

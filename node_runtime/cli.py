@@ -1,0 +1,60 @@
+"""``node-runtime --config FILE``: run one node agent in the foreground.
+
+SIGTERM/SIGINT stop it cleanly and leave its pods running (the next agent adopts them) unless
+``--stop-pods-on-exit`` is given, which stops every container and removes sandboxes first.
+Exit codes: 0 clean stop, 2 bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from node_runtime.config import AgentConfig, ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="node-runtime", description="clusterctl node agent: runs the pods bound to this node")
+    p.add_argument("--config", required=True, help="agent config file (YAML)")
+    p.add_argument("--stop-pods-on-exit", action="store_true", help="stop all pods when the agent stops")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+async def _run(config: AgentConfig, stop_pods: bool) -> int:
+    from node_runtime.agent import Agent
+    agent = Agent(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(agent.run())
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    task.cancel()
+    stopper.cancel()
+    await asyncio.gather(task, stopper, return_exceptions=True)
+    await agent.shutdown(stop_pods=stop_pods)
+    if task in done and task.exception() is not None:
+        logging.getLogger("node_runtime").error("agent failed: %s", task.exception())
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = AgentConfig.load(args.config)
+    except ConfigError as exc:
+        print(f"node-runtime: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run(config, args.stop_pods_on_exit))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

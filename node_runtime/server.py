@@ -1,0 +1,355 @@
+"""The agent's HTTPS endpoint (kubelet's port): container logs, exec, and usage stats.
+
+Routes (kubelet's paths, so the API server proxies them the way Kubernetes does):
+- ``GET /containerLogs/{namespace}/{pod}/{container}?tailLines&limitBytes&sinceSeconds&timestamps&previous&follow``
+- ``GET|POST /exec/{namespace}/{pod}/{container}?command=..&stdin&stdout&stderr&tty`` — WebSocket,
+  subprotocols ``v5.channel.k8s.io`` / ``v4.channel.k8s.io``: binary frames whose first byte is
+  the channel (0 stdin, 1 stdout, 2 stderr, 3 status JSON, 4 resize JSON; v5: 255 = close stdin).
+  With ``tty`` the command gets a pty (resize honoured) and its output comes on channel 1.
+- ``GET /stats/summary`` (see ``stats``), ``GET /healthz``.
+
+TLS: the agent makes a self-signed certificate for its node (``<data_dir>/pki``); the API server
+connects without verifying it. Authentication is the agent's, not TLS's: every request needs a
+bearer token, and the agent accepts a token only if the API server says it belongs to a cluster
+administrator — it asks the API server itself, with that token, for something only
+``system:masters`` may do (list pods of every node), and caches the answer for a minute. The API
+server presents its own admin credential when it proxies ``pods/log`` and ``pods/exec``; node
+tokens and anonymous callers get 401/403. (A TokenReview/SubjectAccessReview webhook, as kubelet
+uses, would be the same idea with a dedicated API.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import pty
+import ssl
+import struct
+import termios
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from node_runtime.logs import LogNotFound
+from node_runtime.stats import summary
+
+if TYPE_CHECKING:
+    from node_runtime.agent import Agent
+
+log = logging.getLogger(__name__)
+
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+
+
+def self_signed(pki: Path, node: str, address: str) -> tuple[Path, Path]:
+    """A key + self-signed certificate for this node's endpoint (made once)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+    pki.mkdir(parents=True, exist_ok=True)
+    crt, key_path = pki / "agent.crt", pki / "agent.key"
+    if crt.exists() and key_path.exists():
+        return crt, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    sans: list[x509.GeneralName] = [x509.DNSName(node)]
+    try:
+        sans.append(x509.IPAddress(ipaddress.ip_address(address)))
+    except ValueError:
+        pass
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False).sign(key, hashes.SHA256()))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    os.chmod(key_path, 0o600)
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return crt, key_path
+
+
+class AgentServer:
+    def __init__(self, agent: Agent, *, auth_ttl: float = 60.0):
+        self.agent = agent
+        self.auth_ttl = auth_ttl
+        self._authorized: dict[str, float] = {}
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str, port: int) -> int:
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
+        app.router.add_route("*", "/exec/{namespace}/{pod}/{container}", self.exec)
+        app.router.add_get("/stats/summary", self.stats)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
+        await self._runner.setup()
+        crt, key = self_signed(self.agent.config.dir("pki"), self.agent.config.node_name, self.agent.node_ip)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(crt), str(key))
+        site = web.TCPSite(self._runner, host, port, ssl_context=ctx, reuse_address=True)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ------------------------------------------------------------------ auth
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        if request.path == "/healthz":
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return web.json_response({"kind": "Status", "status": "Failure", "code": 401, "reason": "Unauthorized",
+                                      "message": "Unauthorized"}, status=401)
+        token = header[7:].strip()
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        if self._authorized.get(digest, 0) < now:
+            if not await self._ask_api_server(token):
+                return web.json_response({"kind": "Status", "status": "Failure", "code": 403, "reason": "Forbidden",
+                                          "message": "only the API server (a cluster administrator) may use the node endpoint"},
+                                         status=403)
+            self._authorized[digest] = now + self.auth_ttl
+        return await handler(request)
+
+    async def _ask_api_server(self, token: str) -> bool:
+        client = self.agent.client
+        ssl_ctx = client.credentials.ssl_context()
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as session:
+                async with session.get(client.server + "/api/v1/pods", params={"limit": "1"},
+                                       headers={"Authorization": f"Bearer {token}"},
+                                       timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("cannot check a caller's token with the API server: %s", exc)
+            return False
+
+    # ------------------------------------------------------------------ handlers
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(summary(self.agent))
+
+    def _worker(self, request: web.Request):
+        ns, name = request.match_info["namespace"], request.match_info["pod"]
+        worker = self.agent.workers.get(f"{ns}/{name}")
+        if worker is None:
+            raise web.HTTPNotFound(text=f'pod "{name}" not found on node {self.agent.config.node_name}')
+        return worker
+
+    async def container_logs(self, request: web.Request) -> web.StreamResponse:
+        worker = self._worker(request)
+        container = request.match_info["container"]
+        q = request.query
+        previous = q.get("previous") in ("true", "1")
+        logs = self.agent.logs
+        try:
+            path = logs.find(worker.namespace, worker.name, worker.uid, container, previous=previous)
+        except LogNotFound as exc:
+            raise web.HTTPBadRequest(text=str(exc))
+        tail = int(q["tailLines"]) if q.get("tailLines") else None
+        limit = int(q["limitBytes"]) if q.get("limitBytes") else None
+        since = float(q["sinceSeconds"]) if q.get("sinceSeconds") else None
+        timestamps = q.get("timestamps") in ("true", "1")
+        data = await asyncio.to_thread(logs.read, path, tail_lines=tail, limit_bytes=limit, since_seconds=since, timestamps=timestamps)
+        if q.get("follow") not in ("true", "1") or previous:
+            return web.Response(body=data, content_type="text/plain")
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain", "Transfer-Encoding": "chunked"})
+        await resp.prepare(request)
+        await resp.write(data)
+        sent = len(data)
+        start = path.stat().st_size
+
+        def newer():
+            inst = logs.instances(worker.namespace, worker.name, worker.uid, container)
+            return inst[-1] if inst else None
+
+        def alive() -> bool:
+            rec = next((r for r in worker.init + worker.containers if r.name == container), None)
+            return self.agent.workers.get(f"{worker.namespace}/{worker.name}") is worker and rec is not None and not rec.done
+
+        async for chunk in logs.follow(path, newer, start=start, timestamps=timestamps, alive=alive):
+            if limit is not None:
+                chunk = chunk[: max(0, limit - sent)]
+            await resp.write(chunk)
+            sent += len(chunk)
+            if limit is not None and sent >= limit:
+                break
+        await resp.write_eof()
+        return resp
+
+    async def exec(self, request: web.Request) -> web.StreamResponse:
+        worker = self._worker(request)
+        container = request.match_info["container"]
+        rec = next((r for r in worker.init + worker.containers if r.name == container), None)
+        if rec is None or not rec.runtime_id or not self.agent.runtime.is_running(rec.runtime_id):
+            raise web.HTTPBadRequest(text=f'container "{container}" in pod "{worker.name}" is not running')
+        command = request.query.getall("command", [])
+        if not command:
+            raise web.HTTPBadRequest(text="you must specify at least one command for the container")
+        tty = request.query.get("tty") in ("true", "1")
+        want_stdin = request.query.get("stdin") in ("true", "1")
+        ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
+        await ws.prepare(request)
+        v5 = ws.ws_protocol == "v5.channel.k8s.io"
+        try:
+            argv = self.agent.runtime.exec_argv(rec.runtime_id, command)
+        except Exception as exc:  # noqa: BLE001 - reported to the client on the error channel
+            await ws.send_bytes(bytes([ERROR]) + json.dumps(_failure(str(exc))).encode())
+            await ws.close()
+            return ws
+        env = _container_env(self.agent.runtime, rec.runtime_id)
+        code = await ExecSession(ws, argv, env, tty=tty, stdin=want_stdin, v5=v5).run()
+        status = {"metadata": {}, "status": "Success"} if code == 0 else _failure(
+            f"command terminated with non-zero exit code: error executing command {command}, exit code {code}", code)
+        try:
+            await ws.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
+            await ws.close()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return ws
+
+
+def _failure(message: str, code: int | None = None) -> dict:
+    out = {"metadata": {}, "status": "Failure", "message": message}
+    if code is not None:
+        out.update(reason="NonZeroExitCode", details={"causes": [{"reason": "ExitCode", "message": str(code)}]})
+    return out
+
+
+def _container_env(runtime, cid: str) -> dict[str, str]:
+    pid = getattr(runtime, "container_pid", lambda _c: None)(cid)
+    env: dict[str, str] = {}
+    if pid:
+        try:
+            # the workload's environment, read from the kernel (it is never kept in a file)
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+            for item in raw.split(b"\0"):
+                k, sep, v = item.partition(b"=")
+                if sep:
+                    env[k.decode(errors="replace")] = v.decode(errors="replace")
+        except OSError:
+            pass
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if "TERM" not in env:
+        env["TERM"] = "xterm"
+    return env
+
+
+class ExecSession:
+    """Relays one exec between a WebSocket (channel protocol) and a process (pipes or a pty)."""
+
+    def __init__(self, ws: web.WebSocketResponse, argv: list[str], env: dict[str, str], *, tty: bool, stdin: bool, v5: bool):
+        self.ws, self.argv, self.env, self.tty, self.stdin, self.v5 = ws, argv, env, tty, stdin, v5
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        if self.tty:
+            master, slave = pty.openpty()
+
+            def child_setup() -> None:
+                os.setsid()
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+            proc = await asyncio.create_subprocess_exec(*self.argv, stdin=slave, stdout=slave, stderr=slave, env=self.env,
+                                                        preexec_fn=child_setup)
+            os.close(slave)
+            os.set_blocking(master, False)
+            out_done = loop.create_future()
+
+            def readable() -> None:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    loop.remove_reader(master)
+                    if not out_done.done():
+                        out_done.set_result(None)
+                    return
+                asyncio.ensure_future(self._send(STDOUT, data))
+
+            loop.add_reader(master, readable)
+            pump = asyncio.create_task(self._pump_in(lambda d: os.write(master, d), None, master))
+            code = await proc.wait()
+            try:
+                await asyncio.wait_for(out_done, 1.0)
+            except asyncio.TimeoutError:
+                loop.remove_reader(master)
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            os.close(master)
+            return code
+        proc = await asyncio.create_subprocess_exec(*self.argv, stdin=asyncio.subprocess.PIPE if self.stdin else asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=self.env)
+        readers = [asyncio.create_task(self._relay(proc.stdout, STDOUT)), asyncio.create_task(self._relay(proc.stderr, STDERR))]
+        pump = asyncio.create_task(self._pump_in(self._writer(proc), proc, None)) if self.stdin else None
+        code = await proc.wait()
+        await asyncio.gather(*readers, return_exceptions=True)
+        if pump:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+        return code
+
+    def _writer(self, proc):
+        def write(data: bytes) -> None:
+            if proc.stdin and not proc.stdin.is_closing():
+                proc.stdin.write(data)
+        return write
+
+    async def _send(self, channel: int, data: bytes) -> None:
+        try:
+            await self.ws.send_bytes(bytes([channel]) + data)
+        except (ConnectionResetError, RuntimeError):
+            pass
+
+    async def _relay(self, stream: asyncio.StreamReader, channel: int) -> None:
+        while True:
+            data = await stream.read(65536)
+            if not data:
+                return
+            await self._send(channel, data)
+
+    async def _pump_in(self, write, proc, master: int | None) -> None:
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+                if msg.type == aiohttp.WSMsgType.TEXT and msg.data:  # v1-style base64 channels are not supported
+                    continue
+                continue
+            channel, payload = msg.data[0], msg.data[1:]
+            if channel == STDIN:
+                write(payload)
+                if proc is not None and proc.stdin:
+                    await proc.stdin.drain()
+            elif channel == RESIZE and master is not None:
+                try:
+                    size = json.loads(payload)
+                    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", int(size.get("Height", 24)), int(size.get("Width", 80)), 0, 0))
+                except (ValueError, OSError):
+                    pass
+            elif channel == CLOSE and payload[:1] == bytes([STDIN]):
+                if proc is not None and proc.stdin:
+                    proc.stdin.close()
+                elif master is not None:
+                    os.write(master, b"\x04")
+        if proc is not None and proc.stdin and not proc.stdin.is_closing():
+            proc.stdin.close()
