@@ -127,12 +127,43 @@ class Controller:
 class EventRecorder:
     """Post core/v1 Events about objects; repeats of (object, reason, message) bump ``count``."""
 
-    def __init__(self, client: ApiClient, *, component: str, host: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: ApiClient, *, component: str, host: str | None = None, clock: Callable[[], float] = time.time,
+                 queue_size: int = 1000, writers: int = 4) -> None:
         self.client = client
         self.component = component
         self.host = host or os.uname().nodename
         self._clock = clock
         self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
+        self._queue_size = queue_size
+        self._writers = writers
+        self._pending: asyncio.Queue[tuple[Obj, str, str, str]] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.dropped = 0
+
+    def emit(self, obj: Obj, type: str, reason: str, message: str) -> None:
+        """Record in the background, as Kubernetes' event broadcaster does: a few writers drain a
+        bounded queue, and when it is full the event is dropped (counted in ``dropped``) — events
+        are best effort and must never slow down or block the component that emits them."""
+        if self._pending is None:
+            self._pending = asyncio.Queue(self._queue_size)
+            self._tasks = [asyncio.create_task(self._drain(), name=f"events:{self.component}") for _ in range(self._writers)]
+        try:
+            self._pending.put_nowait((obj, type, reason, message))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def _drain(self) -> None:
+        assert self._pending is not None
+        while True:
+            obj, type, reason, message = await self._pending.get()
+            await self.record(obj, type, reason, message)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self._pending = None
 
     async def record(self, obj: Obj, type: str, reason: str, message: str) -> Obj | None:
         """Record an Event (``type`` Normal|Warning); never raises — events are best effort."""

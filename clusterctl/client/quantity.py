@@ -6,6 +6,7 @@ scheduler, an autoscaler and a node agent all agree on what ``requests`` mean.
 
 from __future__ import annotations
 
+import functools
 import math
 from decimal import Decimal, InvalidOperation
 
@@ -33,13 +34,15 @@ def parse_quantity(value: str | int | float) -> Decimal:
         raise ValueError(f"invalid quantity {value!r}") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def cpu_millis(value: str | int | float | None) -> int:
-    """CPU quantity → millicores (rounded up)."""
+    """CPU quantity → millicores (rounded up). Cached: a cluster uses few distinct quantities."""
     if value is None:
         return 0
     return int(math.ceil(parse_quantity(value) * 1000))
 
 
+@functools.lru_cache(maxsize=4096)
 def memory_bytes(value: str | int | float | None) -> int:
     """Memory (or any byte) quantity → bytes (rounded up)."""
     if value is None:

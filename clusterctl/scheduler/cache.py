@@ -87,6 +87,11 @@ class SchedulerCache:
         if node_name not in self._present and not info.pods:
             del self._nodes[node_name]
 
+    def pod(self, key: str) -> PodInfo | None:
+        node_name = self._pod_node.get(key)
+        info = self._nodes.get(node_name) if node_name is not None else None
+        return info.pods.get(key) if info is not None else None
+
     def node_of(self, key: str) -> str | None:
         return self._pod_node.get(key)
 

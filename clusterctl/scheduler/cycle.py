@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from clusterctl.scheduler.framework import Code, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status
+from clusterctl.scheduler.framework import SUCCESS, Code, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status
 from clusterctl.scheduler.plugins import default_filters, default_scorers
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
@@ -114,7 +114,7 @@ def filter_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], filters: list[FilterPl
         visited += 1
         for plugin in filters:
             status = plugin.filter(pod, node)
-            if not status.ok:
+            if status is not SUCCESS:  # filters return the SUCCESS singleton when a node passes
                 failures[node.name] = status
                 break
         else:
@@ -124,12 +124,21 @@ def filter_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], filters: list[FilterPl
     return feasible, failures, visited
 
 
-def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], scorers: list[ScorePlugin]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-    """Weighted total per node, and each plugin's normalized score per node (for explain)."""
-    totals = {node.name: 0 for node in nodes}
+def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], scorers: list[ScorePlugin], *, skip_constant: bool = False) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Weighted total per node, and each plugin's normalized score per node (for explain).
+
+    With ``skip_constant``, a plugin whose ``pre_score`` answers SKIP (it would give every node
+    the same score, e.g. spreading for a pod without an owner) is left out: it cannot change the
+    winner, and the scheduling hot loop saves its cost.
+    """
+    totals = dict.fromkeys((node.name for node in nodes), 0)
     per_plugin: dict[str, dict[str, int]] = {}
     for plugin in scorers:
-        raw = {node.name: plugin.score(pod, node) for node in nodes}
+        pre = getattr(plugin, "pre_score", None)
+        if skip_constant and pre is not None and pre(pod, nodes).code == Code.SKIP:
+            continue
+        batch = getattr(plugin, "score_batch", None)
+        raw = batch(pod, nodes) if batch is not None else {node.name: plugin.score(pod, node) for node in nodes}
         plugin.normalize(pod, raw)
         per_plugin[plugin.name] = raw
         weight = plugin.weight
@@ -139,16 +148,10 @@ def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], scorers: list[ScorePlug
 
 
 def select_host(totals: dict[str, int], rng: random.Random) -> str:
-    """Highest score; ties broken uniformly at random (reservoir sampling, as kube-scheduler)."""
-    best_name, best_score, ties = "", -1, 0
-    for name, score in totals.items():
-        if score > best_score:
-            best_name, best_score, ties = name, score, 1
-        elif score == best_score:
-            ties += 1
-            if rng.randrange(ties) == 0:
-                best_name = name
-    return best_name
+    """Highest score; ties broken uniformly at random (as kube-scheduler does)."""
+    best = max(totals.values())
+    ties = [name for name, score in totals.items() if score == best]
+    return ties[0] if len(ties) == 1 else rng.choice(ties)
 
 
 def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], profile: Profile, *, percentage: int = 0, start: int = 0,
@@ -165,5 +168,5 @@ def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], profile: Profile, *, perce
         raise FitError(pod, n, failures)
     if len(feasible) == 1:
         return ScheduleResult(feasible[0].name, visited, 1, next_start, {feasible[0].name: 0})
-    totals, _ = score_nodes(pod, feasible, profile.scorers)
+    totals, _ = score_nodes(pod, feasible, profile.scorers, skip_constant=True)
     return ScheduleResult(select_host(totals, rng), visited, len(feasible), next_start, totals)

@@ -210,6 +210,15 @@ class NodeInfo:
     used_ports: list[HostPort] = field(default_factory=list)
     owner_counts: dict[str, int] = field(default_factory=dict)
     generation: int = 0
+    #: allocatable - requested, kept as plain ints for the filter hot loop
+    free_milli_cpu: int = 0
+    free_memory: int = 0
+    free_pods: int = 0
+
+    def _refresh_free(self) -> None:
+        self.free_milli_cpu = self.allocatable.milli_cpu - self.requested.milli_cpu
+        self.free_memory = self.allocatable.memory - self.requested.memory
+        self.free_pods = self.allocatable.pods - self.requested.pods
 
     @classmethod
     def of(cls, node: Obj) -> NodeInfo:
@@ -228,6 +237,7 @@ class NodeInfo:
         self.unschedulable = bool(spec.get("unschedulable"))
         self.ready = node_condition(node, "Ready")
         self.generation += 1
+        self._refresh_free()
 
     def add_pod(self, info: PodInfo) -> None:
         if info.key in self.pods:
@@ -240,6 +250,7 @@ class NodeInfo:
         if info.owner_uid:
             self.owner_counts[info.owner_uid] = self.owner_counts.get(info.owner_uid, 0) + 1
         self.generation += 1
+        self._refresh_free()
 
     def remove_pod(self, key: str) -> PodInfo | None:
         info = self.pods.pop(key, None)
@@ -257,6 +268,7 @@ class NodeInfo:
             else:
                 self.owner_counts.pop(info.owner_uid, None)
         self.generation += 1
+        self._refresh_free()
         return info
 
     def clone(self) -> NodeInfo:
@@ -264,6 +276,7 @@ class NodeInfo:
         copy = NodeInfo(self.name, self.node, self.labels, self.allocatable, self.taints, self.unschedulable, self.ready,
                         self.requested, self.non_zero_cpu, self.non_zero_memory, dict(self.pods), list(self.used_ports),
                         dict(self.owner_counts), self.generation)
+        copy._refresh_free()
         return copy
 
 

@@ -166,6 +166,14 @@ class Scheduler:
             if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
                 self.cache.remove_pod(key)
                 self.queue.move_all_to_active_or_backoff()
+                return
+            known = self.cache.pod(key)
+            if known is not None and self.cache.node_of(key) == node and known.uid == (pod.get("metadata") or {}).get("uid"):
+                # A status change of a pod we already count (or the binding we assumed): what the
+                # scheduler counts (requests, ports, owner) cannot change on a bound pod.
+                self.cache.assumed.discard(key)
+                known.terminating = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+                known.pod = pod
             else:
                 self.cache.add_pod(self.pod_info(pod), node)
         elif self._pending(pod) and self._ours(pod):
@@ -232,6 +240,7 @@ class Scheduler:
             for task in [*tasks, *self._tasks]:
                 task.cancel()
             await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+            await self.events.close()
 
     def schedule_one(self, queued: PodInfo) -> None:
         """One cycle for one pod; never awaits (API work is spawned)."""
@@ -239,7 +248,7 @@ class Scheduler:
         if current is None or not self._pending(current):
             self.queue.done(queued.key)
             return
-        info = self.pod_info(current)
+        info = queued if queued.pod is current else self.pod_info(current)
         self.stats.attempts += 1
         started = time.perf_counter()
         nodes = self.cache.node_list()
@@ -307,7 +316,7 @@ class Scheduler:
                 return
         self.stats.bound += 1
         if self.config.record_scheduled_events:
-            await self.events.record(pod, "Normal", "Scheduled", f"Successfully assigned {info.key} to {node}")
+            self.events.emit(pod, "Normal", "Scheduled", f"Successfully assigned {info.key} to {node}")
 
     async def _evict(self, victim: PodInfo, preemptor: PodInfo, node: str) -> None:
         try:
@@ -321,11 +330,11 @@ class Scheduler:
         except (ApiError, ApiConnectionError) as exc:
             log.warning("scheduler: preempting %s for %s failed: %s", victim.key, preemptor.key, exc)
             return
-        await self.events.record(victim.pod, "Normal", "Preempted", f"Preempted by pod {preemptor.uid} on node {node}")
+        self.events.emit(victim.pod, "Normal", "Preempted", f"Preempted by pod {preemptor.uid} on node {node}")
 
     async def _report_unschedulable(self, pod: Obj, message: str, nominated_node: str) -> None:
         key = pod_key(pod)
-        await self.events.record(pod, "Warning", "FailedScheduling", message)
+        self.events.emit(pod, "Warning", "FailedScheduling", message)
         if self._last_message.get(key) == (message, nominated_node):
             return
         async with self._status_sem:

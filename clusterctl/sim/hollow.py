@@ -206,7 +206,7 @@ class HollowCluster:
                     or any(c.get("type") == "Ready" and c.get("status") != "True" for c in node["status"].get("conditions") or []):
                 node = await self.client.update_status(dict(node, status=body["status"]))
             self._nodes[name] = node
-            await self._renew_lease(name)
+        await self._renew_lease(name)  # outside the slot: it takes its own
 
     def _schedule_at(self, when: float, action: str, key: str) -> None:
         self._seq += 1

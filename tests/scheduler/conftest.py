@@ -40,6 +40,16 @@ class Env:
             assert time.monotonic() < end, f"pod {name} never matched; last: {pod.get('spec', {}).get('nodeName')} {pod.get('status')}"
             await asyncio.sleep(0.05)
 
+    async def wait_event(self, involved: str, predicate, timeout: float = 10.0) -> dict:
+        end = time.monotonic() + timeout
+        while True:
+            events = (await self.api.list("events", namespace="default", field_selector=f"involvedObject.name={involved}"))["items"]
+            hit = next((e for e in events if predicate(e)), None)
+            if hit is not None:
+                return hit
+            assert time.monotonic() < end, f"no matching event for {involved}; have {[(e['reason'], e['message']) for e in events]}"
+            await asyncio.sleep(0.05)
+
     async def stop(self) -> None:
         for t in self.tasks:
             t.cancel()

@@ -35,8 +35,7 @@ async def test_pods_bind_to_fitting_nodes_with_an_event(env: Env) -> None:
     b = await env.wait_pod("b", bound)
     assert {a["spec"]["nodeName"], b["spec"]["nodeName"]} == {"n-0", "n-1"}, "each node fits only one of them"
     await env.wait_pod("a", lambda p: p["status"].get("phase") == "Running")
-    events = (await env.api.list("events", namespace="default", field_selector="involvedObject.name=a"))["items"]
-    assert any(e["reason"] == "Scheduled" and e["message"] == f"Successfully assigned default/a to {a['spec']['nodeName']}" for e in events)
+    await env.wait_event("a", lambda e: e["reason"] == "Scheduled" and e["message"] == f"Successfully assigned default/a to {a['spec']['nodeName']}")
 
 
 async def test_taints_tolerations_and_node_selector(env: Env) -> None:
@@ -63,8 +62,7 @@ async def test_insufficient_cpu_is_explained_then_binds_when_a_node_is_added(env
     assert cond["message"] == ("0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu. "
                                "preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, "
                                "2 No preemption victims found for incoming pod.")
-    events = (await env.api.list("events", namespace="default", field_selector="involvedObject.name=big"))["items"]
-    assert any(e["reason"] == "FailedScheduling" and e["type"] == "Warning" and e["message"] == cond["message"] for e in events)
+    await env.wait_event("big", lambda e: e["reason"] == "FailedScheduling" and e["type"] == "Warning" and e["message"] == cond["message"])
     await env.add_nodes("large-", 1, cpu="4")
     assert (await env.wait_pod("big", bound))["spec"]["nodeName"] == "large-0"
 
@@ -103,9 +101,7 @@ async def test_preemption_evicts_only_lower_priority_pods(env: Env) -> None:
     mid_now = await env.api.get("pods", "mid-pod", namespace="default")
     assert not mid_now["metadata"].get("deletionTimestamp"), "a higher-priority pod is never a victim"
     assert env.scheduler.stats.preemptions == 1
-    events = (await env.api.list("events", namespace="default", field_selector="involvedObject.name=low-pod"))["items"]
-    assert any(e["reason"] == "Preempted" for e in events)
-    await asyncio.sleep(0)
+    await env.wait_event("low-pod", lambda e: e["reason"] == "Preempted")
 
 
 async def test_scheduler_runs_as_a_control_plane_component(tmp_path) -> None:

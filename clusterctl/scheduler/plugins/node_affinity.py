@@ -7,6 +7,7 @@ matching terms, normalized by the best node.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from clusterctl.scheduler.framework import SKIP, SUCCESS, NodeInfo, PodInfo, Status, default_normalize, unschedulable
@@ -56,6 +57,9 @@ class NodeAffinity:
         if terms is None or any(term_matches(t, node) for t in terms):
             return SUCCESS
         return unschedulable(NAME, MISMATCH, resolvable=False)
+
+    def pre_score(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
+        return SUCCESS if pod.preferred_terms else SKIP
 
     def score(self, pod: PodInfo, node: NodeInfo) -> int:
         return sum(int(p.get("weight") or 0) for p in pod.preferred_terms if term_matches(p.get("preference") or {}, node))

@@ -33,9 +33,9 @@ class NodeResourcesFit:
         return SUCCESS
 
     def filter(self, pod: PodInfo, node: NodeInfo) -> Status:
-        alloc, used, want = node.allocatable, node.requested, pod.requests
+        want = pod.requests
         # Fast path for the hot loop: everything fits.
-        if used.pods < alloc.pods and used.milli_cpu + want.milli_cpu <= alloc.milli_cpu and used.memory + want.memory <= alloc.memory:
+        if node.free_pods > 0 and want.milli_cpu <= node.free_milli_cpu and want.memory <= node.free_memory:
             return SUCCESS
         reasons = insufficient(pod, node)
         return unschedulable(NAME, *reasons) if reasons else SUCCESS

@@ -6,12 +6,17 @@ node-level half of kube-scheduler's default topology spreading.
 
 from __future__ import annotations
 
-from clusterctl.scheduler.framework import MAX_NODE_SCORE, NodeInfo, PodInfo, default_normalize
+from collections.abc import Sequence
+
+from clusterctl.scheduler.framework import MAX_NODE_SCORE, SKIP, SUCCESS, NodeInfo, PodInfo, Status, default_normalize
 
 
 class OwnerSpread:
     name = "OwnerSpread"
     weight = 2
+
+    def pre_score(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
+        return SUCCESS if pod.owner_uid else SKIP
 
     def score(self, pod: PodInfo, node: NodeInfo) -> int:
         if not pod.owner_uid:

@@ -7,6 +7,7 @@ untolerated ``PreferNoSchedule`` taints is better (reverse-normalized count).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from clusterctl.scheduler.framework import SKIP, SUCCESS, NodeInfo, PodInfo, Status, default_normalize, unschedulable
@@ -48,6 +49,9 @@ class TaintToleration:
             if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(pod.tolerations, taint):
                 return unschedulable(NAME, f"node(s) had untolerated taint {taint_text(taint)}", resolvable=False)
         return SUCCESS
+
+    def pre_score(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
+        return SUCCESS if any(node.taints for node in nodes) else SKIP
 
     def score(self, pod: PodInfo, node: NodeInfo) -> int:
         return sum(1 for t in node.taints if t.get("effect") == "PreferNoSchedule" and not tolerates(pod.tolerations, t))
