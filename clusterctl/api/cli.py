@@ -148,6 +148,22 @@ async def run(cfg: ControlPlaneConfig, *, components: list | None = None, ready:
     return 0
 
 
+def tune_allocator() -> None:
+    """Keep large buffers (LIST bodies, TLS records) out of the heap so RSS falls after them.
+
+    glibc raises its mmap threshold dynamically after a large free, after which multi-megabyte
+    response buffers come from the brk heap and the server's RSS never shrinks again; a fixed
+    threshold keeps them mmapped (returned on free).
+    """
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 * 1024)   # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, (args.log_level or "INFO").upper(), logging.INFO),
@@ -171,4 +187,5 @@ def main(argv: list[str]) -> int:
         tokens.save()
         print(token)
         return 0
+    tune_allocator()
     return asyncio.run(run(cfg, components=cfg.components))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ from clusterctl.api.secrets_at_rest import SecretCodec
 from clusterctl.store.base import Item, Store
 
 log = logging.getLogger("clusterctl.api")
+
+ENVELOPE = "clusterctl.io/encrypted"
+RENDER_CACHE_SIZE = 4096
+_META = b'"metadata":{'
 
 Component = Callable[["ApiContext"], Awaitable[None]]
 
@@ -62,14 +67,20 @@ class ApiContext:
     # --- stored item <-> API object ----------------------------------------------------------
 
     def seal(self, info: KindInfo, key: str, obj: dict) -> dict:
+        """What the store gets: top-level keys in canonical order (so ``render`` can splice the
+        resourceVersion into serialized bytes), Secrets sealed."""
         if info.kind == "Secret" and not info.group and self.secrets.enabled:
             return self.secrets.seal(key, obj)
+        if next(iter(obj), None) != "apiVersion" or "metadata" not in obj or list(obj)[:3] != ["apiVersion", "kind", "metadata"]:
+            ordered = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": obj.get("metadata") or {}}
+            ordered.update((k, v) for k, v in obj.items() if k not in ordered)
+            return ordered
         return obj
 
     def load(self, item: Item) -> dict:
         """The stored value as an object (decrypted); shared with the store: do not mutate."""
         value = item.value
-        if "clusterctl.io/encrypted" in value:
+        if ENVELOPE in value:
             return self.secrets.open(item.key, value)
         return value
 
@@ -85,12 +96,33 @@ class ApiContext:
     def obj(self, item: Item) -> dict:
         return self.with_rv(self.load(item), item.mod_revision)
 
+    def render_value(self, key: str, value: dict, revision: int) -> bytes:
+        """Serialized object with ``resourceVersion``, without copying the stored dict: the
+        canonical key order puts the top-level ``"metadata":{`` first, and the version is spliced in."""
+        if ENVELOPE in value:
+            return orjson.dumps(self.with_rv(self.secrets.open(key, value), revision))
+        raw = orjson.dumps(value)
+        i = raw.find(_META)
+        if i < 0 or b"{" in raw[1:i]:
+            return orjson.dumps(self.with_rv(value, revision))
+        i += len(_META)
+        rv = b'"resourceVersion":"%d"' % revision
+        return b"".join((raw[:i], rv, b"" if raw[i:i + 1] == b"}" else b",", raw[i:]))
+
     def render(self, item: Item) -> bytes:
-        cached = self._render_cache.get(item.key)
-        if cached is not None and cached[0] == item.mod_revision:
+        return self.render_cached(item.key, item.value, item.mod_revision)
+
+    def render_cached(self, key: str, value: dict, revision: int) -> bytes:
+        """``render_value`` through a small LRU (watch fan-out serializes each event once)."""
+        cache = self._render_cache
+        cached = cache.get(key)
+        if cached is not None and cached[0] == revision:
             return cached[1]
-        data = orjson.dumps(self.obj(item))
-        self._render_cache[item.key] = (item.mod_revision, data)
+        data = self.render_value(key, value, revision)
+        cache[key] = (revision, data)
+        if len(cache) > RENDER_CACHE_SIZE:
+            for old in list(itertools.islice(cache, RENDER_CACHE_SIZE // 4)):
+                del cache[old]
         return data
 
     def forget(self, key: str) -> None:

@@ -37,6 +37,8 @@ from clusterctl.store.base import Compacted, Item, KeyExists, KeyNotFound, Revis
 JSON = "application/json"
 TABLE_ACCEPT = "as=Table"
 UPDATE_RETRIES = 8
+#: lists longer than this are streamed in chunks of this many items
+STREAM_LIST_AFTER = 500
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 PATCH_TYPES = ["application/json-patch+json", "application/merge-patch+json",
                "application/apply-patch+yaml", "application/strategic-merge-patch+json"]
@@ -359,8 +361,20 @@ async def handle_list(ctx: ApiContext, t: Target, request: web.Request) -> web.R
         return json_response({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
                               "items": [partial_metadata(ctx.obj(i)) for i in items]})
     head = orjson.dumps({"kind": t.info.list_kind, "apiVersion": t.info.api_version, "metadata": meta})
-    body = b"".join((head[:-1], b',"items":[', b",".join(ctx.render(i) for i in items), b"]}"))
-    return json_response(body)
+    if len(items) <= STREAM_LIST_AFTER:
+        body = b"".join((head[:-1], b',"items":[', b",".join(ctx.render_value(i.key, i.value, i.mod_revision) for i in items), b"]}"))
+        return json_response(body)
+    # Large lists are streamed in chunks: no multi-megabyte joined copies (peak memory stays flat).
+    resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    await resp.write(head[:-1] + b',"items":[')
+    for start in range(0, len(items), STREAM_LIST_AFTER):
+        chunk = b",".join(ctx.render_value(i.key, i.value, i.mod_revision) for i in items[start:start + STREAM_LIST_AFTER])
+        await resp.write(chunk if start == 0 else b"," + chunk)
+    await resp.write(b"]}")
+    await resp.write_eof()
+    return resp
 
 
 # --- CREATE ------------------------------------------------------------------------------------

@@ -53,16 +53,7 @@ class _Stream:
         self.headers_sent = False
 
     def object_bytes(self, key: str, value: dict, revision: int) -> bytes:
-        ctx = self.ctx
-        cached = ctx._render_cache.get(key)
-        if cached is not None and cached[0] == revision:
-            return cached[1]
-        obj = value
-        if "clusterctl.io/encrypted" in value:
-            obj = ctx.secrets.open(key, value)
-        data = orjson.dumps(ctx.with_rv(obj, revision))
-        ctx._render_cache[key] = (revision, data)
-        return data
+        return self.ctx.render_cached(key, value, revision)
 
     async def send(self, etype: str, key: str, value: dict, revision: int) -> None:
         if self.table:
