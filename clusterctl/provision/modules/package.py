@@ -60,7 +60,8 @@ def parse_dpkg_query(text: str) -> dict[str, str]:
     installed = {}
     for line in text.splitlines():
         parts = line.split("\t")
-        if len(parts) >= 3 and parts[1].strip().endswith("installed") and " ok " in f" {parts[1]} " and "not-installed" not in parts[1] and "config-files" not in parts[1]:
+        status = parts[1].split() if len(parts) >= 3 else []
+        if status[-1:] == ["installed"] and "ok" in status:  # "install ok installed", not "... config-files"
             name = parts[0].split(":")[0]
             installed[name] = parts[2]
     return installed
@@ -168,8 +169,8 @@ async def _install_deb(ctx: ModuleContext, deb: str, extra: dict) -> dict:
         return ok(False, msg=f"{name} {version} already installed", **extra)
     if ctx.check_mode:
         return ok(True, msg=f"would install {name} {version} from {deb}", **extra)
-    path = deb if deb.startswith("/") else f"./{deb}"
-    res = await ctx.run(f"{APT_ENV} apt-get {APT_OPTS} install {q(path)} || dpkg -i {q(deb)}")
+    # dpkg first (fast, like Ansible's apt deb=); apt-get only to pull in missing dependencies
+    res = await ctx.run(f"{APT_ENV} dpkg -i --force-confdef --force-confold {q(deb)} || {APT_ENV} apt-get {APT_OPTS} -f install")
     if res.rc != 0:
         return command_failure(f"installing {deb}", res, **extra)
     return ok(True, msg=f"installed {name} {version}", **command_fields(res), **extra)

@@ -1,7 +1,7 @@
 """``unarchive``: unpack a tar (any compression GNU tar reads) or zip archive into a folder on the host.
 
 Idempotent by content, not by timestamps: the archive is unpacked into a private temp folder
-beside ``dest`` and every member is compared (type, link target, bytes via ``cmp``) with what is
+(under ``$TMPDIR``, never inside ``dest``, so check mode leaves even the folder's mtime alone) and every member is compared (type, link target, bytes via ``cmp``) with what is
 already in ``dest``; only when something differs are the members copied over (``cp -a``). So a
 second run, and a check-mode run, change nothing. ``src`` is a local file uploaded over SFTP
 unless ``remote_src: yes``; ``creates`` skips the task when that path exists; mode/owner/group
@@ -20,7 +20,7 @@ q = shlex.quote
 
 _UNPACK = r"""set -e
 A=%(archive)s; D=%(dest)s; APPLY=%(apply)s
-t=$(mktemp -d "$D/.clusterctl-unarchive.XXXXXXXX")
+t=$(mktemp -d "${TMPDIR:-/tmp}/.clusterctl-unarchive.XXXXXXXX")
 trap 'rm -rf -- "$t"' EXIT
 if [ "$(head -c 2 -- "$A")" = PK ]; then
   command -v unzip >/dev/null || { echo "unzip is not installed on the host" >&2; exit 3; }
