@@ -255,8 +255,8 @@ def resolv_conf(pod: dict, cluster_dns: str | None, domain: str) -> str:
     servers: list[str] = []
     search: list[str] = []
     options = ["ndots:5"]
-    if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and cluster_dns:
-        servers = [cluster_dns]
+    if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        servers = [cluster_dns] if cluster_dns else []
         search = [f"{ns}.svc.{domain}", f"svc.{domain}", domain]
     elif policy == "None":
         options = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 
@@ -57,3 +58,141 @@ async def test_httpd_serves_from_its_rootfs(agent, images):
     ns = agent.agent.network.netns_name(pod)
     assert await fetch_in_netns(ns, 8080) == "hello v1\n"
     await agent.client.delete("pods", "web", namespace="default")
+
+
+def cstatus(pod, name=None, init=False):
+    key = "initContainerStatuses" if init else "containerStatuses"
+    statuses = (pod.get("status") or {}).get(key) or []
+    return next((c for c in statuses if name is None or c["name"] == name), {})
+
+
+async def test_v1_and_v2_serve_different_content(agent, images):
+    for tag in ("v1", "v2"):
+        await agent.client.create(agent.pod(f"web-{tag}", [{"name": "web", "image": images[f"web:{tag}"]}]))
+    for tag in ("v1", "v2"):
+        pod = await wait_pod(agent.client, "default", f"web-{tag}", running)
+        assert await fetch_in_netns(agent.agent.network.netns_name(pod), 8080) == f"hello {tag}\n"
+    assert cstatus(pod)["imageID"] != cstatus(await agent.client.get("pods", "web-v1", namespace="default"))["imageID"]
+
+
+async def test_memory_hog_is_oomkilled(agent, images):
+    hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"
+    await agent.client.create(agent.pod("hog", [{"name": "hog", "image": images["tools:v1"], "args": [hog],
+                                                 "resources": {"limits": {"memory": "32Mi", "cpu": "500m"}}}], restartPolicy="Never"))
+    pod = await wait_pod(agent.client, "default", "hog", lambda p: p["status"].get("phase") == "Failed")
+    term = cstatus(pod)["state"]["terminated"]
+    assert (term["reason"], term["exitCode"]) == ("OOMKilled", 137)
+    assert pod["status"]["qosClass"] == "Guaranteed"
+
+
+async def test_crashing_container_backs_off(agent, images):
+    await agent.client.create(agent.pod("crash", [{"name": "c", "image": images["tools:v1"], "args": ["echo boom; exit 3"]}]))
+    pod = await wait_pod(agent.client, "default", "crash", lambda p: (cstatus(p).get("state") or {}).get("waiting", {}).get("reason") == "CrashLoopBackOff")
+    cs = cstatus(pod)
+    assert cs["lastState"]["terminated"]["exitCode"] == 3 and cs["lastState"]["terminated"]["reason"] == "Error"
+    assert "back-off" in cs["state"]["waiting"]["message"]
+    assert pod["status"]["phase"] == "Running" and not cs["ready"]
+    pod = await wait_pod(agent.client, "default", "crash", lambda p: cstatus(p).get("restartCount", 0) >= 3)
+
+
+async def test_liveness_failure_restarts_and_readiness_flips(agent, images):
+    # liveness: healthy while /tmp/alive exists; the container removes it after a moment
+    live = {"name": "live", "image": images["tools:v1"],
+            "args": ["touch /tmp/alive; sleep 1; rm /tmp/alive; sleep 100"],
+            "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 2}}
+    # readiness: an httpd whose /ready file the test creates and removes through exec
+    web = {"name": "web", "image": images["web:v1"],
+           "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1}}
+    await agent.client.create(agent.pod("probes", [live, web]))
+    pod = await wait_pod(agent.client, "default", "probes", lambda p: cstatus(p, "live").get("restartCount", 0) >= 1)
+    pod = await wait_pod(agent.client, "default", "probes", running)
+    assert not ready(pod) and not cstatus(pod, "web")["ready"]
+    rt = agent.agent.runtime
+    rid = agent.agent.workers["default/probes"].containers[1].runtime_id
+    subprocess.run(rt.exec_argv(rid, ["sh", "-c", "echo ok > /www/ready"]), check=True, timeout=10)
+    await wait_pod(agent.client, "default", "probes", lambda p: cstatus(p, "web").get("ready") is True)
+    subprocess.run(rt.exec_argv(rid, ["/bin/busybox", "rm", "/www/ready"]), check=True, timeout=10)
+    pod = await wait_pod(agent.client, "default", "probes", lambda p: cstatus(p, "web").get("ready") is False)
+    assert not ready(pod)
+
+
+async def test_init_containers_run_first(agent, images):
+    await agent.client.create(agent.pod(
+        "init", [{"name": "main", "image": images["tools:v1"], "args": ["cat /work/order; sleep 100"],
+                  "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+        initContainers=[{"name": f"i{n}", "image": images["tools:v1"], "args": [f"echo i{n} >> /work/order"],
+                         "volumeMounts": [{"name": "work", "mountPath": "/work"}]} for n in (1, 2)],
+        volumes=[{"name": "work", "emptyDir": {}}]))
+    pod = await wait_pod(agent.client, "default", "init", running)
+    assert [c["state"]["terminated"]["reason"] for c in pod["status"]["initContainerStatuses"]] == ["Completed", "Completed"]
+    assert next(c for c in pod["status"]["conditions"] if c["type"] == "Initialized")["status"] == "True"
+    worker = agent.agent.workers["default/init"]
+    path = agent.agent.logs.find("default", "init", worker.uid, "main")
+    deadline = time.monotonic() + 10
+    while path.read_text() != "i1\ni2\n" and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert path.read_text() == "i1\ni2\n"
+
+
+async def test_volumes_env_and_no_secret_on_disk(agent, images, tmp_path):
+    secret_value = f"s3cr3t-{time.time_ns()}"
+    c = agent.client
+    await c.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "default"},
+                    "data": {"greeting": "hello", "mode": "fast"}})
+    await c.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec", "namespace": "default"},
+                    "stringData": {"password": secret_value}})
+    await c.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "my-db", "namespace": "default"},
+                    "spec": {"ports": [{"port": 5432}]}})
+    script = ("echo GREETING=$GREETING; echo PASS_LEN=${#PASS}; echo POD=$POD_NAME NS=$POD_NS NODE=$NODE IP=$POD_IP; echo CFG_mode=$CFG_mode; "
+              "echo DB=$MY_DB_SERVICE_HOST:$MY_DB_SERVICE_PORT; echo MEM=$MEM; cat /cfg/greeting; echo; "
+              "test \"$(cat /sec/password)\" = \"$PASS\" && echo SECRET-FILE-OK; cat /info/labels; echo; "
+              "echo scratch > /scratch/x && cat /scratch/x; echo shm > /mem/y && cat /mem/y; hostname; cat /etc/resolv.conf; "
+              "pwd; sleep 100")
+    await c.create(agent.pod("vols", [{
+        "name": "app", "image": images["tools:v1"], "args": [script],
+        "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+                {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}],
+        "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+        "resources": {"limits": {"memory": "64Mi"}},
+        "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}, {"name": "sec", "mountPath": "/sec"},
+                         {"name": "info", "mountPath": "/info"}, {"name": "scratch", "mountPath": "/scratch"},
+                         {"name": "mem", "mountPath": "/mem"}]}],
+        volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}, {"name": "sec", "secret": {"secretName": "sec"}},
+                 {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                 {"name": "scratch", "emptyDir": {}}, {"name": "mem", "emptyDir": {"medium": "Memory"}}]))
+    pod = await wait_pod(c, "default", "vols", running)
+    worker = agent.agent.workers["default/vols"]
+    log_path = agent.agent.logs.find("default", "vols", worker.uid, "app")
+    deadline = time.monotonic() + 10
+    while "options" not in log_path.read_text() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    out = log_path.read_text()
+    assert "GREETING=hello" in out and f"PASS_LEN={len(secret_value)}" in out and "SECRET-FILE-OK" in out
+    assert f"POD=vols NS=default NODE={agent.node_name} IP=127.0.0.1" in out and "CFG_mode=fast" in out
+    assert "MEM=64" in out and "scratch" in out and "shm" in out and "\nvols\n" in out
+    assert "DB=" in out and "DB=:" not in out
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in out
+    # the secret's value is nowhere on disk under the agent's data dir (tmpfs mounts are not disk)
+    found = subprocess.run(["grep", "-rl", "--devices=skip", secret_value, str(agent.data_dir)], capture_output=True, text=True)
+    on_disk = subprocess.run(f"find {agent.data_dir} -xdev -type f -print0 | xargs -0 grep -l {secret_value}",
+                             shell=True, capture_output=True, text=True)
+    assert on_disk.stdout == "", on_disk.stdout
+    assert found.stdout.strip(), "the test must see the secret through its tmpfs mount"
+    assert all(os.path.ismount(p) for p in [worker.volumes.paths["sec"], worker.volumes.paths["mem"]])
+    # an updated ConfigMap reaches the mounted volume
+    cm = await c.get("configmaps", "cfg", namespace="default")
+    cm["data"]["greeting"] = "updated"
+    await c.update(cm)
+    rid = worker.containers[0].runtime_id
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        got = subprocess.run(agent.agent.runtime.exec_argv(rid, ["cat", "/cfg/greeting"]), capture_output=True, text=True).stdout
+        if got == "updated":
+            break
+        await asyncio.sleep(0.1)
+    assert got == "updated"
