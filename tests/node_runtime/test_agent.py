@@ -196,3 +196,69 @@ async def test_volumes_env_and_no_secret_on_disk(agent, images, tmp_path):
             break
         await asyncio.sleep(0.1)
     assert got == "updated"
+
+
+async def test_agent_restart_adopts_running_pods(control_plane, registry, images, tmp_path, node_name):
+    """SIGKILL the agent process, start it again: the pod keeps running, same process, no duplicate."""
+    from node_runtime.harness import AgentProcess, admin_client, agent_config
+    from node_runtime.runtime.process import ProcessRuntime
+    cfg = agent_config(control_plane, registry.address, tmp_path / "agent", node_name)
+    client = admin_client(control_plane)
+    proc = AgentProcess(cfg).start()
+    try:
+        await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "survivor", "namespace": "default"},
+                             "spec": {"nodeName": node_name, "terminationGracePeriodSeconds": 1,
+                                      "containers": [{"name": "web", "image": images["web:v1"]}]}})
+        pod = await wait_pod(client, "default", "survivor", running)
+        started = cstatus(pod)["state"]["running"]["startedAt"]
+        cid = cstatus(pod)["containerID"]
+        proc.kill()
+        rt = ProcessRuntime(node_name=node_name, state_dir=tmp_path / "agent" / "state")
+        alive = rt.adopt()
+        assert len(alive) == 1 and rt.is_running(alive[0].id)
+        shim = alive[0].pid
+        proc = AgentProcess(cfg).start()
+        await asyncio.sleep(3)  # several status periods of the new agent
+        pod = await client.get("pods", "survivor", namespace="default")
+        cs = cstatus(pod)
+        assert cs["containerID"] == cid and cs["state"]["running"]["startedAt"] == started and cs["restartCount"] == 0
+        again = ProcessRuntime(node_name=node_name, state_dir=tmp_path / "agent" / "state").adopt()
+        assert [s.pid for s in again] == [shim]
+        assert await fetch_in_netns(f"clusterctl-{node_name}-{pod['metadata']['uid'].replace('-', '')[:8]}", 8080) == "hello v1\n"
+        # graceful deletion through the restarted agent stops it and removes the object
+        await client.delete("pods", "survivor", namespace="default")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                await client.get("pods", "survivor", namespace="default")
+            except Exception:  # noqa: BLE001 - NotFound is what we wait for
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("pod not deleted")
+        assert not ProcessRuntime(node_name=node_name, state_dir=tmp_path / "agent" / "state").adopt()
+    finally:
+        proc.stop()
+        rt = ProcessRuntime(node_name=node_name, state_dir=tmp_path / "agent" / "state")
+        for s in rt.adopt():
+            rt.kill(s.id)
+            await rt.remove(s.id)
+        rt.cgroups.cleanup()
+        await client.close()
+
+
+async def test_container_cannot_see_host(agent, images, tmp_path):
+    marker = tmp_path / "host-secret-file"
+    marker.write_text("host")
+    await agent.client.create(agent.pod("iso", [{"name": "c", "image": images["tools:v1"],
+                                                 "args": [f"ls /proc | grep -c '^[0-9]'; test -e {marker} && echo SEE-HOST || echo no-host; "
+                                                          "ls /; sleep 100"]}]))
+    await wait_pod(agent.client, "default", "iso", running)
+    worker = agent.agent.workers["default/iso"]
+    path = agent.agent.logs.find("default", "iso", worker.uid, "c")
+    deadline = time.monotonic() + 10
+    while "no-host" not in path.read_text() and "SEE-HOST" not in path.read_text() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    lines = path.read_text().split()
+    assert int(lines[0]) <= 4, lines  # sh, ls, grep (+ sleep): never the host's processes
+    assert "no-host" in lines and "SEE-HOST" not in lines
