@@ -37,6 +37,7 @@ OVERLAID = ("etc", "var", "usr", "opt", "home", "srv")
 UNREACHABLE_CIDRS = ("10.244.0.0/16", "10.96.0.0/12")
 STAGE = "/run/clusterctl-lab/stage"
 DATA_MOUNT = "/var/lib/clusterctl"
+SSHD_PID_FILE = "/run/clusterctl-lab-sshd.pid"
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,9 @@ def sshd_config(ip: str) -> str:
         "# written by clusterctl lab",
         f"ListenAddress {ip}:22",
         "HostKey /etc/ssh/ssh_host_ed25519_key",
-        "PidFile /run/sshd.pid",
+        # sshd writes its pid file once its listening sockets are bound: the lab's readiness
+        # signal. A name of our own, so the machine's /run (visible early in boot) never matches
+        f"PidFile {SSHD_PID_FILE}",
         "PermitRootLogin prohibit-password",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
