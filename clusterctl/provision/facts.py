@@ -109,7 +109,7 @@ def _os_facts(sec: dict[str, list[str]]) -> dict:
     release = osr.get("VERSION_CODENAME") or ""
     if not release:
         m2 = re.search(r"\(([^)]+)\)", osr.get("VERSION", ""))
-        release = m2.group(1).split(",")[0].strip().lower() if m2 else ""
+        release = m2.group(1).split(",")[0].strip() if m2 else ""
     return {
         "os_family": family or (distro or "Unknown"),
         "distribution": distro or "Unknown",
