@@ -20,13 +20,14 @@ from clusterctl.api import errors
 MAGIC = b"k8s\x00"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 
-# field number -> (json name, type). Types: string, int, bool, bytes, time, strings (repeated string),
+# field number -> (json name, type). Types: string, int (zero = unset), pint (pointer: zero kept),
+# bool, time, intstr, strings (repeated string), qmap (string->Quantity),
 # map (string->string), bmap (string->bytes as base64), a message name, or "[]Message" (repeated).
 MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "ObjectMeta": {1: ("name", "string"), 2: ("generateName", "string"), 3: ("namespace", "string"),
                    5: ("uid", "string"), 6: ("resourceVersion", "string"), 7: ("generation", "int"),
                    8: ("creationTimestamp", "time"), 9: ("deletionTimestamp", "time"),
-                   10: ("deletionGracePeriodSeconds", "int"), 11: ("labels", "map"), 12: ("annotations", "map"),
+                   10: ("deletionGracePeriodSeconds", "pint"), 11: ("labels", "map"), 12: ("annotations", "map"),
                    13: ("ownerReferences", "[]OwnerReference"), 14: ("finalizers", "strings")},
     "OwnerReference": {1: ("kind", "string"), 3: ("name", "string"), 4: ("uid", "string"), 5: ("apiVersion", "string"),
                        6: ("controller", "bool"), 7: ("blockOwnerDeletion", "bool")},
@@ -36,20 +37,71 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "Secret": {1: ("metadata", "ObjectMeta"), 2: ("data", "bmap"), 3: ("type", "string"), 4: ("stringData", "map"),
                5: ("immutable", "bool")},
     "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions")},
-    "DeleteOptions": {1: ("gracePeriodSeconds", "int"), 2: ("preconditions", "Preconditions"),
+    "DeleteOptions": {1: ("gracePeriodSeconds", "pint"), 2: ("preconditions", "Preconditions"),
                       3: ("orphanDependents", "bool"), 4: ("propagationPolicy", "string"), 5: ("dryRun", "strings")},
     "Preconditions": {1: ("uid", "string"), 2: ("resourceVersion", "string")},
     "Binding": {1: ("metadata", "ObjectMeta"), 2: ("target", "ObjectReference")},
     "ObjectReference": {1: ("kind", "string"), 2: ("namespace", "string"), 3: ("name", "string"), 4: ("uid", "string"),
                         5: ("apiVersion", "string"), 6: ("resourceVersion", "string"), 7: ("fieldPath", "string")},
     "Scale": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ScaleSpec")},
-    "ScaleSpec": {1: ("replicas", "int")},
+    "ScaleSpec": {1: ("replicas", "pint")},
     "ServiceAccount": {1: ("metadata", "ObjectMeta")},
+    # what `kubectl create deployment|job|cronjob|service|pdb|priorityclass` generators send
+    "Deployment": {1: ("metadata", "ObjectMeta"), 2: ("spec", "DeploymentSpec")},
+    "DeploymentSpec": {1: ("replicas", "pint"), 2: ("selector", "LabelSelector"), 3: ("template", "PodTemplateSpec"),
+                       4: ("strategy", "DeploymentStrategy"), 5: ("minReadySeconds", "int"),
+                       6: ("revisionHistoryLimit", "pint"), 7: ("paused", "bool"), 9: ("progressDeadlineSeconds", "pint")},
+    "DeploymentStrategy": {1: ("type", "string")},
+    "LabelSelector": {1: ("matchLabels", "map"), 2: ("matchExpressions", "[]LabelSelectorRequirement")},
+    "LabelSelectorRequirement": {1: ("key", "string"), 2: ("operator", "string"), 3: ("values", "strings")},
+    "PodTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodSpec")},
+    "PodSpec": {2: ("containers", "[]Container"), 3: ("restartPolicy", "string"),
+                4: ("terminationGracePeriodSeconds", "pint"), 6: ("dnsPolicy", "string"), 7: ("nodeSelector", "map"),
+                8: ("serviceAccountName", "string"), 10: ("nodeName", "string"), 11: ("hostNetwork", "bool"),
+                19: ("schedulerName", "string"), 20: ("initContainers", "[]Container"),
+                24: ("priorityClassName", "string")},
+    "Container": {1: ("name", "string"), 2: ("image", "string"), 3: ("command", "strings"), 4: ("args", "strings"),
+                  5: ("workingDir", "string"), 6: ("ports", "[]ContainerPort"), 7: ("env", "[]EnvVar"),
+                  8: ("resources", "ResourceRequirements"), 13: ("terminationMessagePath", "string"),
+                  14: ("imagePullPolicy", "string"), 20: ("terminationMessagePolicy", "string")},
+    "ContainerPort": {1: ("name", "string"), 2: ("hostPort", "int"), 3: ("containerPort", "int"), 4: ("protocol", "string"),
+                      5: ("hostIP", "string")},
+    "EnvVar": {1: ("name", "string"), 2: ("value", "string")},
+    "ResourceRequirements": {1: ("limits", "qmap"), 2: ("requests", "qmap")},
+    "Job": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
+    "JobSpec": {1: ("parallelism", "pint"), 2: ("completions", "pint"), 3: ("activeDeadlineSeconds", "pint"),
+                4: ("selector", "LabelSelector"), 5: ("manualSelector", "bool"), 6: ("template", "PodTemplateSpec"),
+                7: ("backoffLimit", "pint"), 8: ("ttlSecondsAfterFinished", "pint"), 9: ("completionMode", "string"),
+                10: ("suspend", "bool")},
+    "CronJob": {1: ("metadata", "ObjectMeta"), 2: ("spec", "CronJobSpec")},
+    "CronJobSpec": {1: ("schedule", "string"), 2: ("startingDeadlineSeconds", "pint"), 3: ("concurrencyPolicy", "string"),
+                    4: ("suspend", "bool"), 5: ("jobTemplate", "JobTemplateSpec"),
+                    6: ("successfulJobsHistoryLimit", "pint"), 7: ("failedJobsHistoryLimit", "pint"),
+                    8: ("timeZone", "string")},
+    "JobTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
+    "Service": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ServiceSpec")},
+    "ServiceSpec": {1: ("ports", "[]ServicePort"), 2: ("selector", "map"), 3: ("clusterIP", "string"),
+                    4: ("type", "string"), 5: ("externalIPs", "strings"), 7: ("sessionAffinity", "string"),
+                    10: ("externalName", "string")},
+    "ServicePort": {1: ("name", "string"), 2: ("protocol", "string"), 3: ("port", "int"), 4: ("targetPort", "intstr"),
+                    5: ("nodePort", "int")},
+    "PodDisruptionBudget": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodDisruptionBudgetSpec")},
+    "PodDisruptionBudgetSpec": {1: ("minAvailable", "intstr"), 2: ("selector", "LabelSelector"),
+                                3: ("maxUnavailable", "intstr")},
+    "PriorityClass": {1: ("metadata", "ObjectMeta"), 2: ("value", "pint"), 3: ("globalDefault", "bool"),
+                      4: ("description", "string"), 5: ("preemptionPolicy", "string")},
+    "IntOrString": {1: ("type", "int"), 2: ("intVal", "int"), 3: ("strVal", "string")},
+    "Quantity": {1: ("string", "string")},
     "Unknown": {1: ("typeMeta", "TypeMeta"), 2: ("raw", "rawbytes"), 3: ("contentEncoding", "string"),
                 4: ("contentType", "string")},
     "TypeMeta": {1: ("apiVersion", "string"), 2: ("kind", "string")},
     "Time": {1: ("seconds", "int"), 2: ("nanos", "int")},
 }
+
+
+#: kinds whose protobuf bodies we decode
+TOP_LEVEL = frozenset({"Namespace", "ConfigMap", "Secret", "Eviction", "Binding", "Scale", "ServiceAccount", "Deployment",
+                       "Job", "CronJob", "Service", "PodDisruptionBudget", "PriorityClass", "DeleteOptions"})
 
 
 class _Malformed(Exception):
@@ -113,13 +165,17 @@ def _decode(buf: bytes, message: str) -> dict:
             continue
         name, typ = entry
         if typ == "string":
-            out[name] = value.decode()
+            if value:   # Go emits empty non-pointer strings; JSON would have omitted them
+                out[name] = value.decode()
         elif typ == "rawbytes":
             out[name] = value
-        elif typ == "int":
-            out[name] = _signed(value) if wire == 0 else int.from_bytes(value, "little", signed=True)
+        elif typ in ("int", "pint"):
+            number = _signed(value) if wire == 0 else int.from_bytes(value, "little", signed=True)
+            if number or typ == "pint":   # a zero non-pointer int is JSON's omitted field
+                out[name] = number
         elif typ == "bool":
-            out[name] = bool(value)
+            if value:
+                out[name] = True
         elif typ == "strings":
             out.setdefault(name, []).append(value.decode())
         elif typ == "map":
@@ -128,8 +184,16 @@ def _decode(buf: bytes, message: str) -> dict:
         elif typ == "bmap":
             k, v = _map_entry(value)
             out.setdefault(name, {})[k] = base64.b64encode(v).decode()
+        elif typ == "intstr":
+            v = _decode(value, "IntOrString")
+            out[name] = v.get("strVal", "") if v.get("type") == 1 else v.get("intVal", 0)
+        elif typ == "qmap":
+            k, v = _map_entry(value)
+            out.setdefault(name, {})[k] = _decode(v, "Quantity").get("string", "0")
         elif typ == "time":
             t = _decode(value, "Time")
+            if t.get("seconds", 0) <= 0:
+                continue   # Go's zero time: JSON would say null
             out[name] = dt.datetime.fromtimestamp(t.get("seconds", 0), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         elif typ.startswith("[]"):
             out.setdefault(name, []).append(_decode(value, typ[2:]))
@@ -146,10 +210,10 @@ def decode(body: bytes) -> dict:
         unknown = _decode(body[len(MAGIC):], "Unknown")
         tm = unknown.get("typeMeta") or {}
         kind, api_version = tm.get("kind", ""), tm.get("apiVersion", "")
-        if kind not in MESSAGES or kind in ("Unknown", "TypeMeta", "Time"):
+        if kind not in TOP_LEVEL:
             raise errors.unsupported_media_type(
                 PROTOBUF, ["application/json", "application/yaml",
-                           f"(protobuf only for {', '.join(k for k in ('Namespace', 'ConfigMap', 'Secret', 'Eviction', 'Binding', 'Scale', 'ServiceAccount'))}; "
+                           f"(protobuf only for {', '.join(sorted(TOP_LEVEL))}; "
                            f"got {kind or 'an unknown kind'})"])
         obj = _decode(unknown.get("raw") or b"", kind)
     except (_Malformed, UnicodeDecodeError, KeyError) as exc:

@@ -166,3 +166,28 @@ def test_drain_honours_disruption_budget(kubectl, control_plane):
     done = kubectl("drain", "drain-n1", "--timeout=20s", "--force", "--grace-period=0", "--pod-selector=app=db", timeout=40)
     assert "drained" in done.stdout
     assert "SchedulingDisabled" in kubectl("get", "node", "drain-n1").stdout
+
+
+def test_generators_that_send_protobuf(kubectl):
+    """`kubectl create <kind>` generators use typed clients that send protobuf bodies."""
+    kubectl("create", "namespace", "gen")
+    kubectl("create", "deployment", "d1", "-n", "gen", "--image=nginx:1.25", "--replicas=2", "--port=80")
+    d = json.loads(kubectl("get", "deploy", "d1", "-n", "gen", "-o", "json").stdout)
+    assert d["spec"]["replicas"] == 2 and d["spec"]["selector"] == {"matchLabels": {"app": "d1"}}
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "nginx:1.25" and c["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+    assert "creationTimestamp" not in d["spec"]["template"]["metadata"]
+    kubectl("create", "deployment", "d0", "-n", "gen", "--image=nginx", "--replicas=0")
+    assert kubectl("get", "deploy", "d0", "-n", "gen", "-o", "jsonpath={.spec.replicas}").stdout == "0"
+    kubectl("create", "job", "j1", "-n", "gen", "--image=busybox", "--", "echo", "hi")
+    kubectl("create", "cronjob", "c1", "-n", "gen", "--image=busybox", "--schedule=*/5 * * * *", "--", "date")
+    kubectl("create", "service", "nodeport", "s2", "-n", "gen", "--tcp=80:8080")
+    svc = json.loads(kubectl("get", "svc", "s2", "-n", "gen", "-o", "json").stdout)
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080 and 30000 <= svc["spec"]["ports"][0]["nodePort"] <= 32767
+    kubectl("create", "pdb", "p1", "-n", "gen", "--selector=app=d1", "--min-available=50%")
+    kubectl("create", "configmap", "cm", "-n", "gen", "--from-literal=k=v")
+    kubectl("create", "secret", "generic", "sec", "-n", "gen", "--from-literal=k=v")
+    kubectl("create", "priorityclass", "gen-high", "--value=1000")
+    names = kubectl("get", "deploy,job,cronjob,svc,pdb,cm,secret", "-n", "gen", "-o", "name").stdout.split()
+    assert {"deployment.apps/d1", "job.batch/j1", "cronjob.batch/c1", "service/s2",
+            "poddisruptionbudget.policy/p1", "configmap/cm", "secret/sec"} <= set(names)
