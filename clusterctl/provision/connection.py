@@ -110,9 +110,12 @@ class HostConnection:
             options["known_hosts"] = known_hosts
         try:
             if client_factory is not None:
+                # known_hosts=None makes asyncssh skip validation (and never call the client's
+                # validate hook), so the key to record is asked from the connection itself
                 conn, client = await asyncssh.create_connection(client_factory, **options)
-                if client.server_key is not None:
-                    _record_host_key(kh_path, spec, client.server_key)
+                key = client.server_key or conn.get_server_host_key()
+                if key is not None:
+                    _record_host_key(kh_path, spec, key)
             else:
                 conn = await asyncssh.connect(**options)
         except asyncssh.HostKeyNotVerifiable as exc:
@@ -158,6 +161,9 @@ class HostConnection:
             raise CommandTimeout(f"{self.spec.name}: command timed out after {timeout}s: {command[:120]}") from exc
         except (OSError, asyncssh.Error) as exc:
             raise HostUnreachable(self.spec.name, f"connection lost: {exc}") from exc
+        if proc.exit_status is None and not proc.exit_signal:
+            # the channel closed without an exit status: sshd (or the whole host) went away
+            raise HostUnreachable(self.spec.name, f"connection lost while running: {command[:120]}")
         rc = proc.exit_status if proc.exit_status is not None else 255
         if proc.exit_signal:
             rc = 128 + _signal_number(proc.exit_signal[0])

@@ -246,5 +246,5 @@ async def run_template(ctx: ModuleContext, args: dict) -> dict:
     newline = args.get("newline_sequence")
     if newline and newline != "\n":
         text = text.replace("\n", newline.encode().decode("unicode_escape"))
-    dest, cur, parent = await _resolve_dest(ctx, str(args["dest"]), local.name.removesuffix(".j2"))
+    dest, cur, parent = await _resolve_dest(ctx, str(args["dest"]), local.name)  # Ansible keeps ".j2" here
     return await ensure_content(ctx, dest, text.encode(), args, cur, parent, src=str(local))
