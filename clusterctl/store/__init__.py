@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 _TINYDB_OPTIONS = ("history_events", "history_seconds", "watch_buffer", "snapshot_log_bytes",
-                   "snapshot_log_records", "snapshot_on_close")
+                   "snapshot_log_records", "snapshot_on_close", "freeze_gc")
 _ETCD_OPTIONS = ("prefix", "timeout", "ca_file", "cert_file", "key_file")
 
 
@@ -38,7 +38,7 @@ def open_store(config: dict) -> Store:
     """A backend from a config dict (not started: ``await store.start()``).
 
     ``{'backend': 'tinydb', 'data_dir': DIR, [history_events, history_seconds, watch_buffer,
-    snapshot_log_bytes, snapshot_log_records, snapshot_on_close]}`` or
+    snapshot_log_bytes, snapshot_log_records, snapshot_on_close, freeze_gc]}`` or
     ``{'backend': 'etcd', 'endpoints': ['http://127.0.0.1:2379'], 'prefix': '/registry'}``.
     """
     from clusterctl.errors import UsageError

@@ -90,7 +90,8 @@ def read_snapshot(path: Path) -> Snapshot:
     if not path.exists():
         return Snapshot(revision=0, items={}, written_at=None)
     try:
-        db = TinyDB(str(path), storage=OrjsonStorage, access_mode="r")
+        # CachingMiddleware: the file is parsed once, not once per table read
+        db = TinyDB(str(path), storage=CachingMiddleware(OrjsonStorage), access_mode="r")
         meta_docs = db.table("meta").all()
         docs = db.table("items").all()
         db.close()

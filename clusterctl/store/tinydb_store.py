@@ -34,6 +34,7 @@ import asyncio
 import bisect
 import collections
 import fcntl
+import gc
 import logging
 import os
 import time
@@ -57,7 +58,7 @@ from clusterctl.store.base import (
     StoreError,
     WatchOverflow,
 )
-from clusterctl.store.recovery import Change, RecoveredState, make_change, recover
+from clusterctl.store.recovery import Change, RecoveredState, compact_json, make_change, recover
 from clusterctl.store.snapshot import SNAPSHOT_NAME, write_snapshot
 from clusterctl.store.wal import SegmentWriter, WalFailed, frame, remove_segments_through
 
@@ -137,14 +138,21 @@ class TinyDBStore:
         self,
         data_dir: str | os.PathLike,
         *,
-        history_events: int = 50_000,
+        history_events: int = 20_000,
         history_seconds: float = 300.0,
         watch_buffer: int = 5_000,
         snapshot_log_bytes: int = 16 * 1024 * 1024,
         snapshot_log_records: int = 20_000,
         snapshot_on_close: bool = True,
+        freeze_gc: bool = True,
         clock: Callable[[], float] = time.time,
     ):
+        """``freeze_gc``: after recovery and after each log fold, move every object the process
+        holds out of the cyclic collector's reach (``gc.freeze()``). Stored values are ~100
+        small containers each; without this, the collector's full passes walk all of them every
+        few thousand writes and stall the event loop for tens to hundreds of milliseconds. The
+        cost: reference cycles that exist at that moment are never collected (stored values
+        have none). Process-wide, so the API server may prefer to own this policy."""
         self.data_dir = Path(data_dir)
         self.history_events = history_events
         self.history_seconds = history_seconds
@@ -152,9 +160,11 @@ class TinyDBStore:
         self.snapshot_log_bytes = snapshot_log_bytes
         self.snapshot_log_records = snapshot_log_records
         self.snapshot_on_close = snapshot_on_close
+        self.freeze_gc = freeze_gc
         self._clock = clock
 
         self._index: dict[str, Item] = {}
+        self._encodings: dict[str, bytes] = {}  # value JSON shared with history (see make_change)
         self._keys: list[str] = []
         self._revision = 0            # last applied (durable) revision
         self._allocated = 0           # last revision handed to a queued write
@@ -201,8 +211,11 @@ class TinyDBStore:
         except BaseException:
             self._release()
             raise
+        if self.freeze_gc:
+            gc.freeze()
         self.recovered = state
         self._index = state.items
+        self._encodings = state.encodings
         self._keys = sorted(state.items)
         self._revision = self._allocated = state.revision
         self._compact_revision = state.snapshot_revision
@@ -391,7 +404,7 @@ class TinyDBStore:
     def _encode(key: str, value: dict) -> tuple[dict, bytes]:
         """The value's JSON and a private copy of it (callers keep theirs; we keep ours)."""
         try:
-            encoded = orjson.dumps(value)
+            encoded = compact_json(value)
         except TypeError as exc:
             raise StoreError(f"value for {key} is not JSON-serialisable: {exc}") from exc
         return orjson.loads(encoded), encoded
@@ -449,7 +462,7 @@ class TinyDBStore:
 
     def _apply(self, batch: list[_Mutation]) -> None:
         now = self._clock()
-        index, keys, pending = self._index, self._keys, self._pending
+        index, keys, pending, encodings = self._index, self._keys, self._pending, self._encodings
         changes, events = [], []
         for mutation in batch:
             key, revision, item, prev = mutation.key, mutation.revision, mutation.item, mutation.prev
@@ -467,7 +480,7 @@ class TinyDBStore:
             if entry is not None and entry[0] == revision:
                 del pending[key]
             events.append(event)
-            changes.append(make_change(revision, key, item, mutation.encoded, prev, now))
+            changes.append(make_change(revision, key, item, prev, now, encodings, mutation.encoded))
             self._revision = revision
             if not mutation.future.done():
                 mutation.future.set_result(item)
@@ -494,7 +507,7 @@ class TinyDBStore:
         if keep_from > start:
             self._compact_revision = max(self._compact_revision, history[keep_from - 1].revision)
             self._history_start = keep_from
-            if keep_from > 4096 and keep_from * 2 > len(history):
+            if keep_from >= 1024 or keep_from * 2 > len(history):  # amortised: free trimmed entries
                 del history[:keep_from]
                 self._history_start = 0
 
@@ -584,6 +597,8 @@ class TinyDBStore:
             remove_segments_through(self.data_dir, closed)
 
         await loop.run_in_executor(self._snapshot_thread, fold)
+        if self.freeze_gc:
+            gc.freeze()
         self.snapshots_written += 1
         self.last_snapshot_error = None
 
