@@ -23,8 +23,18 @@ def registry(tmp_path_factory):
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory):
     """A real API server (subprocess) shared by the node runtime tests."""
+    import subprocess
+    import sys
+
     from clusterctl.api.testing import FAST_TIMINGS, start_control_plane
-    cp = start_control_plane(tmp_path_factory.mktemp("cp"), timings=FAST_TIMINGS)
+    cp = start_control_plane(tmp_path_factory.mktemp("cp"), timings=FAST_TIMINGS, start=False)
+    # the real control plane, started through a wrapper that registers clusterctl.api.node_proxy
+    log = open(cp.log_file, "ab")
+    cp.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cp_with_proxy.py")), "--config", str(cp.config_path)],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log.close()
+    cp.wait_ready()
     yield cp
     cp.stop()
 
