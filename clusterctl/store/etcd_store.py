@@ -155,8 +155,16 @@ class EtcdStore:
             return FutureRevision(f"etcd at {url}: {message}")
         return StoreError(f"etcd at {url} answered {status}: {message}")
 
+    def _value(self, kv: dict) -> dict:
+        try:
+            return orjson.loads(base64.b64decode(kv.get("value", "")))
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            raise StoreError(f"etcd at {self.endpoint}: value of key "
+                             f"{base64.b64decode(kv.get('key', '')).decode(errors='replace')!r} is not JSON "
+                             f"(written by something other than clusterctl?): {exc}") from exc
+
     def _item(self, kv: dict) -> Item:
-        return Item(self._unkey(kv["key"]), orjson.loads(base64.b64decode(kv.get("value", ""))),
+        return Item(self._unkey(kv["key"]), self._value(kv),
                     int(kv.get("mod_revision", 0)), int(kv.get("create_revision", 0)))
 
     @staticmethod
@@ -325,10 +333,10 @@ class EtcdStore:
         key = self._unkey(kv["key"])
         revision = int(kv["mod_revision"])
         prev_kv = raw.get("prev_kv")
-        prev_value = orjson.loads(base64.b64decode(prev_kv["value"])) if prev_kv and prev_kv.get("value") else None
+        prev_value = self._value(prev_kv) if prev_kv and prev_kv.get("value") else None
         if raw.get("type") == "DELETE":
             return Event("DELETE", key, prev_value if prev_value is not None else {}, revision, prev_value=prev_value)
-        value = orjson.loads(base64.b64decode(kv.get("value", "")))
+        value = self._value(kv)
         return Event("PUT", key, value, revision, prev_value=prev_value,
                      created=kv.get("create_revision") == kv.get("mod_revision"))
 

@@ -213,13 +213,15 @@ class TinyDBStore:
             raise
         if self.freeze_gc:
             gc.freeze()
-        self.recovered = state
         self._index = state.items
         self._encodings = state.encodings
         self._keys = sorted(state.items)
         self._revision = self._allocated = state.revision
         self._compact_revision = state.snapshot_revision
-        self._history = list(state.history)
+        self._history = state.history
+        # keep the recovery figures, not a second reference to what the store now owns
+        state.history, state.encodings, state.items = [], {}, {}
+        self.recovered = state
         self._history_start = 0
         self._trim_history()
         self._io_lock = asyncio.Lock()
@@ -444,7 +446,14 @@ class TinyDBStore:
                     continue
                 self.commit_batches += 1
                 self.committed_writes += len(batch)
-                self._apply(batch)
+                try:
+                    self._apply(batch)
+                except Exception as exc:  # a bug: memory may now lag the log; stop taking writes
+                    log.exception("store %s: applying a committed batch failed", self.data_dir)
+                    self._fail_queued(batch, WalFailed(f"applying committed writes failed: {exc!r}; "
+                                                       f"restart the store to recover from its log",
+                                                       broken=True))
+                    continue
             if self._due_for_snapshot():
                 self._start_snapshot()
 
