@@ -21,8 +21,9 @@ from clusterctl.provision.modules.remote_file import upload
 
 q = shlex.quote
 
+# the k=v words Ansible lifts out of a free-form command line (everything else stays in the command)
 FREE_FORM_KEYS = ("chdir", "creates", "removes", "executable", "stdin", "stdin_add_newline",
-                  "strip_empty_ends", "warn", "expand_argument_vars", "cmd")
+                  "strip_empty_ends", "warn")
 _KV = re.compile(r"""(?:(?<=\s)|^)(%s)=("(?:[^"\\]|\\.)*"|'[^']*'|\S+)""" % "|".join(FREE_FORM_KEYS))
 
 

@@ -88,6 +88,8 @@ do_stop() {
   if alive "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; fi
   rm -f "$pidf"
 }
+if running; then echo "was=started"; else echo "was=stopped"; fi
+[ -f "$dir/$name.enabled" ] && echo "was_enabled=yes" || echo "was_enabled=no"
 if [ "$action" = start-enabled ]; then
   for f in "$dir"/*.enabled; do [ -e "$f" ] || continue; n=$(basename "$f" .enabled); sh "$dir/.supervisor" started "$n" - 0 "$grace"; done
   exit 0
@@ -121,6 +123,7 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   [ %(daemon_reload)s = 1 ] && [ "$check" != 1 ] && systemctl daemon-reload
   act=$(systemctl is-active "$unit" 2>/dev/null); ena=$(systemctl is-enabled "$unit" 2>/dev/null)
   [ "$act" = active ] && was=started || was=stopped
+  echo was=$was; [ "$ena" = enabled ] && echo was_enabled=yes || echo was_enabled=no
   changed=0; cmd=
   case $state in
     started) [ $was = started ] || { changed=1; cmd=start; } ;;
@@ -143,6 +146,7 @@ elif [ -x /etc/init.d/"$name" ]; then
   echo manager=sysv
   s=/etc/init.d/$name
   "$s" status >/dev/null 2>&1 && was=started || was=stopped
+  echo was=$was
   changed=0; cmd=
   case $state in
     started) [ $was = started ] || { changed=1; cmd=start; } ;;
@@ -152,6 +156,7 @@ elif [ -x /etc/init.d/"$name" ]; then
   esac
   if [ "$check" != 1 ] && [ -n "$cmd" ]; then "$s" "$cmd" || exit $?; fi
   ls /etc/rc[2345].d/S[0-9][0-9]"$name" >/dev/null 2>&1 && ena=yes || ena=no
+  echo was_enabled=$ena
   if [ "$en" != - ] && [ "$en" != "$ena" ]; then
     changed=1
     if [ "$check" != 1 ]; then
@@ -224,5 +229,8 @@ async def run_service(ctx: ModuleContext, args: dict) -> dict:
     if "pid" in info:
         result["pid"] = int(info["pid"])
     if ctx.diff and result["changed"]:
-        result["diff"] = [{"before": {"state": "?"}, "after": {"state": state, "enabled": enabled}, "before_header": name, "after_header": name}]
+        before = {"state": info.get("was"), "enabled": info.get("was_enabled") == "yes"}
+        after = {"state": info.get("state") if not ctx.check_mode else ("stopped" if state == "stopped" else "started"),
+                 "enabled": info.get("enabled") == "yes" if not ctx.check_mode or enabled is None else enabled}
+        result["diff"] = [{"before": before, "after": after, "before_header": f"service {name}", "after_header": f"service {name}"}]
     return result

@@ -48,8 +48,9 @@ async def test_supervisor_start_stop_restart_reload_enable(make_ctx, on_host, sv
     await define(make_ctx, name, f"sh -c {shlex.quote(DAEMON.format(marker=marker))}", GREETING="hi")
     args = {"name": name, "state": "started", "startup_grace": 0.1}
 
-    checked = await run_module(make_ctx(check_mode=True), "service", args)
+    checked = await run_module(make_ctx(check_mode=True, diff=True), "service", args)
     assert checked["changed"] and checked["manager"] == "clusterctl" and await pid_of(on_host, name) is None
+    assert checked["diff"][0]["before"]["state"] == "stopped" and checked["diff"][0]["after"]["state"] == "started"
 
     first = await run_module(make_ctx(), "service", args)
     assert first["changed"] and first["state"] == "started", first
