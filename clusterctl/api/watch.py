@@ -105,6 +105,9 @@ async def handle_watch(ctx: ApiContext, t: Target, request: web.Request) -> web.
     prefix = info.prefix(t.namespace)
     filtering = not (labels.empty and fields.empty)
 
+    if wants_table(request) and (params.get("includeObject") or "Metadata") not in ("Metadata", "Object", "None"):
+        raise errors.bad_request(f'includeObject: Unsupported value: "{params.get("includeObject")}": '
+                                 'supported values: "Metadata", "None", "Object"')
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
@@ -123,12 +126,8 @@ async def handle_watch(ctx: ApiContext, t: Target, request: web.Request) -> web.
             if send_initial and bookmarks:
                 await stream.bookmark(last_rv, initial_end=True)
         await _follow(ctx, stream, prefix, last_rv, labels, fields, filtering, bookmarks, deadline)
-    except (ConnectionResetError, ConnectionError, asyncio.CancelledError) as exc:
-        if isinstance(exc, asyncio.CancelledError) and not request.transport:
-            return resp
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-        return resp
+    except ConnectionError:
+        return resp  # the client went away; its watch simply ends
     try:
         await resp.write_eof()
     except (ConnectionResetError, ConnectionError):

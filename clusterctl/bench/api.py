@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import ssl
 import statistics
 import tempfile
@@ -35,6 +36,7 @@ import psutil
 from clusterctl.api.testing import start_control_plane
 
 NS = "bench"
+_MARK = re.compile(rb'"bench/mark":"(m\d+)"')
 
 
 def _pod(name: str) -> dict:
@@ -124,10 +126,8 @@ async def _watch_latency(client: Client, watchers: int, updates: int, objects: i
                 buf += chunk
                 *lines, buf = buf.split(b"\n")
                 for line in lines:
-                    if not line:
-                        continue
-                    ev = orjson.loads(line)
-                    mark = ((ev["object"].get("metadata") or {}).get("annotations") or {}).get("bench/mark")
+                    found = _MARK.search(line)   # cheaper than parsing every event on the client
+                    mark = found.group(1).decode() if found else None
                     if mark in sent:
                         delays.append((now - sent[mark]) * 1000)
                         if len(delays) >= expected:
