@@ -1,0 +1,69 @@
+"""A real control plane, the scheduler and the controllers in this event loop, and hollow nodes on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clusterctl.client.rest import ApiClient
+from clusterctl.controllers.manager import ControllerManager, ControllerManagerConfig, run_controllers
+from clusterctl.scheduler.scheduler import Scheduler, SchedulerConfig
+from clusterctl.sim.hollow import HollowCluster, HollowConfig
+from tests.client.live import control_plane
+
+
+class Env:
+    def __init__(self, api: ApiClient, kubeconfig: Path) -> None:
+        self.api = api
+        self.kubeconfig = kubeconfig
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.managers: list[ControllerManager] = []
+        self.sims: list[HollowCluster] = []
+
+    async def start(self, **cfg: Any) -> None:
+        self.tasks.append(asyncio.create_task(Scheduler(self.api, SchedulerConfig(initial_backoff=0.05, max_backoff=0.2)).run()))
+        await self.start_controllers(**cfg)
+
+    async def start_controllers(self, **cfg: Any) -> None:
+        config = ControllerManagerConfig(**{"leader_elect": False, **cfg})
+        self.tasks.append(asyncio.create_task(run_controllers(self.api, config=config, on_term=self.managers.append)))
+
+    async def add_nodes(self, prefix: str, count: int = 1, **cfg: Any) -> HollowCluster:
+        sim = HollowCluster(self.api, HollowConfig(count=count, prefix=prefix, **{"renew_interval": 5, **cfg}))
+        self.sims.append(sim)
+        self.tasks.append(asyncio.create_task(sim.run()))
+        await asyncio.wait_for(sim.started(), 15)
+        return sim
+
+    async def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+        end = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < end:
+            last = await probe()
+            if last:
+                return last
+            await asyncio.sleep(interval)
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+    async def pods(self, namespace: str = "default", selector: str | None = None) -> list[dict]:
+        return (await self.api.list("pods", namespace=namespace, label_selector=selector))["items"]
+
+    async def stop(self) -> None:
+        for t in reversed(self.tasks):
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    async with control_plane(tmp_path, timings={"pod_deletion_margin": 0.5, "bookmark_interval": 0.5}) as (api, kubeconfig):
+        e = Env(api, kubeconfig)
+        try:
+            yield e
+        finally:
+            await e.stop()
