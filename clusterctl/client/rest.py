@@ -409,15 +409,13 @@ class WatchStream:
             try:
                 async for chunk in resp.content.iter_any():
                     buf += chunk
-                    while True:
-                        nl = buf.find(b"\n")
-                        if nl < 0:
-                            break
-                        line, buf = buf[:nl], buf[nl + 1 :]
+                    if b"\n" not in chunk:
+                        continue
+                    *lines, buf = buf.split(b"\n")  # one split per chunk: linear in its size
+                    for line in lines:
                         if not line.strip():
                             continue
-                        event = orjson.loads(line)
-                        out = self._handle(event, path)
+                        out = self._handle(orjson.loads(line), path)
                         if out is not None:
                             yield out
             except aiohttp.ClientError as exc:

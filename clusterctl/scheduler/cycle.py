@@ -102,26 +102,46 @@ def with_nominated(pod: PodInfo, node: NodeInfo, nominated: dict[str, list[PodIn
 
 def filter_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], filters: list[FilterPlugin], *, want: int, start: int,
                  nominated: dict[str, list[PodInfo]] | None = None) -> tuple[list[NodeInfo], dict[str, Status], int]:
-    """Walk nodes from ``start``; stop after ``want`` feasible ones. Returns (feasible, failures, visited)."""
+    """Walk nodes from ``start`` in chunks until ``want`` feasible ones are found.
+
+    Each chunk goes through the filters plugin by plugin (``filter_batch`` when a plugin has one:
+    one tight loop instead of a call per node); a node that fails is dropped with that plugin's
+    status, so every node still reports its *first* failing filter. Returns
+    (feasible, failures, visited).
+    """
     n = len(nodes)
     feasible: list[NodeInfo] = []
     failures: dict[str, Status] = {}
     visited = 0
-    for i in range(n):
-        node = nodes[(start + i) % n]
+    while visited < n and len(feasible) < want:
+        size = min(n - visited, max(want - len(feasible), 32))
+        first = (start + visited) % n
+        chunk = list(nodes[first:first + size])
+        if len(chunk) < size:
+            chunk.extend(nodes[: size - len(chunk)])
         if nominated:
-            node = with_nominated(pod, node, nominated)
-        visited += 1
+            chunk = [with_nominated(pod, node, nominated) for node in chunk]
+        visited += size
         for plugin in filters:
-            status = plugin.filter(pod, node)
-            if status is not SUCCESS:  # filters return the SUCCESS singleton when a node passes
-                failures[node.name] = status
+            chunk = _filter_batch(plugin, pod, chunk, failures)
+            if not chunk:
                 break
+        feasible.extend(chunk)
+    return feasible[:want] if len(feasible) > want else feasible, failures, visited
+
+
+def _filter_batch(plugin: FilterPlugin, pod: PodInfo, nodes: list[NodeInfo], failures: dict[str, Status]) -> list[NodeInfo]:
+    batch = getattr(plugin, "filter_batch", None)
+    if batch is not None:
+        return batch(pod, nodes, failures)
+    passed: list[NodeInfo] = []
+    for node in nodes:
+        status = plugin.filter(pod, node)
+        if status is SUCCESS:  # filters return the SUCCESS singleton when a node passes
+            passed.append(node)
         else:
-            feasible.append(node)
-            if len(feasible) >= want:
-                break
-    return feasible, failures, visited
+            failures[node.name] = status
+    return passed
 
 
 def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], scorers: list[ScorePlugin], *, skip_constant: bool = False) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
@@ -133,12 +153,13 @@ def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], scorers: list[ScorePlug
     """
     totals = dict.fromkeys((node.name for node in nodes), 0)
     per_plugin: dict[str, dict[str, int]] = {}
+    state: dict[str, object] = {}  # kube-scheduler's CycleState: what one plugin computed, another reuses
     for plugin in scorers:
         pre = getattr(plugin, "pre_score", None)
         if skip_constant and pre is not None and pre(pod, nodes).code == Code.SKIP:
             continue
         batch = getattr(plugin, "score_batch", None)
-        raw = batch(pod, nodes) if batch is not None else {node.name: plugin.score(pod, node) for node in nodes}
+        raw = batch(pod, nodes, state) if batch is not None else {node.name: plugin.score(pod, node) for node in nodes}
         plugin.normalize(pod, raw)
         per_plugin[plugin.name] = raw
         weight = plugin.weight

@@ -19,6 +19,22 @@ def _fractions(pod: PodInfo, node: NodeInfo) -> tuple[float, float]:
     return min(cpu, 1.0), min(mem, 1.0)
 
 
+def _all_fractions(pod: PodInfo, nodes: Sequence[NodeInfo], state: dict[str, object]) -> list[tuple[str, float, float]]:
+    """(name, cpu fraction, memory fraction) per node, computed once per cycle for both scorers."""
+    cached = state.get("allocation.fractions")
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    pc, pm = pod.non_zero_cpu, pod.non_zero_memory
+    out: list[tuple[str, float, float]] = []
+    for node in nodes:
+        alloc = node.allocatable
+        cpu = (node.non_zero_cpu + pc) / alloc.milli_cpu if alloc.milli_cpu else 1.0
+        mem = (node.non_zero_memory + pm) / alloc.memory if alloc.memory else 1.0
+        out.append((node.name, 1.0 if cpu > 1.0 else cpu, 1.0 if mem > 1.0 else mem))
+    state["allocation.fractions"] = out
+    return out
+
+
 class LeastAllocated:
     name = "LeastAllocated"
     weight = 1
@@ -27,17 +43,9 @@ class LeastAllocated:
         cpu, mem = _fractions(pod, node)
         return int(((1 - cpu) + (1 - mem)) * MAX_NODE_SCORE / 2)
 
-    def score_batch(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        pc, pm = pod.non_zero_cpu, pod.non_zero_memory
-        for node in nodes:
-            alloc = node.allocatable
-            cpu = (node.non_zero_cpu + pc) / alloc.milli_cpu if alloc.milli_cpu else 1.0
-            mem = (node.non_zero_memory + pm) / alloc.memory if alloc.memory else 1.0
-            cpu = 1.0 if cpu > 1.0 else cpu
-            mem = 1.0 if mem > 1.0 else mem
-            out[node.name] = int((2.0 - cpu - mem) * (MAX_NODE_SCORE / 2))
-        return out
+    def score_batch(self, pod: PodInfo, nodes: Sequence[NodeInfo], state: dict[str, object]) -> dict[str, int]:
+        half = MAX_NODE_SCORE / 2
+        return {name: int((2.0 - cpu - mem) * half) for name, cpu, mem in _all_fractions(pod, nodes, state)}
 
     def normalize(self, pod: PodInfo, scores: dict[str, int]) -> None:
         return None
@@ -52,17 +60,8 @@ class BalancedAllocation:
         # std deviation of two values is |a - b| / 2
         return int((1 - abs(cpu - mem) / 2) * MAX_NODE_SCORE)
 
-    def score_batch(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        pc, pm = pod.non_zero_cpu, pod.non_zero_memory
-        for node in nodes:
-            alloc = node.allocatable
-            cpu = (node.non_zero_cpu + pc) / alloc.milli_cpu if alloc.milli_cpu else 1.0
-            mem = (node.non_zero_memory + pm) / alloc.memory if alloc.memory else 1.0
-            cpu = 1.0 if cpu > 1.0 else cpu
-            mem = 1.0 if mem > 1.0 else mem
-            out[node.name] = int((1 - abs(cpu - mem) / 2) * MAX_NODE_SCORE)
-        return out
+    def score_batch(self, pod: PodInfo, nodes: Sequence[NodeInfo], state: dict[str, object]) -> dict[str, int]:
+        return {name: int((1 - abs(cpu - mem) / 2) * MAX_NODE_SCORE) for name, cpu, mem in _all_fractions(pod, nodes, state)}
 
     def normalize(self, pod: PodInfo, scores: dict[str, int]) -> None:
         return None

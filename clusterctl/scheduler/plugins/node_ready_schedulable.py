@@ -31,3 +31,16 @@ class NodeReadySchedulable:
             if not any(t.get("key") == taint["key"] for t in node.taints) and not tolerates(pod.tolerations, taint):
                 return unschedulable(NAME, f"node(s) had untolerated taint {taint_text(taint)}", resolvable=False)
         return SUCCESS
+
+    def filter_batch(self, pod: PodInfo, nodes: list[NodeInfo], failures: dict[str, Status]) -> list[NodeInfo]:
+        passed: list[NodeInfo] = []
+        for node in nodes:
+            if node.ready == "True" and not node.unschedulable:
+                passed.append(node)
+                continue
+            status = self.filter(pod, node)
+            if status is SUCCESS:
+                passed.append(node)
+            else:
+                failures[node.name] = status
+        return passed

@@ -39,3 +39,17 @@ class NodeResourcesFit:
             return SUCCESS
         reasons = insufficient(pod, node)
         return unschedulable(NAME, *reasons) if reasons else SUCCESS
+
+    def filter_batch(self, pod: PodInfo, nodes: list[NodeInfo], failures: dict[str, Status]) -> list[NodeInfo]:
+        cpu, mem = pod.requests.milli_cpu, pod.requests.memory
+        passed: list[NodeInfo] = []
+        for node in nodes:
+            if node.free_pods > 0 and cpu <= node.free_milli_cpu and mem <= node.free_memory:
+                passed.append(node)
+            else:
+                reasons = insufficient(pod, node)
+                if reasons:
+                    failures[node.name] = unschedulable(NAME, *reasons)
+                else:
+                    passed.append(node)
+        return passed

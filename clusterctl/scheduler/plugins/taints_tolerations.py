@@ -50,6 +50,19 @@ class TaintToleration:
                 return unschedulable(NAME, f"node(s) had untolerated taint {taint_text(taint)}", resolvable=False)
         return SUCCESS
 
+    def filter_batch(self, pod: PodInfo, nodes: list[NodeInfo], failures: dict[str, Status]) -> list[NodeInfo]:
+        passed: list[NodeInfo] = []
+        for node in nodes:
+            if not node.taints:
+                passed.append(node)
+                continue
+            status = self.filter(pod, node)
+            if status is SUCCESS:
+                passed.append(node)
+            else:
+                failures[node.name] = status
+        return passed
+
     def pre_score(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
         return SUCCESS if any(node.taints for node in nodes) else SKIP
 
