@@ -72,6 +72,7 @@ class EtcdStore:
         self._session: aiohttp.ClientSession | None = None
         self._revision = 0
         self._closing = False
+        self._watch_responses: set[aiohttp.ClientResponse] = set()
 
     # ----------------------------------------------------------------- plumbing
 
@@ -95,6 +96,9 @@ class EtcdStore:
 
     async def close(self) -> None:
         self._closing = True
+        for response in list(self._watch_responses):  # session.close() leaves streams hanging
+            response.close()
+        self._watch_responses.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -294,6 +298,7 @@ class EtcdStore:
                 url, json=body, timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=None))
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             raise StoreError(f"etcd watch at {url} failed: {exc!r}") from exc
+        self._watch_responses.add(response)
         try:
             if response.status != 200:
                 data = await response.read()
@@ -326,6 +331,7 @@ class EtcdStore:
                 return
             raise StoreError(f"etcd watch stream at {url} broke: {exc!r}") from exc
         finally:
+            self._watch_responses.discard(response)
             response.close()
 
     def _event(self, raw: dict) -> Event:

@@ -1,0 +1,75 @@
+"""What only the etcd backend has: endpoint failover, errors when etcd is away, the config
+factory, and watches ending with the store. Runs against the session's real etcd."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from clusterctl.errors import UsageError
+from clusterctl.store import StoreError, open_store
+from clusterctl.store.etcd_process import free_port
+from clusterctl.store.etcd_store import EtcdStore, prefix_end
+
+
+def test_prefix_end():
+    assert prefix_end(b"/registry/") == b"/registry0"
+    assert prefix_end(b"a\xff") == b"b"
+    assert prefix_end(b"\xff\xff") == b"\x00"
+
+
+async def test_a_dead_endpoint_is_skipped(etcd_server):
+    dead = f"http://127.0.0.1:{free_port()}"
+    store = EtcdStore([dead, etcd_server.endpoint], prefix="/failover")
+    await store.start()
+    try:
+        item = await store.create("/registry/core/pods/default/a", {"a": 1})
+        assert (await store.get("/registry/core/pods/default/a")) == item
+        assert store.endpoint == etcd_server.endpoint
+    finally:
+        await store.close()
+
+
+async def test_unreachable_etcd_raises_store_error_naming_the_endpoints():
+    dead = f"http://127.0.0.1:{free_port()}"
+    store = EtcdStore([dead], prefix="/nowhere", timeout=2)
+    with pytest.raises(StoreError, match=dead.replace(".", r"\.")):
+        await store.start()
+
+
+async def test_prefix_isolates_stores_sharing_one_etcd(etcd_server):
+    one = open_store({"backend": "etcd", "endpoints": [etcd_server.endpoint], "prefix": "/cluster-one"})
+    two = open_store({"backend": "etcd", "endpoints": [etcd_server.endpoint], "prefix": "/cluster-two"})
+    await one.start()
+    await two.start()
+    try:
+        await one.create("/registry/core/namespaces/default", {"n": 1})
+        assert await two.get("/registry/core/namespaces/default") is None
+        assert [item.key for item in (await one.list("/registry/")).items] == ["/registry/core/namespaces/default"]
+        assert (await two.list("/registry/")).items == []
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_watch_ends_when_the_store_closes(etcd_server):
+    store = EtcdStore([etcd_server.endpoint], prefix="/closing")
+    await store.start()
+    watch = store.watch("/registry/", after_revision=store.revision)
+    waiter = asyncio.create_task(watch.__anext__())
+    await asyncio.sleep(0.2)
+    await store.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiter, 5)
+
+
+def test_open_store_rejects_bad_configs(tmp_path):
+    with pytest.raises(UsageError, match="data_dir"):
+        open_store({"backend": "tinydb"})
+    with pytest.raises(UsageError, match="endpoints"):
+        open_store({"backend": "etcd"})
+    with pytest.raises(UsageError, match="unknown backend"):
+        open_store({"backend": "sqlite"})
+    with pytest.raises(UsageError, match="history_secs"):
+        open_store({"backend": "tinydb", "data_dir": str(tmp_path), "history_secs": 3})
