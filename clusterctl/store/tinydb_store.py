@@ -60,7 +60,7 @@ from clusterctl.store.base import (
 )
 from clusterctl.store.recovery import Change, RecoveredState, compact_json, make_change, recover
 from clusterctl.store.snapshot import SNAPSHOT_NAME, write_snapshot
-from clusterctl.store.wal import SegmentWriter, WalFailed, frame, remove_segments_through
+from clusterctl.store.wal import SegmentWriter, WalFailed, frame, remove_segments_through, segment_name
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +206,12 @@ class TinyDBStore:
         self._snapshot_thread = ThreadPoolExecutor(1, thread_name_prefix="store-snapshot")
         try:
             state = await loop.run_in_executor(self._wal_thread, lambda: recover(self.data_dir, repair=True))
+            # A fresh segment, so nothing is ever appended after a crash-damaged tail; an empty
+            # newest segment (a restart without writes) is simply reused.
+            last = self.data_dir / segment_name(state.last_segment)
+            reuse = state.last_segment > 0 and last.exists() and last.stat().st_size == 0
             self._segment = await loop.run_in_executor(
-                self._wal_thread, SegmentWriter, self.data_dir, state.last_segment + 1)
+                self._wal_thread, SegmentWriter, self.data_dir, state.last_segment + (0 if reuse else 1))
         except BaseException:
             self._release()
             raise
