@@ -100,7 +100,7 @@ async def measure_store(store: Store, objects: int = 10_000, *, writers: int = 1
         "update_p50_ms": round(_percentile(update_latencies, 0.5) * 1e3, 2),
         "update_p99_ms": round(_percentile(update_latencies, 0.99) * 1e3, 2),
         "get_p99_ms": round(_percentile(get_latencies, 0.99) * 1e3, 3),
-        "list_all_s": round(list_all_s, 3),
+        "list_all_s": round(list_all_s, 4),
         "watch_p99_ms": round(_percentile(watch_latencies, 0.99) * 1e3, 2),
         "durable_writes_per_s": round(objects / create_elapsed),
         "durable_updates_per_s": round(objects / update_elapsed),
