@@ -177,6 +177,8 @@ class Scheduler:
             else:
                 self.cache.add_pod(self.pod_info(pod), node)
         elif self._pending(pod) and self._ours(pod):
+            if _scheduling_inputs(old) == _scheduling_inputs(pod) and self.queue.is_unschedulable(key):
+                return  # only its status changed (often our own PodScheduled=False): no reason to retry
             self.queue.add(self.pod_info(pod))
         else:
             self.queue.delete(key)
@@ -363,6 +365,12 @@ class Scheduler:
                 except (ApiError, ApiConnectionError) as exc:
                     log.warning("scheduler: cannot set PodScheduled on %s: %s", key, exc)
                     return
+
+
+def _scheduling_inputs(pod: Obj) -> tuple[Any, ...]:
+    """What a pod update must change for a retry to be worth it (not status, not resourceVersion)."""
+    meta = pod.get("metadata") or {}
+    return (pod.get("spec"), meta.get("labels"), meta.get("annotations"), meta.get("deletionTimestamp"))
 
 
 def _scheduling_relevant(node: Obj) -> tuple[Any, ...]:

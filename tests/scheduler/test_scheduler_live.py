@@ -121,3 +121,20 @@ async def test_scheduler_runs_as_a_control_plane_component(tmp_path) -> None:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_unschedulable_pod_is_not_retried_for_its_own_status_update(env: Env) -> None:
+    await env.add_nodes("small-", 1, cpu="1")
+    env.scheduler.queue.initial_backoff = env.scheduler.queue.max_backoff = 0.05
+    env.scheduler.queue.unschedulable_timeout = 60
+    await env.start()
+    await env.api.create(api_pod("big", cpu="2"))
+    await env.wait_pod("big", lambda p: (scheduled_condition(p) or {}).get("status") == "False")
+    await asyncio.sleep(1.0)  # the PodScheduled write came back through the informer; 20 backoff periods passed
+    attempts = env.scheduler.stats.attempts
+    assert attempts == 1, "nothing in the cluster changed: one attempt only"
+    await env.api.patch("pods", "big", {"metadata": {"labels": {"x": "y"}}}, namespace="default")  # the pod itself changed
+    end = asyncio.get_running_loop().time() + 5
+    while env.scheduler.stats.attempts == attempts:
+        assert asyncio.get_running_loop().time() < end, "a changed pod is retried"
+        await asyncio.sleep(0.05)
