@@ -44,6 +44,7 @@ class Env:
         end = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < end:
+            self.check_alive()
             last = await probe()
             if last:
                 return last
@@ -53,7 +54,14 @@ class Env:
     async def pods(self, namespace: str = "default", selector: str | None = None) -> list[dict]:
         return (await self.api.list("pods", namespace=namespace, label_selector=selector))["items"]
 
+    def check_alive(self) -> None:
+        """A component that crashed fails the test that used it."""
+        for t in self.tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                raise AssertionError(f"{t.get_name()} crashed") from t.exception()
+
     async def stop(self) -> None:
+        self.check_alive()
         for t in reversed(self.tasks):
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
