@@ -60,6 +60,9 @@ class ApiContext:
     #: where clients reach this server and the admin kubeconfig (set once the server listens)
     url: str | None = None
     kubeconfig: "object | None" = None
+    #: (plural, subresource) -> async handler(ctx, target, request, raw) served by another component
+    #: (e.g. the node runtime's pods/log); listed in discovery. Register before clients discover.
+    extra_subresources: dict = field(default_factory=dict)
     _render_cache: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)

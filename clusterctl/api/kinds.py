@@ -193,6 +193,8 @@ def builtin_kinds() -> list[KindInfo]:
                  subresources=("status",), validate=v.validate_daemonset, default=v.default_daemonset),
         KindInfo("apps", "v1", "StatefulSet", "statefulsets", short_names=("sts",), categories=("all",),
                  subresources=("status", "scale"), validate=v.validate_statefulset, default=v.default_statefulset),
+        KindInfo("apps", "v1", "ControllerRevision", "controllerrevisions", validate=v.validate_generic,
+                 spec_fields=("data", "revision")),
         # batch/v1
         KindInfo("batch", "v1", "Job", "jobs", categories=("all",), subresources=("status",),
                  validate=v.validate_job, default=v.default_job),

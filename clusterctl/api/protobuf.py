@@ -90,6 +90,14 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
                                 3: ("maxUnavailable", "intstr")},
     "PriorityClass": {1: ("metadata", "ObjectMeta"), 2: ("value", "pint"), 3: ("globalDefault", "bool"),
                       4: ("description", "string"), 5: ("preemptionPolicy", "string")},
+    "HorizontalPodAutoscaler": {1: ("metadata", "ObjectMeta"), 2: ("spec", "HorizontalPodAutoscalerSpec")},
+    "HorizontalPodAutoscalerSpec": {1: ("scaleTargetRef", "CrossVersionObjectReference"), 2: ("minReplicas", "pint"),
+                                    3: ("maxReplicas", "pint"), 4: ("metrics", "[]MetricSpec")},
+    "CrossVersionObjectReference": {1: ("kind", "string"), 2: ("name", "string"), 3: ("apiVersion", "string")},
+    "MetricSpec": {1: ("type", "string"), 4: ("resource", "ResourceMetricSource")},
+    "ResourceMetricSource": {1: ("name", "string"), 2: ("target", "MetricTarget")},
+    "MetricTarget": {1: ("type", "string"), 2: ("value", "quantity"), 3: ("averageValue", "quantity"),
+                     4: ("averageUtilization", "pint")},
     "IntOrString": {1: ("type", "int"), 2: ("intVal", "int"), 3: ("strVal", "string")},
     "Quantity": {1: ("string", "string")},
     "Unknown": {1: ("typeMeta", "TypeMeta"), 2: ("raw", "rawbytes"), 3: ("contentEncoding", "string"),
@@ -101,7 +109,8 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
 
 #: kinds whose protobuf bodies we decode
 TOP_LEVEL = frozenset({"Namespace", "ConfigMap", "Secret", "Eviction", "Binding", "Scale", "ServiceAccount", "Deployment",
-                       "Job", "CronJob", "Service", "PodDisruptionBudget", "PriorityClass", "DeleteOptions"})
+                       "Job", "CronJob", "Service", "PodDisruptionBudget", "PriorityClass", "DeleteOptions",
+                       "HorizontalPodAutoscaler"})
 
 
 class _Malformed(Exception):
@@ -187,6 +196,8 @@ def _decode(buf: bytes, message: str) -> dict:
         elif typ == "intstr":
             v = _decode(value, "IntOrString")
             out[name] = v.get("strVal", "") if v.get("type") == 1 else v.get("intVal", 0)
+        elif typ == "quantity":
+            out[name] = _decode(value, "Quantity").get("string", "0")
         elif typ == "qmap":
             k, v = _map_entry(value)
             out.setdefault(name, {})[k] = _decode(v, "Quantity").get("string", "0")

@@ -138,7 +138,7 @@ def group_entry(group: str, versions: list[str]) -> dict:
 class ApiRoutes:
     def __init__(self, ctx: ApiContext):
         self.ctx = ctx
-        self.extra_subresources: dict[tuple[str, str], ExtraSubresource] = {}
+        self.extra_subresources: dict[tuple[str, str], ExtraSubresource] = ctx.extra_subresources
         self._openapi_cache: dict[str, tuple[bytes, str]] = {}
 
     # public endpoints

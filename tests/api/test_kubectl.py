@@ -188,6 +188,7 @@ def test_generators_that_send_protobuf(kubectl):
     kubectl("create", "configmap", "cm", "-n", "gen", "--from-literal=k=v")
     kubectl("create", "secret", "generic", "sec", "-n", "gen", "--from-literal=k=v")
     kubectl("create", "priorityclass", "gen-high", "--value=1000")
+
     names = kubectl("get", "deploy,job,cronjob,svc,pdb,cm,secret", "-n", "gen", "-o", "name").stdout.split()
     assert {"deployment.apps/d1", "job.batch/j1", "cronjob.batch/c1", "service/s2",
             "poddisruptionbudget.policy/p1", "configmap/cm", "secret/sec"} <= set(names)

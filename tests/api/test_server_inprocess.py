@@ -1,0 +1,61 @@
+"""The server in-process: components plugged into the control plane, extra subresources (how the
+node runtime serves pods/log), and discovery of them."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiohttp
+from aiohttp import web
+
+from clusterctl.api.cli import init_data_dir
+from clusterctl.api.server import ApiServer
+
+
+async def test_component_registers_a_subresource(tmp_path):
+    _, cfg, token = init_data_dir(tmp_path / "cp", port=0)
+    started = asyncio.Event()
+
+    async def serve_log(ctx, target, request, raw):
+        return web.Response(text=f"log of {target.namespace}/{target.name}\n")
+
+    async def component(ctx):
+        ctx.extra_subresources[("pods", "log")] = serve_log
+        started.set()
+        await asyncio.Event().wait()     # runs until the server stops
+
+    server = ApiServer(cfg, extra_components=[component])
+    await server.start()
+    try:
+        await asyncio.wait_for(started.wait(), 5)
+        ssl_ctx = ssl.create_default_context(cafile=str(cfg.path("pki") / "ca.crt"))
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(headers=headers) as s:
+            async with s.get(f"{server.url}/api/v1/namespaces/default/pods/web/log", ssl=ssl_ctx) as r:
+                assert r.status == 200 and await r.text() == "log of default/web\n"
+            async with s.get(f"{server.url}/api/v1", ssl=ssl_ctx) as r:
+                names = [res["name"] for res in (await r.json())["resources"]]
+                assert "pods/log" in names
+            async with s.get(f"{server.url}/api/v1/namespaces/default/pods/web/exec", ssl=ssl_ctx) as r:
+                assert r.status == 404
+    finally:
+        await server.stop()
+
+
+async def test_failing_component_does_not_stop_the_server(tmp_path):
+    _, cfg, token = init_data_dir(tmp_path / "cp", port=0)
+
+    async def broken(ctx):
+        raise RuntimeError("boom")
+
+    server = ApiServer(cfg, extra_components=[broken])
+    await server.start()
+    try:
+        await asyncio.sleep(0.1)
+        ssl_ctx = ssl.create_default_context(cafile=str(cfg.path("pki") / "ca.crt"))
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{server.url}/readyz", ssl=ssl_ctx) as r:
+                assert r.status == 200
+    finally:
+        await server.stop()
