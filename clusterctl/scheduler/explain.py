@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from clusterctl.scheduler.cache import SchedulerCache
 from clusterctl.scheduler.cycle import Profile, fit_error_message, score_nodes, select_host
 from clusterctl.scheduler.framework import Code, Obj, PodInfo, Status, pod_key
+
+if TYPE_CHECKING:
+    from clusterctl.client.rest import ApiClient
 
 
 @dataclass
@@ -107,3 +111,15 @@ def render_explain_table(table: ExplainTable) -> str:
     out += ["   ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in lines]
     out.append(table.message if table.chosen is None else f"{table.message}; would bind to {table.chosen}")
     return "\n".join(out) + "\n"
+
+
+async def explain_pod(client: "ApiClient", name: str, *, namespace: str = "default") -> str:
+    """Fetch the pod, nodes and bound pods through the API and render the table (for ``explain-schedule``)."""
+    pod = await client.get("pods", name, namespace=namespace)
+    nodes = (await client.list("nodes", limit=500))["items"]
+    pods = (await client.list("pods", limit=500))["items"]
+    text = render_explain_table(explain(pod, nodes, pods))
+    bound = (pod.get("spec") or {}).get("nodeName")
+    if bound:
+        text += f"(the pod is already bound to {bound}; the table shows where it would go now)\n"
+    return text

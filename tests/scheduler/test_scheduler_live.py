@@ -138,3 +138,16 @@ async def test_an_unschedulable_pod_is_not_retried_for_its_own_status_update(env
     while env.scheduler.stats.attempts == attempts:
         assert asyncio.get_running_loop().time() < end, "a changed pod is retried"
         await asyncio.sleep(0.05)
+
+
+async def test_explain_pod_over_the_api_names_the_reason(env: Env) -> None:
+    from clusterctl.scheduler.explain import explain_pod
+
+    await env.add_nodes("small-", 2, cpu="1")
+    await env.add_nodes("gpu-", 1, cpu="8", taints=[GPU_TAINT])
+    await env.api.create(api_pod("big", cpu="2"))  # no scheduler running: it stays pending
+    text = await explain_pod(env.api, "big")
+    rows = {line.split()[0]: line for line in text.splitlines()[2:-1]}
+    assert "Insufficient cpu" in rows["small-0"] and "Insufficient cpu" in rows["small-1"]
+    assert "node(s) had untolerated taint {dedicated: gpu}" in rows["gpu-0"]
+    assert text.splitlines()[-1] == "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu."
