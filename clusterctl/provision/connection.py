@@ -179,14 +179,16 @@ class HostConnection:
             return self._sftp
 
     async def put(self, data: bytes, remote_path: str, *, mode: int | None = None) -> None:
-        """Write ``data`` to ``remote_path`` atomically (temp file in the same folder + rename)."""
+        """Write ``data`` to ``remote_path`` atomically (temp file in the same folder + rename).
+
+        The temp file is created 0600 and gets ``mode`` (default 0644) just before the rename."""
         sftp = await self._sftp_client()
         tmp = f"{remote_path}.clusterctl-tmp-{os.getpid()}-{id(data) & 0xFFFF:x}"
         try:
-            async with sftp.open(tmp, "wb") as f:
+            # private from the first byte: a secret must never sit world-readable in the temp file
+            async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as f:
                 await f.write(data)
-            if mode is not None:
-                await sftp.chmod(tmp, mode)
+            await sftp.chmod(tmp, mode if mode is not None else 0o644)  # 0644: what umask 022 gives
             await sftp.posix_rename(tmp, remote_path)
         except (OSError, asyncssh.Error) as exc:
             try:

@@ -109,3 +109,9 @@ async def test_connection_lost_mid_command_is_unreachable(lab_factory):
             await asyncio.wait_for(task, 20)
     finally:
         await c.close()
+
+
+async def test_put_never_exposes_data_with_open_permissions(conn):
+    await conn.put(b"secret", "/tmp/cc-conn-default")
+    await conn.put(b"secret", "/tmp/cc-conn-private", mode=0o600)
+    assert (await conn.run("stat -c %a /tmp/cc-conn-default /tmp/cc-conn-private")).stdout.split() == ["644", "600"]

@@ -23,23 +23,36 @@ q = shlex.quote
 
 CHECKSUM_TOOLS = {"sha1": "sha1sum", "sha256": "sha256sum", "md5": "md5sum", "sha512": "sha512sum", "sha224": "sha224sum", "sha384": "sha384sum"}
 
-_PROBE_FN = r"""_cc_probe() {
-  i=$1; p=$2
-  if [ "$CC_FOLLOW" = 1 ]; then SO=-L; else SO=; fi
+# One pass of shell tests (builtins) per path, then ONE ``stat`` for every existing path and ONE
+# checksum run for every readable regular file: two program starts per probe, however many paths.
+_PROBE = r"""_cc_in() { if [ "$CC_FOLLOW" = 1 ]; then [ -e "$1" ]; else [ -e "$1" ] || [ -L "$1" ]; fi; }
+_cc_sum() { [ -n "$CC_SUM" ] && { [ "$CC_FOLLOW" = 1 ] || [ ! -L "$1" ]; } && [ -f "$1" ] && [ -r "$1" ]; }
+i=0
+for p in %(paths)s; do
   if [ "$CC_FOLLOW" != 1 ] && [ -L "$p" ]; then t=link
   elif [ -d "$p" ]; then t=directory
   elif [ -f "$p" ]; then t=file
   elif [ -e "$p" ]; then t=other
   elif [ -L "$p" ]; then t=link
-  else printf '@@ %s absent\n' "$i"; return 0; fi
-  printf '@@ %s %s\n' "$i" "$t"
-  printf 'S '; stat $SO -c '%a|%u|%g|%U|%G|%s|%Y|%X|%Z|%i|%h|%d|%f' -- "$p"
-  [ -L "$p" ] && printf 'L %s\n' "$(readlink -- "$p")"
-  [ -L "$p" ] && printf 'R %s\n' "$(readlink -f -- "$p" 2>/dev/null)"
-  if [ "$t" = file ] && [ -n "$CC_SUM" ] && [ -r "$p" ]; then printf 'C '; $CC_SUM < "$p" | cut -c1-128 | cut -d' ' -f1; fi
-  a=; [ -r "$p" ] && a=${a}r; [ -w "$p" ] && a=${a}w; [ -x "$p" ] && a=${a}x
-  printf 'P %s\n' "$a"
-}
+  else t=absent; fi
+  printf '@@ %%s %%s\n' "$i" "$t"
+  if [ $t != absent ]; then
+    a=; [ -r "$p" ] && a=${a}r; [ -w "$p" ] && a=${a}w; [ -x "$p" ] && a=${a}x; printf 'P %%s\n' "$a"
+    [ -L "$p" ] && printf 'L %%s\nR %%s\n' "$(readlink -- "$p")" "$(readlink -f -- "$p" 2>/dev/null)"
+  fi
+  _cc_in "$p" && printf 'X %%s\n' "$i"
+  _cc_sum "$p" && printf 'K %%s\n' "$i"
+  i=$((i+1))
+done
+set --
+for p in %(paths)s; do _cc_in "$p" && set -- "$@" "$p"; done
+echo '--stat--'
+[ $# -gt 0 ] && stat $CC_STAT_OPT -c '%%a|%%u|%%g|%%U|%%G|%%s|%%Y|%%X|%%Z|%%i|%%h|%%d|%%f' -- "$@"
+set --
+for p in %(paths)s; do _cc_sum "$p" && set -- "$@" "$p"; done
+echo '--sum--'
+[ $# -gt 0 ] && $CC_SUM -- "$@"
+exit 0
 """
 
 
@@ -117,39 +130,57 @@ class RemoteStat:
 
 def probe_command(paths: list[str], checksum: str | None = "sha1", follow: bool = False) -> str:
     tool = CHECKSUM_TOOLS.get(checksum or "", "") if checksum else ""
-    calls = "\n".join(f"_cc_probe {i} {q(p)}" for i, p in enumerate(paths))
-    return f"{_PROBE_FN}CC_SUM={q(tool)}; CC_FOLLOW={1 if follow else 0}\n{calls}\n"
+    words = " ".join(q(p) for p in paths)
+    head = f"CC_SUM={q(tool)}; CC_FOLLOW={1 if follow else 0}; CC_STAT_OPT={'-L' if follow else ''}\n"
+    return head + _PROBE % {"paths": words}
 
 
 def parse_probe(text: str, paths: list[str]) -> list[RemoteStat]:
     """Pure parser of ``probe_command`` output: one ``RemoteStat`` per requested path."""
     stats = [RemoteStat(path=p) for p in paths]
+    existing: list[RemoteStat] = []
+    summed: list[RemoteStat] = []
     cur: RemoteStat | None = None
+    section = "paths"
+    stat_lines: list[str] = []
+    sum_lines: list[str] = []
     for line in text.splitlines():
-        if line.startswith("@@ "):
+        if line == "--stat--":
+            section = "stat"
+        elif line == "--sum--":
+            section = "sum"
+        elif section == "stat":
+            stat_lines.append(line)
+        elif section == "sum":
+            sum_lines.append(line)
+        elif line.startswith("@@ "):
             _, idx, state = line.split(" ", 2)
             cur = stats[int(idx)]
             cur.state = state.strip()
-        elif cur is None or len(line) < 2:
+        elif cur is None:
             continue
-        elif line.startswith("S "):
-            f = line[2:].split("|")
-            if len(f) >= 13:
-                cur.mode = int(f[0], 8)
-                cur.uid, cur.gid = int(f[1]), int(f[2])
-                cur.owner, cur.group = f[3], f[4]
-                cur.size = int(f[5])
-                cur.mtime, cur.atime, cur.ctime = float(f[6]), float(f[7]), float(f[8])
-                cur.inode, cur.nlink, cur.dev = int(f[9]), int(f[10]), int(f[11])
-                cur.raw_mode = int(f[12], 16)
+        elif line.startswith("P "):
+            cur.access = line[2:].strip()
         elif line.startswith("L "):
             cur.link_target = line[2:]
         elif line.startswith("R "):
             cur.resolved = line[2:]
-        elif line.startswith("C "):
-            cur.checksum = line[2:].strip() or None
-        elif line.startswith("P"):
-            cur.access = line[2:].strip()
+        elif line.startswith("X "):
+            existing.append(stats[int(line[2:])])
+        elif line.startswith("K "):
+            summed.append(stats[int(line[2:])])
+    for st_, line in zip(existing, stat_lines):
+        f = line.split("|")
+        if len(f) >= 13:
+            st_.mode = int(f[0], 8)
+            st_.uid, st_.gid = int(f[1]), int(f[2])
+            st_.owner, st_.group = f[3], f[4]
+            st_.size = int(f[5])
+            st_.mtime, st_.atime, st_.ctime = float(f[6]), float(f[7]), float(f[8])
+            st_.inode, st_.nlink, st_.dev = int(f[9]), int(f[10]), int(f[11])
+            st_.raw_mode = int(f[12], 16)
+    for st_, line in zip(summed, sum_lines):
+        st_.checksum = line.lstrip("\\").split(" ", 1)[0] or None
     return stats
 
 
@@ -244,7 +275,7 @@ def tmp_name_beside(dest: str) -> str:
 async def upload(ctx: ModuleContext, data: bytes, remote_path: str) -> None:
     """Put bytes on the host: SFTP when it writes as the task's user, else ``cat`` under become."""
     if ctx.writes_as_login_user:
-        await ctx.conn.put(data, remote_path)
+        await ctx.conn.put(data, remote_path, mode=0o600)  # the final mode is set by the caller
         return
     res = await ctx.run(f"umask 077; cat > {q(remote_path)}", stdin=data)
     if res.rc != 0:

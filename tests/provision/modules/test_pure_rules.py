@@ -97,8 +97,9 @@ def test_blockinfile_rules(before, kw, after):
 
 
 def test_probe_parser_and_attr_plan():
-    text = ("@@ 0 file\nS 644|0|0|root|root|3|1700000000|1700000001|1700000002|42|1|77|81a4\nC a9993e364706816aba3e25717850c26c9cd0d89d\nP rw\n"
-            "@@ 1 absent\n@@ 2 link\nS 777|0|0|root|root|4|1|1|1|43|1|77|a1ff\nL /etc\nR /etc\nP rwx\n")
+    text = ("@@ 0 file\nP rw\nX 0\nK 0\n@@ 1 absent\n@@ 2 link\nP rwx\nL /etc\nR /etc\nX 2\n--stat--\n"
+            "644|0|0|root|root|3|1700000000|1700000001|1700000002|42|1|77|81a4\n777|0|0|root|root|4|1|1|1|43|1|77|a1ff\n"
+            "--sum--\na9993e364706816aba3e25717850c26c9cd0d89d  /f\n")
     a, b, c = parse_probe(text, ["/f", "/none", "/l"])
     assert a.state == "file" and a.mode == 0o644 and a.checksum.startswith("a999") and a.size == 3 and a.access == "rw"
     assert a.as_ansible_stat()["isreg"] and not b.exists and b.as_ansible_stat() == {"exists": False}
