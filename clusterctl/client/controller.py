@@ -67,11 +67,12 @@ class Controller:
     # ----------------------------------------------------------------- running
 
     async def run(self) -> None:
-        """Start informers (unless already running elsewhere), wait for sync, run workers until cancelled."""
+        """Start informers nobody started yet (shared ones keep running for their other users),
+        wait for them to sync, then run workers until cancelled."""
         try:
             for informer in self.informers:
-                if not informer.has_synced:
-                    self._tasks.append(asyncio.create_task(informer.run(), name=f"{self.name}:informer:{informer.resource}"))
+                if not informer.is_started:
+                    self._tasks.append(informer.start())
             await asyncio.gather(*(i.wait_for_sync() for i in self.informers))
             workers = [asyncio.create_task(self._worker(n), name=f"{self.name}:worker:{n}") for n in range(self.workers)]
             self._tasks.extend(workers)

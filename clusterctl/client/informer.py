@@ -171,6 +171,7 @@ class Informer:
         self.relists = 0
         self._handlers: list[tuple[AddHandler | None, UpdateHandler | None, DeleteHandler | None]] = []
         self._synced = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
 
     # ----------------------------------------------------------------- wiring
 
@@ -203,6 +204,23 @@ class Informer:
         return self.indexer.by_index(name, value)
 
     # ----------------------------------------------------------------- running
+
+    @property
+    def is_started(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> asyncio.Task[Any]:
+        """Run in the background (idempotent: a shared informer is started once)."""
+        if not self.is_started:
+            self._task = asyncio.create_task(self.run(), name=f"informer:{self.resource}")
+        assert self._task is not None
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
 
     async def run(self) -> None:
         """Run until cancelled: list, then watch-and-resume; re-list on 410.
@@ -292,6 +310,32 @@ class Informer:
                 log.exception("informer %s: %s handler failed", self.resource, etype)
 
 
-def informer_task(informer: Informer, name: str | None = None) -> asyncio.Task[Any]:
-    """Start ``informer.run()`` as a named task."""
-    return asyncio.create_task(informer.run(), name=name or f"informer:{informer.resource}")
+class InformerFactory:
+    """Shared informers: one list + watch per (resource, namespace, selectors), however many
+    controllers ask for it (client-go's SharedInformerFactory). Indexes are added per name."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        self._informers: dict[tuple[str, str | None, str | None, str | None], Informer] = {}
+
+    def informer(self, resource: str, *, namespace: str | None = None, label_selector: str | None = None,
+                 field_selector: str | None = None, indexers: dict[str, IndexFunc] | None = None) -> Informer:
+        key = (resource, namespace, label_selector, field_selector)
+        informer = self._informers.get(key)
+        if informer is None:
+            informer = self._informers[key] = Informer(self.client, resource, namespace=namespace,
+                                                       label_selector=label_selector, field_selector=field_selector)
+        for name, func in (indexers or {}).items():
+            if name not in informer.indexer._index_funcs:
+                informer.add_indexer(name, func)
+        return informer
+
+    def start(self) -> None:
+        for informer in self._informers.values():
+            informer.start()
+
+    async def wait_for_sync(self) -> None:
+        await asyncio.gather(*(i.wait_for_sync() for i in self._informers.values()))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(i.stop() for i in self._informers.values()))

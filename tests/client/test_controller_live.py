@@ -111,3 +111,21 @@ async def test_event_recorder_counts_repeats(api: ApiClient) -> None:
         await rec.record(obj, "Normal", "Synced", "all good")
     events = (await api.list("events", namespace="default", field_selector="involvedObject.name=x"))["items"]
     assert len(events) == 1 and events[0]["count"] == 3 and events[0]["involvedObject"]["uid"] == obj["metadata"]["uid"]
+
+
+async def test_shared_informer_factory_gives_one_watch_to_many_controllers(api: ApiClient) -> None:
+    from clusterctl.client.informer import InformerFactory, index_pods_by_node
+
+    factory = InformerFactory(api)
+    a = factory.informer("pods", indexers={"node": index_pods_by_node})
+    b = factory.informer("pods")
+    assert a is b and "node" in a.indexer._index_funcs
+    assert factory.informer("pods", namespace="kube-system") is not a
+    factory.start()
+    try:
+        await asyncio.wait_for(factory.wait_for_sync(), 10)
+        first_task = a.start()
+        assert a.start() is first_task, "starting a shared informer twice runs it once"
+    finally:
+        await factory.stop()
+    assert not a.is_started
