@@ -12,7 +12,7 @@ aliases such as ``systemd``/``systemd_service``, ``dnf``/``yum``) to a ``ModuleS
 are wrapped so that ordinary failures on a reachable host (a failed helper command, an SFTP
 permission error, a command timeout, a missing local file) come back as ``failed: True``
 results; only ``HostUnreachable`` propagates. With ``ctx.no_log`` a failed result's ``msg`` is
-replaced, so no secret leaks through a message.
+replaced and no ``diff`` is returned, so no secret leaks through a message or a diff.
 
 The executor-side modules (debug, set_fact, assert, fail, meta, include_*/import_*) are not here.
 """
@@ -49,8 +49,8 @@ def _guarded(name: str, run: ModuleRun) -> ModuleRun:
             result = failed(f"{name}: {exc}")
         if ctx.no_log and result.get("failed"):
             result["msg"] = NO_LOG_MSG
-        if "diff" in result and (not ctx.diff or not result["diff"]):
-            result.pop("diff")
+        if "diff" in result and (not ctx.diff or not result["diff"] or ctx.no_log):
+            result.pop("diff")  # a no_log task's diff would print the very content it hides
         return result
 
     return guarded

@@ -261,7 +261,11 @@ def validate_blockinfile(args: dict) -> None:
 
 
 async def _load(ctx: ModuleContext, path: str) -> tuple[RemoteStat, RemoteStat, bytes | None]:
-    cur, parent = await probe(ctx, [path, os.path.dirname(path) or "."], checksum=None, follow=True)
+    cur, parent = await probe(ctx, [path, os.path.dirname(path) or "."], checksum=None)
+    if cur.state == "link" and cur.resolved:
+        # like Ansible, edit the file a symlink points to (writing ``path`` would replace the link)
+        real = cur.resolved
+        cur, parent = await probe(ctx, [real, os.path.dirname(real) or "/"], checksum=None)
     if cur.state == "directory":
         return cur, parent, None
     data = await read_file(ctx, path) if cur.state == "file" else None
@@ -281,7 +285,7 @@ async def _store(ctx: ModuleContext, path: str, cur: RemoteStat, parent: RemoteS
             res = await ctx.run(f"mkdir -p -- {q(parent.path)}")
             if res.rc != 0:
                 return command_failure(f"creating {parent.path}", res)
-        result_extra.update(await write_file(ctx, path, after, cur, mode=mode, owner=owner, group=group,
+        result_extra.update(await write_file(ctx, cur.path, after, cur, mode=mode, owner=owner, group=group,
                                              backup=_bool(args.get("backup"))))
         return ok(True, msg=msg, path=path, diff=diffs, **result_extra)
     if not cur.exists:

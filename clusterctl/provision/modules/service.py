@@ -139,9 +139,12 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   echo changed=$changed
 elif [ -f /etc/clusterctl/services/"$name".env ]; then
   echo manager=clusterctl
-  mkdir -p /etc/clusterctl/services
-  printf '%%s' %(supervisor)s > /etc/clusterctl/services/.supervisor
-  sh /etc/clusterctl/services/.supervisor "$state" "$name" "$en" "$check" %(grace)s
+  sup=%(supervisor)s
+  # keep the on-host copy (used at boot by start-enabled) current, but never write in check mode
+  if [ "$check" != 1 ] && [ "$(cat /etc/clusterctl/services/.supervisor 2>/dev/null)" != "$sup" ]; then
+    printf '%%s\n' "$sup" > /etc/clusterctl/services/.supervisor
+  fi
+  sh -c "$sup" clusterctl-service "$state" "$name" "$en" "$check" %(grace)s
 elif [ -x /etc/init.d/"$name" ]; then
   echo manager=sysv
   s=/etc/init.d/$name
@@ -214,7 +217,7 @@ async def run_service(ctx: ModuleContext, args: dict) -> dict:
         "enabled": {True: "yes", False: "no", None: "-"}[enabled],
         "check": 1 if ctx.check_mode else 0,
         "daemon_reload": 1 if _bool_or_none(args.get("daemon_reload")) else 0,
-        "supervisor": q(SUPERVISOR),
+        "supervisor": q(SUPERVISOR.strip()),
         "grace": q(str(args.get("startup_grace", 0.3))),
     }
     res = await ctx.run(script)

@@ -113,3 +113,5 @@ async def test_no_log_hides_secrets_in_messages(make_ctx, scratch):
     assert res["failed"] and secret not in res["msg"] and res["msg"] == NO_LOG_MSG
     res = await run_module(make_ctx(no_log=True), "copy", {"content": secret, "dest": f"{scratch}/nodir/x"})
     assert res["failed"] and secret not in str(res)
+    res = await run_module(make_ctx(no_log=True, diff=True), "copy", {"content": secret, "dest": f"{scratch}/s"})
+    assert res["changed"] and secret not in str(res)

@@ -77,6 +77,8 @@ CASES = [
      "[ \"$(cat {d}/new/cfg)\" = only ] && [ $(stat -c %a {d}/new/cfg) = 600 ] && echo ok"),
     ("lineinfile-backrefs", "lineinfile", {"path": "{d}/cfg", "regexp": "^(user)=.*$", "line": "\\1=admin", "backrefs": True},
      "printf 'user=bob\\n' > {d}/cfg", "[ \"$(cat {d}/cfg)\" = user=admin ] && echo ok"),
+    ("lineinfile-through-symlink", "lineinfile", {"path": "{d}/link", "line": "added"}, "echo first > {d}/real; ln -s real {d}/link",
+     "[ -L {d}/link ] && [ \"$(cat {d}/real)\" = \"$(printf 'first\\nadded')\" ] && echo ok"),
     ("blockinfile-insert", "blockinfile", {"path": "{d}/cfg", "block": "x=1\ny=2", "insertafter": "^a"}, "printf 'a\\nb\\n' > {d}/cfg",
      "[ \"$(cat {d}/cfg)\" = \"$(printf 'a\\n# BEGIN ANSIBLE MANAGED BLOCK\\nx=1\\ny=2\\n# END ANSIBLE MANAGED BLOCK\\nb')\" ] && echo ok"),
     ("blockinfile-update", "blockinfile", {"path": "{d}/cfg", "block": "z=3", "marker": "## {mark} mine"},

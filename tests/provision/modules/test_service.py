@@ -48,7 +48,9 @@ async def test_supervisor_start_stop_restart_reload_enable(make_ctx, on_host, sv
     await define(make_ctx, name, f"sh -c {shlex.quote(DAEMON.format(marker=marker))}", GREETING="hi")
     args = {"name": name, "state": "started", "startup_grace": 0.1}
 
+    before = await on_host("ls -la --time-style=full-iso /etc/clusterctl/services /run/clusterctl 2>&1; true")
     checked = await run_module(make_ctx(check_mode=True, diff=True), "service", args)
+    assert await on_host("ls -la --time-style=full-iso /etc/clusterctl/services /run/clusterctl 2>&1; true") == before
     assert checked["changed"] and checked["manager"] == "clusterctl" and await pid_of(on_host, name) is None
     assert checked["diff"][0]["before"]["state"] == "stopped" and checked["diff"][0]["after"]["state"] == "started"
 
