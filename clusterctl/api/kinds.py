@@ -113,7 +113,9 @@ class Registry:
     def __init__(self, kinds: list[KindInfo]):
         self._kinds = list(kinds)
         self._by_resource = {(k.group, k.version, k.plural): k for k in kinds}
-        self._by_kind = {(k.group, k.kind): k for k in kinds}
+        self._by_kind: dict[tuple[str, str], KindInfo] = {}
+        for k in kinds:   # the first registration of a kind is its stored version
+            self._by_kind.setdefault((k.group, k.kind), k)
         self._by_gvk = {(k.group, k.version, k.kind): k for k in kinds}
 
     def __iter__(self) -> Iterator[KindInfo]:
@@ -125,7 +127,7 @@ class Registry:
     def add(self, info: KindInfo) -> None:
         self._kinds.append(info)
         self._by_resource[(info.group, info.version, info.plural)] = info
-        self._by_kind[(info.group, info.kind)] = info
+        self._by_kind.setdefault((info.group, info.kind), info)
         self._by_gvk[(info.group, info.version, info.kind)] = info
 
     def by_resource(self, group: str, version: str, plural: str) -> KindInfo | None:
@@ -203,6 +205,10 @@ def builtin_kinds() -> list[KindInfo]:
         # autoscaling/v2
         KindInfo("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short_names=("hpa",),
                  categories=("all",), subresources=("status",), validate=v.validate_hpa, default=v.default_hpa),
+        KindInfo("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short_names=("hpa",),
+                 subresources=("status",), verbs=("create", "delete", "get", "list", "patch", "update"),
+                 extra={"storage": ("autoscaling", "HorizontalPodAutoscaler"), "to_storage": _hpa_v1_to_v2,
+                        "from_storage": _hpa_v2_to_v1}),
         # coordination.k8s.io/v1
         KindInfo("coordination.k8s.io", "v1", "Lease", "leases", validate=v.validate_generic),
         # policy/v1
@@ -213,6 +219,16 @@ def builtin_kinds() -> list[KindInfo]:
                  short_names=("pc",), validate=v.validate_priorityclass, default=v.default_priorityclass,
                  spec_fields=("value", "globalDefault", "preemptionPolicy")),
     ]
+
+
+def _hpa_v1_to_v2(obj: dict) -> dict:
+    from clusterctl.api.conversion import hpa_v1_to_v2
+    return hpa_v1_to_v2(obj)
+
+
+def _hpa_v2_to_v1(obj: dict) -> dict:
+    from clusterctl.api.conversion import hpa_v2_to_v1
+    return hpa_v2_to_v1(obj)
 
 
 def default_registry() -> Registry:

@@ -91,6 +91,9 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "PriorityClass": {1: ("metadata", "ObjectMeta"), 2: ("value", "pint"), 3: ("globalDefault", "bool"),
                       4: ("description", "string"), 5: ("preemptionPolicy", "string")},
     "HorizontalPodAutoscaler": {1: ("metadata", "ObjectMeta"), 2: ("spec", "HorizontalPodAutoscalerSpec")},
+    "HorizontalPodAutoscaler@autoscaling/v1": {1: ("metadata", "ObjectMeta"), 2: ("spec", "HPASpecV1")},
+    "HPASpecV1": {1: ("scaleTargetRef", "CrossVersionObjectReference"), 2: ("minReplicas", "pint"),
+                  3: ("maxReplicas", "pint"), 4: ("targetCPUUtilizationPercentage", "pint")},
     "HorizontalPodAutoscalerSpec": {1: ("scaleTargetRef", "CrossVersionObjectReference"), 2: ("minReplicas", "pint"),
                                     3: ("maxReplicas", "pint"), 4: ("metrics", "[]MetricSpec")},
     "CrossVersionObjectReference": {1: ("kind", "string"), 2: ("name", "string"), 3: ("apiVersion", "string")},
@@ -173,6 +176,8 @@ def _decode(buf: bytes, message: str) -> dict:
         if entry is None:
             continue
         name, typ = entry
+        if (wire == 2) != (typ not in ("int", "pint", "bool")):
+            raise _Malformed(f"field {num} of {message} has wire type {wire}")
         if typ == "string":
             if value:   # Go emits empty non-pointer strings; JSON would have omitted them
                 out[name] = value.decode()
@@ -226,7 +231,8 @@ def decode(body: bytes) -> dict:
                 PROTOBUF, ["application/json", "application/yaml",
                            f"(protobuf only for {', '.join(sorted(TOP_LEVEL))}; "
                            f"got {kind or 'an unknown kind'})"])
-        obj = _decode(unknown.get("raw") or b"", kind)
-    except (_Malformed, UnicodeDecodeError, KeyError) as exc:
+        table = f"{kind}@{api_version}" if f"{kind}@{api_version}" in MESSAGES else kind
+        obj = _decode(unknown.get("raw") or b"", table)
+    except (_Malformed, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise errors.bad_request(f"malformed protobuf body: {exc}") from exc
     return {"apiVersion": api_version, "kind": kind, **obj}

@@ -41,6 +41,7 @@ from clusterctl.store.base import Store, StoreError
 log = logging.getLogger("clusterctl.api.server")
 
 CTX_KEY = web.AppKey("ctx", ApiContext)
+USER_KEY = web.RequestKey("user", User)
 PUBLIC_PATHS = {"/healthz", "/livez", "/readyz", "/version", "/healthz/", "/livez/", "/readyz/", "/version/"}
 BOOT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -93,9 +94,9 @@ async def error_middleware(request: web.Request, handler):
 async def auth_middleware(request: web.Request, handler):
     ctx: ApiContext = request.app[CTX_KEY]
     if request.path in PUBLIC_PATHS or ctx.authenticator is None:
-        request["user"] = User("admin", ("system:masters",))
+        request[USER_KEY] = User("admin", ("system:masters",))
         return await handler(request)
-    request["user"] = ctx.authenticator.authenticate(request.headers.get("Authorization"))
+    request[USER_KEY] = ctx.authenticator.authenticate(request.headers.get("Authorization"))
     return await handler(request)
 
 
@@ -245,7 +246,7 @@ class ApiRoutes:
         method = request.method
         watch = watch_prefix or request.query.get("watch") in ("1", "true", "True")
         verb = _verb(method, t, watch)
-        user: User = request["user"]
+        user: User = request[USER_KEY]
         authz = AuthRequest(verb, info.plural, info.group, namespace, name, sub, request.query.get("fieldSelector", ""))
         authorize(user, authz)
         check_old = None
@@ -256,6 +257,9 @@ class ApiRoutes:
 
         if info.namespaced and namespace is None and verb not in ("list", "watch"):
             raise errors.path_not_found(request.path)  # namespaced objects live under /namespaces/{ns}/
+        if "storage" in info.extra:
+            from clusterctl.api import conversion
+            return await conversion.handle(ctx, t, request, verb, raw)
         if sub is not None and (info.plural, sub) in self.extra_subresources and sub not in info.subresources:
             return await self.extra_subresources[(info.plural, sub)](ctx, t, request, raw)
         if sub == "scale":

@@ -80,6 +80,10 @@ CASES = [
     ("bad-dry-run", "POST", PODS + "?dryRun=Some", _raw(GOOD_POD), "application/json", 400, "dry run"),
     ("bad-include-object", "GET", PODS, None, "", 400, "includeObject"),
     ("bad-protobuf", "POST", PODS, b"k8s\x00\xff\xff\xff", "application/vnd.kubernetes.protobuf", 400, "protobuf"),
+    ("protobuf-wrong-wire-type", "POST", "/api/v1/namespaces", b"k8s\x00\x0a\x02\x08\x01\x12",
+     "application/vnd.kubernetes.protobuf", 400, "protobuf"),
+    ("protobuf-unsupported-kind", "POST", PODS,
+     b"k8s\x00\x0a\x09\x0a\x02v1\x12\x03Pod\x12\x00", "application/vnd.kubernetes.protobuf", 415, "protobuf only for"),
 ]
 
 

@@ -168,7 +168,7 @@ def test_drain_honours_disruption_budget(kubectl, control_plane):
     assert "SchedulingDisabled" in kubectl("get", "node", "drain-n1").stdout
 
 
-def test_generators_that_send_protobuf(kubectl):
+def test_generators_that_send_protobuf(kubectl, control_plane):
     """`kubectl create <kind>` generators use typed clients that send protobuf bodies."""
     kubectl("create", "namespace", "gen")
     kubectl("create", "deployment", "d1", "-n", "gen", "--image=nginx:1.25", "--replicas=2", "--port=80")
@@ -188,6 +188,14 @@ def test_generators_that_send_protobuf(kubectl):
     kubectl("create", "configmap", "cm", "-n", "gen", "--from-literal=k=v")
     kubectl("create", "secret", "generic", "sec", "-n", "gen", "--from-literal=k=v")
     kubectl("create", "priorityclass", "gen-high", "--value=1000")
+    # kubectl 1.32 autoscale creates autoscaling/v1 HPAs: served by conversion, stored as v2
+    kubectl("autoscale", "deployment", "d1", "-n", "gen", "--min=1", "--max=5", "--cpu-percent=60")
+    hpa = json.loads(kubectl("get", "hpa", "d1", "-n", "gen", "-o", "json").stdout)
+    assert hpa["apiVersion"] == "autoscaling/v2" and hpa["spec"]["maxReplicas"] == 5
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+    v1 = control_plane.request("GET", "/apis/autoscaling/v1/namespaces/gen/horizontalpodautoscalers/d1").json()
+    assert v1["apiVersion"] == "autoscaling/v1" and v1["spec"]["targetCPUUtilizationPercentage"] == 60
+    assert "autoscaled" in kubectl("autoscale", "deployment", "d0", "-n", "gen", "--max=3").stdout
 
     names = kubectl("get", "deploy,job,cronjob,svc,pdb,cm,secret", "-n", "gen", "-o", "name").stdout.split()
     assert {"deployment.apps/d1", "job.batch/j1", "cronjob.batch/c1", "service/s2",
