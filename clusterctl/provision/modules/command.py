@@ -65,7 +65,7 @@ def validate_script(args: dict) -> None:
         raise ModuleArgError("script: no script given (free-form or cmd)")
 
 
-async def _guard(ctx: ModuleContext, creates: str | None, removes: str | None) -> str | None:
+async def _guard(ctx: ModuleContext, creates: str | None, removes: str | None, chdir: str | None = None) -> str | None:
     """Ansible's creates/removes: a message when the run must be left out, else None."""
     if not creates and not removes:
         return None
@@ -75,7 +75,7 @@ async def _guard(ctx: ModuleContext, creates: str | None, removes: str | None) -
     for name, pattern in (("creates", creates), ("removes", removes)):
         if pattern:
             checks.append(f"set -- {_glob_words(pattern)}; if [ -e \"$1\" ] || [ -L \"$1\" ]; then echo {name}=1; else echo {name}=0; fi")
-    res = await ctx.run("; ".join(checks))
+    res = await ctx.run("; ".join(checks), cwd=chdir or None)  # relative paths count from chdir, as in Ansible
     found = dict(line.split("=", 1) for line in res.stdout.split() if "=" in line)
     if creates and found.get("creates") == "1":
         return f"{verb} not run command since '{creates}' exists"
@@ -132,7 +132,7 @@ async def _run_and_report(ctx: ModuleContext, line: str, shown_cmd, args: dict) 
 
 async def _run_command_like(ctx: ModuleContext, args: dict, shell: bool) -> dict:
     line, shown = _command_line(args, shell)
-    why_not = await _guard(ctx, args.get("creates"), args.get("removes"))
+    why_not = await _guard(ctx, args.get("creates"), args.get("removes"), args.get("chdir"))
     if why_not:
         what = args.get("creates") if "exists" in why_not else args.get("removes")
         return ok(False, cmd=shown, rc=0, msg=why_not, stdout=f"skipped, since {what} {'exists' if 'exists' in why_not else 'does not exist'}",
@@ -173,7 +173,7 @@ async def run_script(ctx: ModuleContext, args: dict) -> dict:
     except ValueError as exc:
         return failed(f"cannot split script line {text!r}: {exc}")
     local = ctx.local_file("files", words[0])
-    why_not = await _guard(ctx, args.get("creates"), args.get("removes"))
+    why_not = await _guard(ctx, args.get("creates"), args.get("removes"), args.get("chdir"))
     if why_not:
         return ok(False, rc=0, msg=why_not, stdout="", stderr="", stdout_lines=[], stderr_lines=[])
     if ctx.check_mode:

@@ -84,7 +84,7 @@ async def ensure_content(ctx: ModuleContext, dest: str, data: bytes, args: dict,
         if not ctx.check_mode:
             validate_cmd = args.get("validate")
             if validate_cmd:
-                res = await _validate(ctx, data, str(validate_cmd), dest)
+                res = await validate_on_host(ctx, data, str(validate_cmd), dest)
                 if res is not None:
                     return res
             result_extra.update(await write_file(ctx, dest, data, cur, mode=mode, owner=owner, group=group,
@@ -101,7 +101,8 @@ async def ensure_content(ctx: ModuleContext, dest: str, data: bytes, args: dict,
     return _file_result(dest, cur, new_sum, len(data), args, plan.changed, diff=diffs, **result_extra)
 
 
-async def _validate(ctx: ModuleContext, data: bytes, validate_cmd: str, dest: str) -> dict | None:
+async def validate_on_host(ctx: ModuleContext, data: bytes, validate_cmd: str, dest: str) -> dict | None:
+    """Run ``validate`` (``%s`` = a temp copy of the new content) on the host; a failed result if it fails."""
     if "%s" not in validate_cmd:
         return failed(f"validate must contain %s: {validate_cmd}")
     tmp = tmp_name_beside(dest) + ".validate"

@@ -285,6 +285,12 @@ async def _store(ctx: ModuleContext, path: str, cur: RemoteStat, parent: RemoteS
             res = await ctx.run(f"mkdir -p -- {q(parent.path)}")
             if res.rc != 0:
                 return command_failure(f"creating {parent.path}", res)
+        if args.get("validate"):
+            from clusterctl.provision.modules.copy import validate_on_host
+
+            bad = await validate_on_host(ctx, after, str(args["validate"]), cur.path)
+            if bad is not None:
+                return bad
         result_extra.update(await write_file(ctx, cur.path, after, cur, mode=mode, owner=owner, group=group,
                                              backup=_bool(args.get("backup"))))
         return ok(True, msg=msg, path=path, diff=diffs, **result_extra)

@@ -41,6 +41,8 @@ async def test_command_creates_removes_and_check_mode(make_ctx, scratch, on_host
     first = await run_module(make_ctx(), "command", args)
     second = await run_module(make_ctx(), "command", args)
     assert first["changed"] and second["changed"] is False and "exists" in second["msg"]
+    relative = await run_module(make_ctx(), "command", {"_raw_params": "false", "creates": "made", "chdir": scratch})
+    assert relative["changed"] is False and not relative["failed"]
     glob = await run_module(make_ctx(), "command", {"_raw_params": "false", "creates": f"{scratch}/ma*"})
     assert glob["changed"] is False and glob["rc"] == 0
     gone = await run_module(make_ctx(), "command", {"_raw_params": "false", "removes": f"{scratch}/none"})

@@ -149,6 +149,9 @@ async def test_copy_backup_and_validate(make_ctx, scratch, on_host):
     good = await run_module(make_ctx(), "copy", {"content": "good\n", "dest": dest, "validate": "grep -q good %s", "backup": True})
     assert good["changed"] and (await on_host(f"cat {good['backup_file']}")) == "old\n"
     assert (await on_host(f"ls -A {scratch} | grep -c clusterctl || true")).strip() == "0"
+    line = await run_module(make_ctx(), "lineinfile", {"path": dest, "line": "bad", "validate": "awk '/bad/ { exit 1 }' %s"})
+    assert line["failed"], line
+    assert (await on_host(f"cat {dest}")) == "good\n"
 
 
 async def test_copy_force_no_keeps_existing(make_ctx, scratch, on_host):
