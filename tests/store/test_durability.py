@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
 import subprocess
@@ -97,7 +98,8 @@ def check_round(model: dict[str, tuple[str, int]], per_key: dict[str, list[tuple
 @pytest.mark.slow
 def test_acknowledged_writes_survive_sigkill_at_random_moments(tmp_path):
     data_dir = tmp_path / "store"
-    rng = random.Random(20261126)
+    seed = int(os.environ.get("CLUSTERCTL_DURABILITY_SEED", "20261126"))  # to hunt with other seeds
+    rng = random.Random(seed)
     model: dict[str, tuple[str, int]] = {}
     revision = 0
     total_acknowledged = 0
@@ -106,7 +108,7 @@ def test_acknowledged_writes_survive_sigkill_at_random_moments(tmp_path):
     for round_number in range(KILLS):
         output_path = tmp_path / f"writer-{round_number}.out"
         with open(output_path, "wb") as output:
-            writer = subprocess.Popen([sys.executable, str(WRITER), str(data_dir), str(round_number)],
+            writer = subprocess.Popen([sys.executable, str(WRITER), str(data_dir), str(seed + round_number)],
                                       stdout=output, stderr=subprocess.PIPE)
         try:
             if round_number % 5 == 4:
