@@ -123,7 +123,13 @@ class Store(Protocol):
     async def get(self, key: str) -> Item | None: ...
 
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None,
-                   revision: int | None = None) -> ListResult: ...
+                   revision: int | None = None) -> ListResult:
+        """Items under ``prefix`` in key order, after ``start_after``, at most ``limit``.
+
+        ``revision=None`` lists the current state. An older revision is listed exactly as it
+        was while it is retained (both backends), else ``Compacted``; a newer one raises
+        ``FutureRevision``. Paging: pass the first page's ``ListResult.revision`` back.
+        """
 
     async def create(self, key: str, value: dict) -> Item:
         """Raises KeyExists. Returns the stored item (durable when this returns)."""
@@ -139,8 +145,13 @@ class Store(Protocol):
 
         Raises Compacted (on first iteration) when after_revision < the compaction point.
         A slow consumer must not stall writers or other watchers: a backend may end a watch
-        that falls too far behind (the client re-watches from its last revision).
+        that falls too far behind, with ``WatchOverflow`` (the client re-watches from its last
+        revision). A watch ends normally when the store closes. Call ``aclose()`` when done.
         """
         ...
 
-    async def compact(self, revision: int | None = None) -> int: ...
+    async def compact(self, revision: int | None = None) -> int:
+        """Forget history up to ``revision`` (default: current); returns the compaction revision."""
+
+    def status(self) -> dict:
+        """Figures for ``clusterctl store status`` and health pages (backend, revision, ...)."""
