@@ -565,6 +565,8 @@ class TinyDBStore:
             while True:
                 while watcher.buffer:
                     event = watcher.buffer.popleft()
+                    if event.revision <= after_revision:
+                        continue  # a watch from a future revision starts there
                     watcher.last_revision = event.revision
                     yield event
                 if watcher.overflowed:

@@ -229,3 +229,17 @@ async def test_concurrent_compare_and_set_on_one_key_lets_exactly_one_win(store)
     winners = [result for result in results if result is not None]
     assert len(winners) == 1
     assert await store.get(PODS + "default/race") == winners[0]
+
+
+async def test_watch_from_a_future_revision_starts_there(store):
+    start = store.revision
+    watch = store.watch(PODS, after_revision=start + 2)
+    try:
+        waiter = asyncio.ensure_future(watch.__anext__())
+        await asyncio.sleep(0.1)  # subscribed before the writes
+        for name in "abcd":
+            await store.create(PODS + f"default/{name}", pod(name))
+        first = await asyncio.wait_for(waiter, 5)
+        assert first.revision == start + 3 and first.key == PODS + "default/c"
+    finally:
+        await watch.aclose()
