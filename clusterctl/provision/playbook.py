@@ -995,6 +995,23 @@ class UndefinedReference:
     task: str
 
 
+def _analysis_env():
+    """A Jinja2 environment that knows Ansible's filters and tests (the templating engine's)."""
+    import jinja2
+
+    env = jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
+    try:
+        from clusterctl.provision import templating
+
+        base = getattr(templating, "_ENV", None)
+        if base is not None:
+            env.filters.update(base.filters)
+            env.tests.update(base.tests)
+    except ImportError:
+        pass
+    return env
+
+
 def _template_strings(value: Any, *, bare: bool = False) -> Iterator[str]:
     if isinstance(value, str):
         if bare and "{{" not in value and "{%" not in value:
@@ -1020,7 +1037,10 @@ def _referenced_names(env, text: str) -> tuple[set[str], set[str]]:
         return set(), set()
     from jinja2 import meta
 
-    undeclared = meta.find_undeclared_variables(ast)
+    try:
+        undeclared = meta.find_undeclared_variables(ast)
+    except Exception:  # noqa: BLE001 - e.g. a filter or test this environment lacks: no verdict
+        return set(), set()
     guarded: set[str] = set()
     for node in ast.find_all((nodes.Filter, nodes.Test)):
         if node.name in ("default", "d", "defined", "undefined", "mandatory") and isinstance(node.node, (nodes.Name, nodes.Getattr, nodes.Getitem)):
@@ -1042,9 +1062,7 @@ def undefined_variables(playbook: Playbook, known: set[str], *, template_env=Non
     playbook loads variables we cannot see statically (templated vars_files or include_vars), the
     check stands down rather than guess.
     """
-    import jinja2
-
-    env = template_env or jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
+    env = template_env or _analysis_env()
     defined = set(known) | MAGIC_VARS | _JINJA_GLOBALS
     facts_possible = False
     uses: list[tuple[str, str, str]] = []  # (template text, where, task)
@@ -1090,6 +1108,8 @@ def undefined_variables(playbook: Playbook, known: set[str], *, template_env=Non
                 defined |= {k for k in t.args if k != "cacheable"}
             if t.action in ("setup", "gather_facts"):
                 facts_possible = True
+            if t.action == "include_tasks" and t.static_include is None:
+                return []  # a task file chosen at run time may define anything
             if t.action == "include_vars":
                 target = t.args.get("file") or t.args.get("_raw_params")
                 if t.args.get("name"):

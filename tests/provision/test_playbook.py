@@ -122,3 +122,34 @@ def test_undefined_variables_are_found_statically(tmp_path):
     assert [(f.name, f.task) for f in found] == [("knwon", "task 'uses a typo'")]
     assert found[0].where == f"{path}:4"
     assert undefined_variables(pb, {"knwon"}) == []
+
+
+def test_undefined_check_has_no_false_positives_on_common_idioms(tmp_path):
+    path = write(tmp_path, """
+        - hosts: nodes
+          gather_facts: true
+          vars:
+            users: {alice: 1, bob: 2}
+            base: "/srv/{{ app | default('x') }}"
+          tasks:
+            - command: "true"
+              register: result
+            - debug: msg="{{ item.key }}={{ item.value }} {{ idx }}"
+              loop: "{{ users | dict2items }}"
+              loop_control: {index_var: idx}
+              when: result is changed
+            - debug: msg="{{ hostvars[inventory_hostname]['ansible_host'] }} {{ lookup('env', 'HOME') }} {{ ansible_default_ipv4.address }}"
+            - set_fact: {computed: "{{ base }}/x", cacheable: true}
+            - debug: msg="{{ x }} {{ ansible_facts['hostname'] }} {{ groups.nodes | length }} {{ play_hosts }}"
+              vars: {x: "{{ computed }}"}
+            - debug: msg="{% for u in users %}{{ u }}{% endfor %}"
+    """)
+    assert undefined_variables(parse_playbook(path), set()) == []
+    dynamic = write(tmp_path, """
+        - hosts: nodes
+          gather_facts: false
+          tasks:
+            - include_tasks: "{{ inventory_hostname }}.yml"
+            - debug: msg="{{ set_somewhere_at_run_time }}"
+    """, "dyn.yml")
+    assert undefined_variables(parse_playbook(dynamic), set()) == []
