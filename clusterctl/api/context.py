@@ -66,6 +66,7 @@ class ApiContext:
     _render_cache: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _now_cache: tuple[int, str] = (-1, "")
 
     # --- stored item <-> API object ----------------------------------------------------------
 
@@ -132,7 +133,11 @@ class ApiContext:
         self._render_cache.pop(key, None)
 
     def now(self) -> str:
-        return rfc3339(self.clock())
+        """The clock as RFC 3339 seconds (formatted once per second)."""
+        second = int(self.clock())
+        if self._now_cache[0] != second:
+            self._now_cache = (second, rfc3339(second))
+        return self._now_cache[1]
 
     def lock(self, name: str) -> asyncio.Lock:
         lk = self.locks.get(name)
