@@ -1,17 +1,19 @@
 """``clusterctl bench scheduler --nodes 1000 --pods 10000 --json``: pods bound per second on hollow nodes.
 
 Starts a real control plane (``clusterctl control-plane`` in a subprocess, via
-``clusterctl.api.testing``) with the scheduler as one of its components (or, with
-``--scheduler process``, as its own process, like kube-scheduler), registers ``--nodes`` hollow
-nodes in one simulator subprocess, waits for them to be Ready, then creates ``--pods`` pods from
-``--creators`` concurrent clients while one watch records when each pod first carries a
-``spec.nodeName``. Reported (one JSON object):
+``clusterctl.api.testing``) with the scheduler as one of its components — by default
+``scheduler_process_component`` (a supervised child process of the control plane); ``--scheduler
+inprocess`` runs it inside the API server process, ``--scheduler external`` starts it from the
+bench — registers ``--nodes`` hollow nodes in one simulator subprocess, waits for them to be
+Ready, then creates ``--pods`` pods from ``--creators`` concurrent clients while one watch records
+when each pod first carries a ``spec.nodeName``. Reported (one JSON object):
 - ``pods_per_s``: pods / (last bind seen − first create sent);
 - ``bind_p50_s``/``bind_p99_s``: per pod, create request sent → binding seen on the watch
   (so the create's own latency is included);
-- ``cpu_s``/``rss_mb``: CPU seconds (user+system) the control-plane process(es) spent during the
-  pod phase, and their peak RSS, via psutil; ``apiserver_*``/``scheduler_*`` split them when the
-  scheduler runs as its own process; ``sim_cpu_s`` is the hollow nodes' share.
+- ``cpu_s``/``rss_mb``: CPU seconds (user+system) the control plane (API server + scheduler)
+  spent during the pod phase, and their summed peak RSS, via psutil; ``apiserver_*`` and
+  ``scheduler_*`` split them when the scheduler is its own process; ``sim_cpu_s`` is the hollow
+  nodes' share (not part of the control plane).
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--pods", type=int, default=10000)
     p.add_argument("--creators", type=int, default=32, help="concurrent pod creators")
-    p.add_argument("--scheduler", choices=["control-plane", "process"], default="control-plane",
-                   help="run the scheduler inside the control-plane process (default) or as its own process")
-    p.add_argument("--percentage-of-nodes-to-score", type=int, default=0, help="(with --scheduler process) 0 = adaptive")
-    p.add_argument("--no-scheduled-events", action="store_true", help="(with --scheduler process) skip the per-pod Scheduled Event")
+    p.add_argument("--scheduler", choices=["subprocess", "inprocess", "external"], default="subprocess",
+                   help="subprocess: the control plane's scheduler_process_component (a supervised child process, default); "
+                        "inprocess: scheduler_component inside the API server process; external: started by the bench")
+    p.add_argument("--percentage-of-nodes-to-score", type=int, default=0, help="(with --scheduler external) 0 = adaptive")
+    p.add_argument("--no-scheduled-events", action="store_true", help="(with --scheduler external) skip the per-pod Scheduled Event")
     p.add_argument("--pod-cpu", default="10m")
     p.add_argument("--pod-memory", default="16Mi")
     p.add_argument("--timeout", type=float, default=900.0)
@@ -88,6 +91,17 @@ class ProcessMeter:
         while True:
             self.sample()
             await asyncio.sleep(every)
+
+
+async def _child_pid(parent: int, timeout: float = 20.0) -> int:
+    """The scheduler child the control plane forked."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for child in psutil.Process(parent).children():
+            if "clusterctl.scheduler.cli" in " ".join(child.cmdline()):
+                return child.pid
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the control plane started no scheduler process")
 
 
 def pod_manifest(i: int, cpu: str, memory: str) -> dict[str, Any]:
@@ -162,16 +176,17 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from clusterctl.api.testing import start_control_plane
 
     extra: dict[str, Any] = {"log_level": "WARNING"}
-    if args.scheduler == "control-plane":
-        extra["components"] = ["clusterctl.scheduler.scheduler:scheduler_component"]
-    else:
-        extra["components"] = []
+    extra["components"] = {"inprocess": ["clusterctl.scheduler.scheduler:scheduler_component"],
+                           "subprocess": ["clusterctl.scheduler.scheduler:scheduler_process_component"],
+                           "external": []}[args.scheduler]
     cp = start_control_plane(work / "cp", extra=extra, store={"backend": "tinydb"})
     procs: list[subprocess.Popen[bytes]] = []
     try:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        pids = {"apiserver": cp.process.pid}  # type: ignore[union-attr]
-        if args.scheduler == "process":
+        pids: dict[str, int] = {"apiserver": cp.process.pid}  # type: ignore[union-attr]
+        if args.scheduler == "subprocess":
+            pids["scheduler"] = await _child_pid(pids["apiserver"])
+        if args.scheduler == "external":
             cmd = [sys.executable, "-m", "clusterctl.scheduler.cli", "--kubeconfig", str(cp.kubeconfig),
                    "--percentage-of-nodes-to-score", str(args.percentage_of_nodes_to_score)]
             if args.no_scheduled_events:
@@ -198,7 +213,7 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 proc.kill()
         cp.stop()
     cpu = result["cpu"]
-    control_plane = ["apiserver"] + (["scheduler"] if args.scheduler == "process" else [])
+    control_plane = [name for name in ("apiserver", "scheduler") if name in pids]
     lat = result["latencies"]
     out: dict[str, Any] = {
         "nodes": args.nodes,
@@ -216,7 +231,7 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "sim_cpu_s": round(cpu["sim"], 2),
         "creators": args.creators,
     }
-    if args.scheduler == "process":
+    if "scheduler" in pids:
         out.update(apiserver_cpu_s=round(cpu["apiserver"], 2), scheduler_cpu_s=round(cpu["scheduler"], 2),
                    apiserver_rss_mb=round(meter.peak_rss["apiserver"] / 2**20, 1), scheduler_rss_mb=round(meter.peak_rss["scheduler"] / 2**20, 1))
     return out

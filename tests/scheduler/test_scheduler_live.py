@@ -151,3 +151,25 @@ async def test_explain_pod_over_the_api_names_the_reason(env: Env) -> None:
     assert "Insufficient cpu" in rows["small-0"] and "Insufficient cpu" in rows["small-1"]
     assert "node(s) had untolerated taint {dedicated: gpu}" in rows["gpu-0"]
     assert text.splitlines()[-1] == "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu."
+
+
+async def test_scheduler_runs_as_a_supervised_child_of_the_control_plane(tmp_path) -> None:
+    import psutil
+
+    from clusterctl.sim.hollow import HollowCluster, HollowConfig
+    from tests.client.live import control_plane
+
+    async with control_plane(tmp_path, components=["clusterctl.scheduler.scheduler:scheduler_process_component"]) as (api, _):
+        sim = HollowCluster(api, HollowConfig(count=1, renew_interval=5))
+        task = asyncio.create_task(sim.run())
+        try:
+            await asyncio.wait_for(sim.started(), 15)
+            await api.create(api_pod("child"))
+            env = Env(api)
+            assert (await env.wait_pod("child", bound, timeout=20))["spec"]["nodeName"] == "hollow-0"
+            children = [p for p in psutil.Process().children(recursive=True) if "clusterctl.scheduler.cli" in " ".join(p.cmdline())]
+            assert len(children) == 1
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    children[0].wait(10)  # stopping the control plane stops its scheduler
