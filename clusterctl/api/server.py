@@ -340,6 +340,8 @@ def make_app(ctx: ApiContext) -> tuple[web.Application, ApiRoutes]:
                           handler_args={"max_field_size": 65536})
     app[CTX_KEY] = ctx
     routes = ApiRoutes(ctx)
+    from clusterctl.api import node_proxy
+    node_proxy.register(routes)   # pods/log, pods/exec relayed to the node agent
     for p in ("/healthz", "/livez", "/readyz"):
         app.router.add_get(p, routes.health)
         app.router.add_get(p + "/{tail:.*}", routes.health)

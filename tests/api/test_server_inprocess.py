@@ -37,7 +37,7 @@ async def test_component_registers_a_subresource(tmp_path):
             async with s.get(f"{server.url}/api/v1", ssl=ssl_ctx) as r:
                 names = [res["name"] for res in (await r.json())["resources"]]
                 assert "pods/log" in names
-            async with s.get(f"{server.url}/api/v1/namespaces/default/pods/web/exec", ssl=ssl_ctx) as r:
+            async with s.get(f"{server.url}/api/v1/namespaces/default/pods/web/attach", ssl=ssl_ctx) as r:
                 assert r.status == 404
     finally:
         await server.stop()
