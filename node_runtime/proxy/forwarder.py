@@ -1,0 +1,192 @@
+"""Forwarding one frontend's TCP connections to its backends.
+
+A ``Forwarder`` owns the listening sockets of one frontend and a ``Balancer`` (round-robin over
+the current backends, optional ClientIP affinity). For each accepted client it connects to a
+backend with a short connect timeout and, when that backend refuses, is unreachable or does not
+answer in time, tries the next one (a vanished pod IP would otherwise hang on ARP for seconds).
+With no backend left the client is reset at once.
+
+Bytes move between two asyncio transports by protocols that write what they receive straight
+into the peer transport: no copies into Python buffers, large reads (asyncio's 256 KiB), and
+flow control by pausing the peer's reading when a transport's write buffer fills. Replacing the
+backend list only affects new connections; open ones run until either side closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+
+from node_runtime.proxy.table import Backend
+
+log = logging.getLogger(__name__)
+
+
+class Balancer:
+    def __init__(self, backends: list[Backend], *, affinity_timeout: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.backends = list(backends)
+        self.affinity_timeout = affinity_timeout
+        self.clock = clock
+        self._rr = itertools.count()
+        self._affinity: dict[str, tuple[Backend, float]] = {}
+
+    def update(self, backends: list[Backend], affinity_timeout: float | None) -> None:
+        self.backends = list(backends)
+        self.affinity_timeout = affinity_timeout
+        live = set(self.backends)
+        self._affinity = {c: v for c, v in self._affinity.items() if v[0] in live}
+
+    def candidates(self, client_ip: str) -> list[Backend]:
+        """Backends to try in order: the sticky one first (ClientIP), then round-robin."""
+        if not self.backends:
+            return []
+        start = next(self._rr) % len(self.backends)
+        order = self.backends[start:] + self.backends[:start]
+        if self.affinity_timeout is not None:
+            sticky = self._affinity.get(client_ip)
+            if sticky and sticky[1] > self.clock() and sticky[0] in order:
+                order.remove(sticky[0])
+                order.insert(0, sticky[0])
+        return order
+
+    def chosen(self, client_ip: str, backend: Backend) -> None:
+        if self.affinity_timeout is not None:
+            self._affinity[client_ip] = (backend, self.clock() + self.affinity_timeout)
+
+
+class _Half(asyncio.Protocol):
+    """One side of a proxied connection; writes what it reads into its peer."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Half | None = None
+        self.pending: list[bytes] = []
+        self.eof = False
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.write(data)
+        else:
+            self.pending.append(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        peer = self.peer
+        if peer is not None and peer.transport is not None and peer.transport.can_write_eof():
+            peer.transport.write_eof()
+        return True     # keep our write side open: the other direction may still be flowing
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        peer = self.peer
+        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
+            peer.transport.close()
+
+    def join(self, peer: _Half) -> None:
+        """Link two halves and flush what arrived before the link existed."""
+        self.peer, peer.peer = peer, self
+        for side in (self, peer):
+            if side.pending and side.peer and side.peer.transport:
+                for chunk in side.pending:
+                    side.peer.transport.write(chunk)
+                side.pending.clear()
+            if side.eof and side.peer and side.peer.transport and side.peer.transport.can_write_eof():
+                side.peer.transport.write_eof()
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+
+
+class Forwarder:
+    """The listeners and the balancer of one frontend."""
+
+    def __init__(self, name: str, backends: list[Backend], *, affinity_timeout: float | None = None,
+                 connect_timeout: float = 1.0, attempts: int = 3):
+        self.name = name
+        self.balancer = Balancer(backends, affinity_timeout=affinity_timeout)
+        self.connect_timeout = connect_timeout
+        self.attempts = attempts
+        self.servers: list[asyncio.base_events.Server] = []
+        self.active: set[asyncio.Task] = set()
+        self.stats = {"connections": 0, "failed": 0, "retries": 0}
+
+    async def listen(self, addresses: list[tuple[str, int]]) -> None:
+        loop = asyncio.get_running_loop()
+        for host, port in addresses:
+            server = await loop.create_server(self._accepted, host, port, reuse_address=True, backlog=1024)
+            self.servers.append(server)
+
+    def _accepted(self) -> _Half:
+        client = _Half()
+        task = asyncio.get_running_loop().create_task(self._connect(client))
+        self.active.add(task)
+        task.add_done_callback(self.active.discard)
+        return client
+
+    async def _connect(self, client: _Half) -> None:
+        await asyncio.sleep(0)          # connection_made has run
+        transport = client.transport
+        if transport is None:
+            return
+        transport.pause_reading()
+        peer = transport.get_extra_info("peername") or ("", 0)
+        loop = asyncio.get_running_loop()
+        self.stats["connections"] += 1
+        for i, backend in enumerate(self.balancer.candidates(peer[0])[: self.attempts]):
+            if i:
+                self.stats["retries"] += 1
+            try:
+                _, upstream = await asyncio.wait_for(
+                    loop.create_connection(_Half, backend.ip, backend.port), self.connect_timeout)
+            except asyncio.CancelledError:
+                _reset(transport)
+                raise
+            except (OSError, TimeoutError) as exc:
+                log.debug("%s: backend %s:%d failed: %s", self.name, backend.ip, backend.port, exc)
+                continue
+            if transport.is_closing():
+                upstream.transport.close()  # type: ignore[union-attr]
+                return
+            self.balancer.chosen(peer[0], backend)
+            client.join(upstream)
+            transport.resume_reading()
+            await client.closed
+            return
+        self.stats["failed"] += 1
+        _reset(transport)
+
+    def close(self) -> None:
+        """Stop accepting; connections already forwarded run on until either side closes."""
+        for s in self.servers:
+            s.close()       # not wait_closed(): it would wait for every open connection
+        self.servers = []

@@ -1,0 +1,104 @@
+"""The node's Service proxy: watches Services and Pods, keeps one ``Forwarder`` per frontend.
+
+Every change (a Service added, a pod turning ready, a pod deleted) marks the proxy dirty; one
+reconcile pass then computes all frontends (``table.build_frontends``), swaps backend lists in
+place (new connections see the change at once, open ones are untouched), opens listeners for
+new frontends (ClusterIPs on the dummy interface, NodePorts on each node address) and closes
+listeners of frontends that went away. A listener that cannot bind is retried on the next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from clusterctl.client.informer import Informer
+from clusterctl.client.rest import ApiClient
+from node_runtime.proxy.addresses import ClusterIPAddresses
+from node_runtime.proxy.forwarder import Forwarder
+from node_runtime.proxy.table import Frontend, build_frontends
+
+log = logging.getLogger(__name__)
+
+
+class ServiceProxy:
+    def __init__(self, client: ApiClient | None, node_name: str, node_addresses: list[str], *,
+                 bind_cluster_ips: bool = True, connect_timeout: float = 1.0, attempts: int = 3):
+        self.client = client
+        self.node_name = node_name
+        self.node_addresses = list(node_addresses)
+        self.connect_timeout = connect_timeout
+        self.attempts = attempts
+        self.addresses = ClusterIPAddresses(node_name) if bind_cluster_ips else None
+        self.forwarders: dict[tuple[str, int], Forwarder] = {}
+        self._dirty = asyncio.Event()
+        self.synced = asyncio.Event()
+        self.services: Informer | None = None
+        self.pods: Informer | None = None
+
+    # ------------------------------------------------------------------ watching
+
+    async def run(self) -> None:
+        assert self.client is not None
+        self.services = Informer(self.client, "services")
+        self.pods = Informer(self.client, "pods")
+        for inf in (self.services, self.pods):
+            inf.add_handler(on_add=lambda _o: self._dirty.set(), on_update=lambda _o, _n: self._dirty.set(),
+                            on_delete=lambda _o: self._dirty.set())
+        tasks = [asyncio.create_task(self.services.run(), name="proxy services"),
+                 asyncio.create_task(self.pods.run(), name="proxy pods")]
+        try:
+            await self.services.wait_for_sync()
+            await self.pods.wait_for_sync()
+            while True:
+                self._dirty.clear()
+                try:
+                    await self.apply(self.services.list(), self.pods.list())
+                except asyncio.CancelledError:
+                    raise
+                except Exception:       # a bad object must not stop the proxy for everyone else
+                    log.exception("service proxy reconcile failed")
+                self.synced.set()
+                await self._dirty.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ reconciling
+
+    def _listen_addresses(self, fe: Frontend) -> list[tuple[str, int]]:
+        return [(fe.ip, fe.port)] if fe.ip else [(a, fe.port) for a in self.node_addresses]
+
+    async def apply(self, services: list[dict], pods: list[dict]) -> None:
+        want = build_frontends(services, pods)
+        cluster_ips = {fe.ip for fe in want.values() if fe.ip}
+        if self.addresses is not None:
+            await self.addresses.add(cluster_ips)
+        for key in [k for k in self.forwarders if k not in want]:
+            self.forwarders.pop(key).close()
+            log.info("proxy: closed %s:%d", *key)
+        for key, fe in want.items():
+            fwd = self.forwarders.get(key)
+            if fwd is not None:
+                fwd.balancer.update(fe.backends, fe.affinity_timeout)
+                continue
+            fwd = Forwarder(f"{fe.service}:{fe.port_name or fe.port}", fe.backends, affinity_timeout=fe.affinity_timeout,
+                            connect_timeout=self.connect_timeout, attempts=self.attempts)
+            try:
+                await fwd.listen(self._listen_addresses(fe))
+            except OSError as exc:
+                fwd.close()
+                log.warning("proxy: cannot listen for %s on %s: %s", fwd.name, self._listen_addresses(fe), exc)
+                continue
+            self.forwarders[key] = fwd
+            log.info("proxy: %s on %s -> %d backends", fwd.name, self._listen_addresses(fe), len(fe.backends))
+        if self.addresses is not None:
+            await self.addresses.sync(cluster_ips)
+
+    async def close(self) -> None:
+        for fwd in self.forwarders.values():
+            fwd.close()
+        self.forwarders.clear()
+        if self.addresses is not None:
+            await self.addresses.remove_link()
