@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import collections
 import fcntl
 import gc
 import logging
@@ -56,8 +55,8 @@ from clusterctl.store.base import (
     ListResult,
     RevisionConflict,
     StoreError,
-    WatchOverflow,
 )
+from clusterctl.store.fanout import Subscriber, deliver
 from clusterctl.store.recovery import Change, RecoveredState, compact_json, make_change, recover
 from clusterctl.store.snapshot import SNAPSHOT_NAME, write_snapshot
 from clusterctl.store.wal import SegmentWriter, WalFailed, frame, remove_segments_through, segment_name
@@ -66,7 +65,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = "LOCK"
 GC_FREEZE_EVERY = 1000  # writes between gc.freeze() calls (see freeze_gc)
-MAX_BATCH = 1024  # log records per fsync; bounds a watcher's buffer overshoot too
+MAX_BATCH = 1024  # log records per fsync; bounds a watcher's buffer overshoot (fanout.py) too
 
 
 class StoreLocked(StoreError):
@@ -99,37 +98,6 @@ class _Mutation:
     encoded: bytes | None      # the new value's JSON (None for a delete)
     record: bytes              # framed log record
     future: asyncio.Future
-
-
-class _Watcher:
-    __slots__ = ("prefix", "buffer", "limit", "wake", "overflowed", "closed", "last_revision")
-
-    def __init__(self, prefix: str, limit: int, after_revision: int):
-        self.prefix = prefix
-        self.buffer: collections.deque[Event] = collections.deque()
-        self.limit = limit
-        self.wake = asyncio.Event()
-        self.overflowed = False
-        self.closed = False
-        self.last_revision = after_revision
-
-    def offer(self, events: list[Event]) -> bool:
-        """Buffer one batch's events under the prefix; False when the watcher has fallen behind.
-
-        Behind = still holding ``limit`` undelivered events when the next batch arrives; a batch
-        itself is always taken whole (a fast watcher cannot drain in the middle of one), so the
-        buffer holds at most ``limit`` + one batch (batches are capped at ``MAX_BATCH``).
-        """
-        if len(self.buffer) >= self.limit:
-            self.overflowed = True
-            self.wake.set()
-            return False
-        prefix = self.prefix
-        before = len(self.buffer)
-        self.buffer.extend(event for event in events if event.key.startswith(prefix))
-        if len(self.buffer) != before:
-            self.wake.set()
-        return True
 
 
 class TinyDBStore:
@@ -176,7 +144,7 @@ class TinyDBStore:
         self._history_start = 0       # history[:start] is dropped (trimmed lazily in bulk)
         self._pending: dict[str, tuple[int, Item | None]] = {}
         self._queue: list[_Mutation] = []
-        self._watchers: set[_Watcher] = set()
+        self._watchers: set[Subscriber] = set()
 
         self._segment: SegmentWriter | None = None
         self._lock_fd = -1
@@ -255,8 +223,7 @@ class TinyDBStore:
                 except StoreError as exc:
                     log.error("store %s: final snapshot failed: %s", self.data_dir, exc)
             for watcher in self._watchers:
-                watcher.closed = True
-                watcher.wake.set()
+                watcher.end()
             self._watchers.clear()
             self._started = False
             self._release()
@@ -556,25 +523,14 @@ class TinyDBStore:
         start = bisect.bisect_right(self._history, after_revision, lo=self._history_start,
                                     key=lambda change: change.revision)
         replay = [change for change in self._history[start:] if change.key.startswith(prefix)]
-        watcher = _Watcher(prefix, self.watch_buffer, after_revision)
+        watcher = Subscriber(prefix, self.watch_buffer, after_revision)
         self._watchers.add(watcher)
         try:
             for change in replay:
                 watcher.last_revision = change.revision
                 yield change.event()
-            while True:
-                while watcher.buffer:
-                    event = watcher.buffer.popleft()
-                    if event.revision <= after_revision:
-                        continue  # a watch from a future revision starts there
-                    watcher.last_revision = event.revision
-                    yield event
-                if watcher.overflowed:
-                    raise WatchOverflow(watcher.last_revision, watcher.limit)
-                if watcher.closed:
-                    return
-                watcher.wake.clear()
-                await watcher.wake.wait()
+            async for event in deliver(watcher, after_revision):
+                yield event
         finally:
             self._watchers.discard(watcher)
 

@@ -1,0 +1,75 @@
+"""Fan-out of store events to watchers, each with its own bounded buffer.
+
+Both backends deliver events this way: the producer (the tinydb writer after a commit, or the
+one shared etcd watch stream of a prefix) hands each batch to every subscribed ``Subscriber``
+synchronously, never waiting for a consumer; each consumer drains its own buffer at its own
+pace through ``deliver``. A consumer that is still holding ``limit`` undelivered events when the
+next batch arrives has fallen behind: it gets what was buffered, then ``WatchOverflow`` (it
+re-watches from its last revision), so one slow watcher never stalls writers or other watchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import AsyncIterator, Iterable
+
+from clusterctl.store.base import Event, StoreError, WatchOverflow
+
+
+class Subscriber:
+    """One watcher's buffer and state, filled by a producer, drained by ``deliver``."""
+
+    __slots__ = ("prefix", "buffer", "limit", "wake", "overflowed", "closed", "error", "last_revision")
+
+    def __init__(self, prefix: str, limit: int, after_revision: int, replay: Iterable[Event] = ()):
+        self.prefix = prefix
+        self.buffer: collections.deque[Event] = collections.deque(replay)
+        self.limit = limit
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+        self.error: StoreError | None = None
+        self.last_revision = after_revision
+
+    def offer(self, events: list[Event]) -> bool:
+        """Buffer one batch's events under the prefix; False when the watcher has fallen behind.
+
+        A batch is always taken whole (a fast watcher cannot drain in the middle of one), so the
+        buffer holds at most ``limit`` plus one batch.
+        """
+        if len(self.buffer) >= self.limit:
+            self.overflowed = True
+            self.wake.set()
+            return False
+        prefix = self.prefix
+        before = len(self.buffer)
+        self.buffer.extend(event for event in events if event.key.startswith(prefix))
+        if len(self.buffer) != before:
+            self.wake.set()
+        return True
+
+    def end(self, error: StoreError | None = None) -> None:
+        """The producer is done: end normally, or with ``error``, once the buffer is drained."""
+        self.closed = True
+        self.error = error
+        self.wake.set()
+
+
+async def deliver(subscriber: Subscriber, after_revision: int) -> AsyncIterator[Event]:
+    """The subscriber's events with revision > ``after_revision``, in order, as they come."""
+    while True:
+        while subscriber.buffer:
+            event = subscriber.buffer.popleft()
+            if event.revision <= after_revision:
+                continue  # replay overlap, or a watch from a future revision starting there
+            subscriber.last_revision = event.revision
+            yield event
+        if subscriber.overflowed:
+            raise WatchOverflow(subscriber.last_revision, subscriber.limit)
+        if subscriber.closed:
+            if subscriber.error is not None:
+                raise subscriber.error
+            return
+        subscriber.wake.clear()
+        await subscriber.wake.wait()
