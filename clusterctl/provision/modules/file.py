@@ -16,7 +16,7 @@ import shlex
 
 from clusterctl.provision.modules.context import ModuleArgError, ModuleContext
 from clusterctl.provision.modules.modes import format_mode, resolve_mode, validate_mode
-from clusterctl.provision.modules.remote_file import RemoteStat, new_path_attrs, plan_attrs, probe
+from clusterctl.provision.modules.remote_file import RemoteStat, batches, grouped_commands, new_path_attrs, plan_attrs, probe
 from clusterctl.provision.modules.results import command_failure, failed, ok
 
 q = shlex.quote
@@ -80,9 +80,10 @@ def _initial_diff(path: str, state: str, prev: str) -> dict:
 async def _apply(ctx: ModuleContext, cmds: list[str], what: str) -> dict | None:
     if not cmds or ctx.check_mode:
         return None
-    res = await ctx.run(" && ".join(cmds))
-    if res.rc != 0:
-        return command_failure(what, res)
+    for group in batches(cmds):  # a recursive fix of a big tree must not exceed one argument's size
+        res = await ctx.run(" && ".join(group))
+        if res.rc != 0:
+            return command_failure(what, res)
     return None
 
 
@@ -180,7 +181,7 @@ async def _recurse_plan(ctx: ModuleContext, path: str, args: dict, fresh: bool =
     if fresh or (mode is None and owner is None and group is None):
         return []
     res = await ctx.run(f"find {q(path)} -mindepth 1 -exec stat -c '%a|%u|%g|%U|%G|%F|%n' {{}} +")
-    cmds: list[str] = []
+    ops: list[tuple[str, str]] = []
     for line in res.stdout.splitlines():
         parts = line.split("|", 6)
         if len(parts) < 7:
@@ -188,8 +189,8 @@ async def _recurse_plan(ctx: ModuleContext, path: str, args: dict, fresh: bool =
         kind = {"directory": "directory", "symbolic link": "link"}.get(parts[5], "file")
         entry = RemoteStat(path=parts[6], state=kind, mode=int(parts[0], 8), uid=int(parts[1]), gid=int(parts[2]),
                            owner=parts[3], group=parts[4])
-        cmds += plan_attrs(entry, mode, owner, group).commands
-    return cmds
+        ops += plan_attrs(entry, mode, owner, group).ops
+    return grouped_commands(ops)
 
 
 async def _touch(ctx: ModuleContext, path: str, cur: RemoteStat, args: dict) -> dict:

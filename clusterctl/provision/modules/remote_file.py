@@ -184,13 +184,34 @@ def parse_probe(text: str, paths: list[str]) -> list[RemoteStat]:
     return stats
 
 
-async def probe(ctx: ModuleContext, paths: list[str], checksum: str | None = "sha1", follow: bool = False) -> list[RemoteStat]:
-    res = await ctx.run(probe_command(paths, checksum, follow))
-    if res.rc != 0:
-        from clusterctl.provision.modules.results import command_failure
+# one ``sh -c`` argument may not exceed 128 KiB (Linux MAX_ARG_STRLEN); the probe names each path 3 times
+PROBE_BATCH_CHARS = 24_000
 
-        raise ProbeFailed(command_failure(f"stat of {', '.join(paths)[:200]}", res))
-    return parse_probe(res.stdout, paths)
+
+def batches(items: list[str], limit: int = PROBE_BATCH_CHARS) -> list[list[str]]:
+    """Split shell words into groups whose quoted length stays under ``limit``."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for item in items:
+        n = len(q(item)) + 1
+        if out[-1] and size + n > limit:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += n
+    return [b for b in out if b]
+
+
+async def probe(ctx: ModuleContext, paths: list[str], checksum: str | None = "sha1", follow: bool = False) -> list[RemoteStat]:
+    stats: list[RemoteStat] = []
+    for group in batches(paths):
+        res = await ctx.run(probe_command(group, checksum, follow))
+        if res.rc != 0:
+            from clusterctl.provision.modules.results import command_failure
+
+            raise ProbeFailed(command_failure(f"stat of {', '.join(group)[:200]}", res))
+        stats.extend(parse_probe(res.stdout, group))
+    return stats
 
 
 async def probe_one(ctx: ModuleContext, path: str, checksum: str | None = "sha1", follow: bool = False) -> RemoteStat:
@@ -220,18 +241,22 @@ def _owner_matches(wanted: str | int | None, name: str | None, num: int | None) 
 
 @dataclass
 class AttrPlan:
-    commands: list[str]
+    ops: list[tuple[str, str]]  # (operation such as "chmod 744" or "chown -h :staff", path)
     before: dict
     after: dict
 
     @property
     def changed(self) -> bool:
-        return bool(self.commands)
+        return bool(self.ops)
+
+    @property
+    def commands(self) -> list[str]:
+        return [f"{op} -- {q(path)}" for op, path in self.ops]
 
 
 def plan_attrs(cur: RemoteStat, mode=None, owner=None, group=None, umask: int = 0o022) -> AttrPlan:
-    """The chmod/chown commands that bring an EXISTING path to ``mode``/``owner``/``group``."""
-    cmds: list[str] = []
+    """The chmod/chown operations that bring an EXISTING path to ``mode``/``owner``/``group``."""
+    ops: list[tuple[str, str]] = []
     before: dict = {}
     after: dict = {}
     path = cur.path
@@ -239,19 +264,26 @@ def plan_attrs(cur: RemoteStat, mode=None, owner=None, group=None, umask: int = 
     if mode is not None and not is_link:
         want = resolve_mode(mode, cur.mode, cur.state == "directory", umask)
         if want != cur.mode:
-            cmds.append(f"chmod {want:o} -- {q(path)}")
+            ops.append((f"chmod {want:o}", path))
             before["mode"], after["mode"] = format_mode(cur.mode), format_mode(want)
     own_ok = _owner_matches(owner, cur.owner, cur.uid)
     grp_ok = _owner_matches(group, cur.group, cur.gid)
     if not (own_ok and grp_ok):
         spec = (str(owner) if not own_ok else "") + (":" + str(group) if not grp_ok else "")
-        flag = "-h " if is_link else ""
-        cmds.append(f"chown {flag}{q(spec)} -- {q(path)}")
+        ops.append((f"chown {'-h ' if is_link else ''}{q(spec)}", path))
         if not own_ok:
             before["owner"], after["owner"] = cur.owner, str(owner)
         if not grp_ok:
             before["group"], after["group"] = cur.group, str(group)
-    return AttrPlan(cmds, before, after)
+    return AttrPlan(ops, before, after)
+
+
+def grouped_commands(ops: list[tuple[str, str]]) -> list[str]:
+    """One ``chmod``/``chown`` per distinct operation for many paths (a tree fix is a few programs, not one per file)."""
+    groups: dict[str, list[str]] = {}
+    for op, path in ops:
+        groups.setdefault(op, []).append(path)
+    return [f"{op} -- " + " ".join(q(p) for p in chunk) for op, paths in groups.items() for chunk in batches(paths)]
 
 
 def new_path_attrs(path: str, mode=None, owner=None, group=None, is_dir: bool = False, umask: int = 0o022,

@@ -1,8 +1,9 @@
 """``unarchive``: unpack a tar (any compression GNU tar reads) or zip archive into a folder on the host.
 
 Idempotent by content, not by timestamps: the archive is unpacked into a private temp folder
-(under ``$TMPDIR``, never inside ``dest``, so check mode leaves even the folder's mtime alone) and every member is compared (type, link target, bytes via ``cmp``) with what is
-already in ``dest``; only when something differs are the members copied over (``cp -a``). So a
+(under ``$TMPDIR``, never inside ``dest``, so check mode leaves even the folder's mtime alone) and
+compared with ``dest`` by one ``diff -rq --no-dereference`` (types, link targets, bytes; files
+that exist only in ``dest`` are left alone); only when something differs are the members copied over (``cp -a``). So a
 second run, and a check-mode run, change nothing. ``src`` is a local file uploaded over SFTP
 unless ``remote_src: yes``; ``creates`` skips the task when that path exists; mode/owner/group
 are then applied to the archive's members where they differ.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import shlex
 
 from clusterctl.provision.modules.context import ModuleArgError, ModuleContext
-from clusterctl.provision.modules.remote_file import ProbeFailed, plan_attrs, probe, probe_one, upload, RemoteStat
+from clusterctl.provision.modules.remote_file import ProbeFailed, batches, grouped_commands, plan_attrs, probe, probe_one, upload
 from clusterctl.provision.modules.results import command_failure, failed, ok
 
 q = shlex.quote
@@ -29,20 +30,12 @@ else
   tar -x -f "$A" -C "$t" %(extra)s
 fi
 cd "$t"
-list=$(find . -mindepth 1 | sed 's|^\./||')
-out=$(printf '%%s\n' "$list" | while IFS= read -r f; do
-  [ -n "$f" ] || continue
-  printf 'M %%s\n' "$f"
-  if [ -L "$f" ]; then
-    { [ -L "$D/$f" ] && [ "$(readlink -- "$f")" = "$(readlink -- "$D/$f")" ]; } || printf 'D %%s\n' "$f"
-  elif [ -d "$f" ]; then
-    { [ -d "$D/$f" ] && [ ! -L "$D/$f" ]; } || printf 'D %%s\n' "$f"
-  else
-    { [ -f "$D/$f" ] && [ ! -L "$D/$f" ] && cmp -s -- "$f" "$D/$f"; } || printf 'D %%s\n' "$f"
-  fi
-done)
-printf '%%s\n' "$out"
-if [ "$APPLY" = 1 ] && printf '%%s\n' "$out" | grep -q '^D '; then cp -a -- "$t/." "$D/"; fi
+find . -mindepth 1 | sed 's|^\./|M |'
+# one recursive comparison; keep only lines about the archive's side (what exists only in dest
+# is not the archive's business): "Only in $t...", "Files $t/x and $D/x differ", type changes
+out=$(LC_ALL=C diff -rq --no-dereference -- "$t" "$D" 2>&1 | grep -F -e "Only in $t" -e "$t/" || true)
+[ -n "$out" ] && printf '%%s\n' "$out" | sed 's/^/D /'
+if [ "$APPLY" = 1 ] && [ -n "$out" ]; then cp -a -- "$t/." "$D/"; fi
 """
 
 
@@ -111,14 +104,16 @@ async def _member_attrs(ctx: ModuleContext, dest: str, members: list[str], args:
     if (mode is None and owner is None and group is None) or not members:
         return False
     stats = await probe(ctx, [f"{dest}/{m}" for m in members], checksum=None)
-    cmds: list[str] = []
+    ops: list[tuple[str, str]] = []
     for st in stats:
         if st.exists:
-            cmds += plan_attrs(st, mode, owner, group).commands
+            ops += plan_attrs(st, mode, owner, group).ops
         elif ctx.check_mode:
             return True
+    cmds = grouped_commands(ops)
     if cmds and not ctx.check_mode:
-        res = await ctx.run(" && ".join(cmds))
-        if res.rc != 0:
-            raise ProbeFailed(command_failure(f"setting attributes under {dest}", res))
+        for group in batches(cmds):
+            res = await ctx.run(" && ".join(group))
+            if res.rc != 0:
+                raise ProbeFailed(command_failure(f"setting attributes under {dest}", res))
     return bool(cmds)

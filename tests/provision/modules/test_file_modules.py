@@ -233,3 +233,23 @@ async def test_unarchive_creates_and_owner(make_ctx, scratch, on_host, local_fil
     skip = await run_module(make_ctx(), "unarchive", {"src": "bundle.tgz", "dest": f"{scratch}/u", "creates": f"{scratch}/u/bundle"})
     assert skip["changed"] is False and "exists" in skip["msg"]
     assert (await run_module(make_ctx(), "unarchive", {"src": "bundle.tgz", "dest": f"{scratch}/nodir"}))["failed"]
+
+
+async def test_big_trees_stay_under_the_argument_size_limit(make_ctx, scratch, on_host, local):
+    """1500 members: probes and attribute fixes are split so no ``sh -c`` argument passes 128 KiB."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for i in range(1500):
+            data = f"{i}\n".encode()
+            info = tarfile.TarInfo(f"many/sub-{i % 7}/a-rather-long-file-name-to-fill-the-command-line-{i:05d}.txt")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    (local / "files" / "many.tgz").write_bytes(buf.getvalue())
+    args = {"src": "many.tgz", "dest": scratch, "group": "nogroup"}
+    first = await run_module(make_ctx(), "unarchive", args)
+    assert first["changed"] and not first["failed"], first
+    assert (await run_module(make_ctx(), "unarchive", args))["changed"] is False
+    rec = {"path": f"{scratch}/many", "mode": "u=rwX,g=rX,o=", "recurse": True}
+    assert (await run_module(make_ctx(), "file", rec))["changed"]
+    assert (await run_module(make_ctx(), "file", rec))["changed"] is False
+    assert (await on_host(f"find {scratch}/many -type f ! -perm 640 | wc -l; find {scratch}/many ! -group nogroup | wc -l")).split() == ["0", "0"]
