@@ -170,8 +170,13 @@ async def run_bench(args: argparse.Namespace) -> dict:
     client = Client(cp.url, cp.token, cp.ca_file, connections=max(64, args.watchers + args.writers + 8))
     try:
         await client.call("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
+        server = psutil.Process(cp.process.pid)
+        cpu0 = sum(server.cpu_times()[:2])
         rate, pop = await _populate(client, args.objects, args.writers)
         result["durable_writes_per_s"] = round(rate, 1)
+        # CPU the server spent per acknowledged write: tells a CPU-bound server from a starved one
+        result["server_cpu_ms_per_write"] = round((sum(server.cpu_times()[:2]) - cpu0) / args.objects * 1000, 3)
+        result["load_average_1m"] = round(os.getloadavg()[0], 2)
         result["populate_p99_ms"] = round(_pct(pop, 99) * 1000, 2)
 
         n = args.samples
