@@ -84,6 +84,8 @@ def test_watch_from_compacted_revision_is_410(tmp_path):
         api = api_client(cp)
         core = client.CoreV1Api(api)
         first = core.create_namespaced_config_map("default", _cm("old")).metadata.resource_version
+        core.create_namespaced_config_map("default", _cm("old2"))
+        token = core.list_namespaced_config_map("default", limit=1).metadata._continue
         for i in range(20):
             core.patch_namespaced_config_map("old", "default", {"data": {"v": str(i)}})
         # raw protocol: one ERROR event carrying a 410 Expired Status
@@ -96,6 +98,10 @@ def test_watch_from_compacted_revision_is_410(tmp_path):
                                           timeout_seconds=1):
                 pass
         assert err.value.status == 410
+        # a continue token from before the compaction is 410 too
+        with pytest.raises(ApiException) as err:
+            core.list_namespaced_config_map("default", limit=1, _continue=token)
+        assert err.value.status == 410 and "continue parameter is too old" in err.value.body
         # recovery as clients do it: re-list, watch from the list's revision
         rv = core.list_namespaced_config_map("default").metadata.resource_version
         core.patch_namespaced_config_map("old", "default", {"data": {"v": "last"}})
