@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 from typing import AsyncIterator
 
 import aiohttp
 import orjson
 
+from clusterctl.store.fanout import Subscriber, deliver
 from clusterctl.store.base import (
     Compacted,
     Event,
@@ -61,18 +63,22 @@ class EtcdStore:
     """See the module docstring; ``clusterctl.store.base`` for the contract."""
 
     def __init__(self, endpoints: list[str], *, prefix: str = "", timeout: float = 10.0,
-                 ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None):
+                 ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
+                 watch_buffer: int = 5_000, watch_replay: int = 1_000):
         if not endpoints:
             raise StoreError("etcd store: no endpoints given")
         self.endpoints = [endpoint.rstrip("/") for endpoint in endpoints]
         self.prefix = prefix
         self.timeout = timeout
+        self.watch_buffer = watch_buffer    # per watcher, as in the tinydb backend
+        self.watch_replay = watch_replay    # recent events a shared stream keeps for late joiners
         self._tls = (ca_file, cert_file, key_file)
         self._endpoint_index = 0
         self._session: aiohttp.ClientSession | None = None
         self._revision = 0
         self._closing = False
         self._watch_responses: set[aiohttp.ClientResponse] = set()
+        self._hubs: dict[str, _WatchHub] = {}
 
     # ----------------------------------------------------------------- plumbing
 
@@ -96,6 +102,8 @@ class EtcdStore:
 
     async def close(self) -> None:
         self._closing = True
+        for hub in list(self._hubs.values()):
+            hub.stop()
         for response in list(self._watch_responses):  # session.close() leaves streams hanging
             response.close()
         self._watch_responses.clear()
@@ -283,10 +291,32 @@ class EtcdStore:
     async def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:
         """Events under ``prefix`` with revision > ``after_revision``, replayed by etcd then live.
 
-        Raises ``Compacted`` on first iteration when etcd compacted ``after_revision + 1``;
-        raises ``StoreError`` if the stream breaks (re-watch from the last revision seen); ends
-        normally when the store closes.
+        Watchers of one prefix share one etcd watch stream (a ``_WatchHub``, decoded once and fanned
+        out, as the Kubernetes apiserver's watch cache does) when their start is within the hub's
+        recent events; an older start gets a stream of its own. Raises ``Compacted`` on first
+        iteration when etcd compacted ``after_revision + 1``; ``WatchOverflow`` when the consumer
+        falls ``watch_buffer`` events behind; ``StoreError`` if the stream breaks (re-watch from
+        the last revision seen); ends normally when the store closes.
         """
+        if self._session is None:
+            raise StoreError("etcd store is not started")
+        hub = self._hubs.get(prefix)
+        if hub is None:
+            hub = self._hubs[prefix] = _WatchHub(self, prefix, after_revision)
+        elif not hub.can_serve(after_revision):
+            async for batch in self._stream(prefix, after_revision):
+                for event in batch:
+                    yield event
+            return
+        subscriber = hub.subscribe(after_revision)
+        try:
+            async for event in deliver(subscriber, after_revision):
+                yield event
+        finally:
+            hub.unsubscribe(subscriber)
+
+    async def _stream(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+        """One etcd watch stream: each message's events as a batch (see ``watch`` for errors)."""
         if self._session is None:
             raise StoreError("etcd store is not started")
         raw_prefix = self._key(prefix)
@@ -306,6 +336,8 @@ class EtcdStore:
             buffer = b""
             async for chunk in response.content.iter_any():
                 buffer += chunk
+                if b"\n" not in chunk:
+                    continue  # a message larger than one chunk: wait for its end
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if not line.strip():
@@ -322,8 +354,9 @@ class EtcdStore:
                             raise Compacted(after_revision, compact_revision)
                         raise StoreError(f"etcd canceled the watch at {url}: "
                                          f"{result.get('cancel_reason', 'no reason given')}")
-                    for raw_event in result.get("events") or ():
-                        yield self._event(raw_event)
+                    events = [self._event(raw_event) for raw_event in result.get("events") or ()]
+                    if events:
+                        yield events
             if not self._closing:
                 raise StoreError(f"etcd watch stream at {url} ended; re-watch from the last revision seen")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -348,3 +381,64 @@ class EtcdStore:
 
     def status(self) -> dict:
         return {"backend": "etcd", "endpoints": self.endpoints, "prefix": self.prefix, "revision": self._revision}
+
+
+class _WatchHub:
+    """One etcd watch stream for a prefix, fanned out to every local watcher of that prefix.
+
+    It covers every event after ``after`` and keeps the last ``store.watch_replay`` of them, so a
+    watcher starting at or after ``floor`` can join (replay from the kept events, then live).
+    It stops when its last watcher leaves; an error ends every watcher with that error.
+    """
+
+    def __init__(self, store: EtcdStore, prefix: str, after: int):
+        self.store = store
+        self.prefix = prefix
+        self.floor = after
+        self.recent: collections.deque[Event] = collections.deque()
+        self.subscribers: set[Subscriber] = set()
+        self.failed = False
+        self.task = asyncio.create_task(self._run(after), name=f"etcd-watch {prefix}")
+
+    def can_serve(self, after_revision: int) -> bool:
+        return not self.failed and after_revision >= self.floor
+
+    def subscribe(self, after_revision: int) -> Subscriber:
+        replay = [event for event in self.recent if event.revision > after_revision]
+        subscriber = Subscriber(self.prefix, self.store.watch_buffer, after_revision, replay)
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        if not self.subscribers:
+            self.stop()
+
+    def stop(self) -> None:
+        self.failed = True  # no new joiners
+        if self.store._hubs.get(self.prefix) is self:
+            del self.store._hubs[self.prefix]
+        self.task.cancel()
+
+    async def _run(self, after: int) -> None:
+        error: StoreError | None = None
+        try:
+            async for batch in self.store._stream(self.prefix, after):
+                recent = self.recent
+                recent.extend(batch)
+                while len(recent) > self.store.watch_replay:
+                    self.floor = recent.popleft().revision
+                for subscriber in [s for s in self.subscribers if not s.offer(batch)]:
+                    self.subscribers.discard(subscriber)
+        except asyncio.CancelledError:
+            raise
+        except StoreError as exc:
+            error = exc
+        except Exception as exc:  # a bug or a malformed stream: end the watchers, do not hang them
+            error = StoreError(f"etcd watch of {self.prefix} failed: {exc!r}")
+        finally:
+            self.failed = True
+            if self.store._hubs.get(self.prefix) is self:
+                del self.store._hubs[self.prefix]
+            for subscriber in self.subscribers:
+                subscriber.end(error)

@@ -73,3 +73,66 @@ def test_open_store_rejects_bad_configs(tmp_path):
         open_store({"backend": "sqlite"})
     with pytest.raises(UsageError, match="history_secs"):
         open_store({"backend": "tinydb", "data_dir": str(tmp_path), "history_secs": 3})
+
+
+async def test_watchers_of_one_prefix_share_one_etcd_stream(etcd_server):
+    store = EtcdStore([etcd_server.endpoint], prefix="/shared", watch_replay=3)
+    await store.start()
+    try:
+        old = store.revision
+        for i in range(5):
+            await store.create(f"/registry/core/pods/default/old{i}", {"i": i})
+        start = store.revision
+        watches = [store.watch("/registry/core/pods/", after_revision=start) for _ in range(5)]
+        firsts = [asyncio.ensure_future(w.__anext__()) for w in watches]
+        await asyncio.sleep(0.2)
+        assert len(store._watch_responses) == 1
+        created = await store.create("/registry/core/pods/default/new", {"n": 1})
+        for first in firsts:
+            assert (await asyncio.wait_for(first, 5)).revision == created.mod_revision
+
+        # older than what the shared stream covers: a stream of its own, replayed by etcd
+        late = store.watch("/registry/core/pods/", after_revision=old)
+        replayed = [await asyncio.wait_for(late.__anext__(), 5) for _ in range(6)]
+        assert [e.revision for e in replayed] == list(range(old + 1, old + 6)) + [created.mod_revision]
+        assert len(store._watch_responses) == 2
+        await late.aclose()
+        for watch in watches:
+            await watch.aclose()
+        await asyncio.sleep(0.05)
+        assert store._watch_responses == set() and store._hubs == {}
+    finally:
+        await store.close()
+
+
+async def test_slow_etcd_watcher_is_ended_without_stalling_the_others(etcd_server):
+    from clusterctl.store import WatchOverflow
+
+    store = EtcdStore([etcd_server.endpoint], prefix="/slow", watch_buffer=5)
+    await store.start()
+    try:
+        start = store.revision
+        slow = store.watch("/registry/", after_revision=start)
+        fast = store.watch("/registry/", after_revision=start)
+        slow_first = asyncio.ensure_future(slow.__anext__())
+        await asyncio.sleep(0.2)
+        received = []
+
+        async def consume():
+            async for event in fast:
+                received.append(event.revision)
+                if len(received) == 40:
+                    return
+        consumer = asyncio.create_task(consume())
+        for i in range(40):
+            await store.create(f"/registry/core/pods/default/p{i}", {"i": i})
+        await asyncio.wait_for(consumer, 10)
+        assert received == sorted(received) and len(received) == 40
+        await asyncio.wait_for(slow_first, 5)
+        with pytest.raises(WatchOverflow):
+            async with asyncio.timeout(5):
+                async for _ in slow:
+                    pass
+        await fast.aclose()
+    finally:
+        await store.close()
