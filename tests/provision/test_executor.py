@@ -525,3 +525,49 @@ def test_live_progress_on_a_terminal_and_plain_lines_otherwise():
     out.task_start("install", 2)
     out.host_result("a", "install", "changed", {"changed": True}, duration=0.1, no_log=False)
     assert "\r" not in plain.getvalue() and "hosts done" not in plain.getvalue()
+
+
+SESSION_CASES = [
+    dict(command="echo out; echo err >&2; exit 3"),
+    dict(command="printf 'no newline'; printf 'err no newline' >&2"),
+    dict(command="printf 'two\\n\\n'; printf 'e\\n\\n' >&2"),
+    dict(command="exit 0"),
+    dict(command="cat", stdin="line1\nline2 with 'quotes' and $(dollar)\n"),
+    dict(command="cat", stdin=b"\x00\x01binary\xff"),
+    dict(command='echo "$GREETING $OTHER"; pwd', env={"GREETING": "it's $(not run)", "OTHER": "b c"}, cwd="/etc"),
+    dict(command="if then fi"),  # a syntax error fails the command, not the session
+    dict(command="cd /; exit 7"),
+    dict(command="head -c 300000 /dev/zero | tr '\\0' x; echo; seq 1 2000 >&2"),
+    dict(command="kill -9 $$"),
+]
+
+
+def test_host_session_answers_exactly_like_a_fresh_channel(lab3):
+    import asyncio
+
+    from clusterctl.provision.executor import HostSession
+    from clusterctl.provision.connection import HostConnection
+    from clusterctl.provision.inventory import connection_spec, load_inventory
+
+    async def compare() -> None:
+        spec = connection_spec(load_inventory(str(lab3.inventory_path)), "h1")
+        plain = await HostConnection.open(spec)
+        session = HostSession(await HostConnection.open(spec))
+        await session.start_shell()
+        try:
+            for case in SESSION_CASES:
+                want = await plain.run(**case)
+                got = await session.run(**case)
+                if case["command"] == "kill -9 $$":
+                    assert got.rc == want.rc == 137
+                    continue
+                if case["command"] == "if then fi":
+                    assert got.rc == want.rc == 2 and "syntax error" in got.stderr.lower()
+                    continue
+                assert got == want, case
+            assert (await session.run("echo still here")).stdout == "still here\n"
+        finally:
+            await plain.close()
+            await session.close()
+
+    asyncio.run(compare())
