@@ -67,6 +67,8 @@ class ControlPlaneConfig:
     max_body_bytes: int = 3 * 1024 * 1024 // 2
     timings: Timings = field(default_factory=Timings)
     log_level: str = "INFO"
+    #: share one store watch per kind among API watches: auto (= for etcd), true, false
+    watch_cache: str = "auto"
     #: "module:function" components to run in-process (None = the CLI's DEFAULT_COMPONENTS)
     components: list[str] | None = None
 

@@ -63,6 +63,8 @@ class ApiContext:
     #: (plural, subresource) -> async handler(ctx, target, request, raw) served by another component
     #: (e.g. the node runtime's pods/log); listed in discovery. Register before clients discover.
     extra_subresources: dict = field(default_factory=dict)
+    #: shared per-kind store watches (``clusterctl.api.watch_cache``), or None: one store watch per API watch
+    watch_cache: "object | None" = None
     _render_cache: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)

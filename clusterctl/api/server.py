@@ -431,6 +431,10 @@ class ApiServer:
                          timings=cfg.timings, extra_components=self.extra_components, version=clusterctl.__version__)
         if self.clock is not None:
             ctx.clock = self.clock
+        use_cache = str(cfg.watch_cache).lower()
+        if use_cache in ("true", "1", "yes") or (use_cache == "auto" and cfg.store_config.get("backend") == "etcd"):
+            from clusterctl.api.watch_cache import WatchCache
+            ctx.watch_cache = WatchCache(store)
         self.ctx = ctx
         app, self.routes = make_app(ctx)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
@@ -461,6 +465,8 @@ class ApiServer:
         await asyncio.gather(*self._component_tasks, return_exceptions=True)
         if self.ctx is not None:
             await self.ctx.stop_background()
+            if self.ctx.watch_cache is not None:
+                await self.ctx.watch_cache.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._store is not None:

@@ -125,7 +125,8 @@ async def handle_watch(ctx: ApiContext, t: Target, request: web.Request) -> web.
             last_rv = result.revision
             if send_initial and bookmarks:
                 await stream.bookmark(last_rv, initial_end=True)
-        await _follow(ctx, stream, prefix, last_rv, labels, fields, filtering, bookmarks, deadline)
+        await _follow(ctx, stream, prefix, last_rv, labels, fields, filtering, bookmarks, deadline,
+                      kind_prefix=info.prefix())
     except ConnectionError:
         return resp  # the client went away; its watch simply ends
     try:
@@ -136,9 +137,12 @@ async def handle_watch(ctx: ApiContext, t: Target, request: web.Request) -> web.
 
 
 async def _follow(ctx: ApiContext, stream: _Stream, prefix: str, after: int, labels, fields, filtering: bool,
-                  bookmarks: bool, deadline: float) -> None:
+                  bookmarks: bool, deadline: float, kind_prefix: str | None = None) -> None:
     queue: asyncio.Queue = asyncio.Queue(QUEUE_LIMIT)
-    gen = ctx.store.watch(prefix, after_revision=after)
+    if ctx.watch_cache is not None and kind_prefix is not None:
+        gen = ctx.watch_cache.watch(kind_prefix, prefix, after_revision=after)
+    else:
+        gen = ctx.store.watch(prefix, after_revision=after)
 
     async def pump() -> None:
         try:
