@@ -236,12 +236,15 @@ async def test_unarchive_creates_and_owner(make_ctx, scratch, on_host, local_fil
 
 
 async def test_big_trees_stay_under_the_argument_size_limit(make_ctx, scratch, on_host, local):
-    """1500 members: probes and attribute fixes are split so no ``sh -c`` argument passes 128 KiB."""
+    """220 members with ~660-character paths (~145 KB of names): probes and attribute fixes are
+    split so no ``sh -c`` argument passes Linux's 128 KiB limit (few files: creating files is
+    slow on a loaded disk, long names are free)."""
+    deep = "/".join(c * 200 for c in "abc")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for i in range(1500):
+        for i in range(220):
             data = f"{i}\n".encode()
-            info = tarfile.TarInfo(f"many/sub-{i % 7}/a-rather-long-file-name-to-fill-the-command-line-{i:05d}.txt")
+            info = tarfile.TarInfo(f"many/{deep}/{'f' * 40}-{i:05d}.txt")
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
     (local / "files" / "many.tgz").write_bytes(buf.getvalue())
