@@ -13,7 +13,7 @@ interprets them, and never mutates a dict it was given or returned (callers copy
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Literal, Protocol
 
 from clusterctl.errors import ClusterctlError
@@ -87,6 +87,9 @@ class Item:
     value: dict
     mod_revision: int
     create_revision: int
+    #: ``value`` as compact JSON bytes when the backend has them at hand (else None), so the API
+    #: can serialise without encoding again. Same content as ``value``; not part of equality.
+    raw: bytes | None = field(default=None, compare=False, repr=False)
 
 
 EventType = Literal["PUT", "DELETE"]

@@ -167,17 +167,23 @@ class EtcdStore:
             return FutureRevision(f"etcd at {url}: {message}")
         return StoreError(f"etcd at {url} answered {status}: {message}")
 
-    def _value(self, kv: dict) -> dict:
+    def _decoded(self, kv: dict) -> tuple[dict, bytes]:
+        """A kv's value as a dict and as its JSON bytes."""
         try:
-            return orjson.loads(base64.b64decode(kv.get("value", "")))
+            raw = base64.b64decode(kv.get("value", ""))
+            return orjson.loads(raw), raw
         except (ValueError, orjson.JSONDecodeError) as exc:
             raise StoreError(f"etcd at {self.endpoint}: value of key "
                              f"{base64.b64decode(kv.get('key', '')).decode(errors='replace')!r} is not JSON "
                              f"(written by something other than clusterctl?): {exc}") from exc
 
+    def _value(self, kv: dict) -> dict:
+        return self._decoded(kv)[0]
+
     def _item(self, kv: dict) -> Item:
-        return Item(self._unkey(kv["key"]), self._value(kv),
-                    int(kv.get("mod_revision", 0)), int(kv.get("create_revision", 0)))
+        value, raw = self._decoded(kv)
+        return Item(self._unkey(kv["key"]), value, int(kv.get("mod_revision", 0)),
+                    int(kv.get("create_revision", 0)), raw)
 
     @staticmethod
     def _encode(key: str, value: dict) -> tuple[dict, bytes]:
@@ -241,7 +247,7 @@ class EtcdStore:
         if not reply.get("succeeded"):
             raise KeyExists(key)
         revision = int(reply["header"]["revision"])
-        return Item(key, stored, revision, revision)
+        return Item(key, stored, revision, revision, encoded)
 
     async def update(self, key: str, value: dict, *, expected_revision: int | None = None) -> Item:
         """Raises KeyNotFound, RevisionConflict. Durable when this returns."""
@@ -256,7 +262,7 @@ class EtcdStore:
             raise self._failure(key, reply, expected_revision)
         revision = int(reply["header"]["revision"])
         prev = (reply["responses"][0].get("response_put") or {}).get("prev_kv") or {}
-        return Item(key, stored, revision, int(prev.get("create_revision", revision)))
+        return Item(key, stored, revision, int(prev.get("create_revision", revision)), encoded)
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> Item:
         """Raises KeyNotFound, RevisionConflict. Returns the deleted item (revision = delete's)."""
@@ -273,7 +279,7 @@ class EtcdStore:
         if not prev_kvs:  # deleted between compare and delete cannot happen in one txn; be explicit anyway
             raise KeyNotFound(key)
         prev = self._item(prev_kvs[0])
-        return Item(key, prev.value, revision, prev.create_revision)
+        return Item(key, prev.value, revision, prev.create_revision, prev.raw)
 
     async def compact(self, revision: int | None = None) -> int:
         """Compact etcd's history up to ``revision`` (default: current). Returns it."""

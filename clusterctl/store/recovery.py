@@ -49,7 +49,7 @@ class Change:
         """The item this change replaced (None if it created the key)."""
         if self.prev is None:
             return None
-        return Item(self.key, orjson.loads(self.prev), self.prev_mod_revision, self.prev_create_revision)
+        return Item(self.key, orjson.loads(self.prev), self.prev_mod_revision, self.prev_create_revision, self.prev)
 
 
 def compact_json(value: dict) -> bytes:
@@ -58,21 +58,19 @@ def compact_json(value: dict) -> bytes:
     return bytes(memoryview(orjson.dumps(value)))
 
 
-def make_change(revision: int, key: str, item: Item | None, prev: Item | None, at: float,
-                encodings: dict[str, bytes], encoded: bytes | None = None) -> Change:
+def make_change(revision: int, key: str, item: Item | None, prev: Item | None, at: float) -> Change:
     """The history entry of one write (``item`` None for a delete).
 
-    ``encodings`` maps keys to their current value's JSON bytes and is updated here, so the bytes
-    a change stores as its new value are the very object the next change of that key stores as
-    its previous value: each value is held once however many history entries mention it.
+    Values are the items' own ``raw`` bytes, so the bytes a change stores as its new value are
+    the very object the next change of that key stores as its previous value: each value is
+    held once however many history entries and items mention it.
     """
-    prev_encoded = encodings.pop(key, None)
-    if prev_encoded is None and prev is not None:
-        prev_encoded = compact_json(prev.value)
+    prev_encoded = None
+    if prev is not None:
+        prev_encoded = prev.raw if prev.raw is not None else compact_json(prev.value)
+    encoded = None
     if item is not None:
-        if encoded is None:
-            encoded = compact_json(item.value)
-        encodings[key] = encoded
+        encoded = item.raw if item.raw is not None else compact_json(item.value)
     if item is None:
         return Change(revision, key, True, False, prev_encoded, prev_encoded,
                       prev.mod_revision, prev.create_revision, at)
@@ -87,12 +85,11 @@ class RecoveredState:
     snapshot_revision: int
     snapshot_written_at: float | None
     history: list[Change] = field(default_factory=list)
-    encodings: dict[str, bytes] = field(default_factory=dict)  # JSON of values the replay touched
     last_segment: int = 0
     log_records: int = 0
 
 
-def apply_record(items: dict[str, Item], encodings: dict[str, bytes], record: dict, where: str) -> Change:
+def apply_record(items: dict[str, Item], record: dict, where: str) -> Change:
     """Apply one decoded log record to ``items``; returns the change it made."""
     try:
         revision = record["r"]
@@ -103,14 +100,15 @@ def apply_record(items: dict[str, Item], encodings: dict[str, bytes], record: di
         raise CorruptLog(f"{where}: malformed log record {record!r}") from exc
     prev = items.get(key)
     if op == "p":
-        item = Item(key, record["v"], revision, record.get("c", revision))
+        value = record["v"]
+        item = Item(key, value, revision, record.get("c", revision), compact_json(value))
         items[key] = item
-        return make_change(revision, key, item, prev, at, encodings)
+        return make_change(revision, key, item, prev, at)
     if op == "d":
         if prev is None:
             raise CorruptLog(f"{where}: log record deletes {key!r} at revision {revision}, which does not exist")
         del items[key]
-        return make_change(revision, key, None, prev, at, encodings)
+        return make_change(revision, key, None, prev, at)
     raise CorruptLog(f"{where}: unknown log operation {op!r} at revision {revision}")
 
 
@@ -145,6 +143,6 @@ def _recover(data_dir: Path, *, repair: bool) -> RecoveredState:
         if revision <= state.revision:
             raise CorruptLog(f"write-ahead log in {data_dir}: revision {revision} follows {state.revision}; "
                              f"revisions must increase")
-        state.history.append(apply_record(state.items, state.encodings, record, f"write-ahead log in {data_dir}"))
+        state.history.append(apply_record(state.items, record, f"write-ahead log in {data_dir}"))
         state.revision = revision
     return state

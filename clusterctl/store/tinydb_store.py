@@ -135,7 +135,6 @@ class TinyDBStore:
         self._clock = clock
 
         self._index: dict[str, Item] = {}
-        self._encodings: dict[str, bytes] = {}  # value JSON shared with history (see make_change)
         self._keys: list[str] = []
         self._revision = 0            # last applied (durable) revision
         self._allocated = 0           # last revision handed to a queued write
@@ -190,13 +189,12 @@ class TinyDBStore:
         if self.freeze_gc:
             gc.freeze()
         self._index = state.items
-        self._encodings = state.encodings
         self._keys = sorted(state.items)
         self._revision = self._allocated = state.revision
         self._compact_revision = state.snapshot_revision
         self._history = state.history
         # keep the recovery figures, not a second reference to what the store now owns
-        state.history, state.encodings, state.items = [], {}, {}
+        state.history, state.items = [], {}
         self.recovered = state
         self._history_start = 0
         self._trim_history()
@@ -335,7 +333,7 @@ class TinyDBStore:
             raise KeyExists(key)
         stored, encoded = self._encode(key, value)
         revision = self._allocated + 1
-        item = Item(key, stored, revision, revision)
+        item = Item(key, stored, revision, revision, encoded)
         return await self._submit(key, revision, item, None, encoded, b'"p","c":%d,"v":%b' % (revision, encoded))
 
     async def update(self, key: str, value: dict, *, expected_revision: int | None = None) -> Item:
@@ -348,7 +346,7 @@ class TinyDBStore:
             raise RevisionConflict(key, expected_revision, self._index.get(key) or current)
         stored, encoded = self._encode(key, value)
         revision = self._allocated + 1
-        item = Item(key, stored, revision, current.create_revision)
+        item = Item(key, stored, revision, current.create_revision, encoded)
         return await self._submit(key, revision, item, current, encoded,
                                   b'"p","c":%d,"v":%b' % (current.create_revision, encoded))
 
@@ -362,7 +360,7 @@ class TinyDBStore:
             raise RevisionConflict(key, expected_revision, self._index.get(key) or current)
         revision = self._allocated + 1
         await self._submit(key, revision, None, current, None, b'"d"')
-        return Item(key, current.value, revision, current.create_revision)
+        return Item(key, current.value, revision, current.create_revision, current.raw)
 
     def _check_writable(self) -> None:
         if not self._started or self._closing:
@@ -449,7 +447,7 @@ class TinyDBStore:
 
     def _apply(self, batch: list[_Mutation]) -> None:
         now = self._clock()
-        index, keys, pending, encodings = self._index, self._keys, self._pending, self._encodings
+        index, keys, pending = self._index, self._keys, self._pending
         changes, events = [], []
         for mutation in batch:
             key, revision, item, prev = mutation.key, mutation.revision, mutation.item, mutation.prev
@@ -467,7 +465,7 @@ class TinyDBStore:
             if entry is not None and entry[0] == revision:
                 del pending[key]
             events.append(event)
-            changes.append(make_change(revision, key, item, prev, now, encodings, mutation.encoded))
+            changes.append(make_change(revision, key, item, prev, now))
             self._revision = revision
             if not mutation.future.done():
                 mutation.future.set_result(item)

@@ -243,3 +243,13 @@ async def test_watch_from_a_future_revision_starts_there(store):
         assert first.revision == start + 3 and first.key == PODS + "default/c"
     finally:
         await watch.aclose()
+
+
+async def test_items_carry_their_json_when_the_backend_has_it(store):
+    import orjson
+
+    created = await store.create(PODS + "default/raw", pod("raw", spec={"n": 1}))
+    assert created.raw is None or orjson.loads(created.raw) == created.value
+    fetched = await store.get(PODS + "default/raw")
+    assert fetched.raw is None or orjson.loads(fetched.raw) == fetched.value
+    assert fetched == created  # raw is not part of equality
