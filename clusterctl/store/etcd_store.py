@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
+import gc
 from typing import AsyncIterator
 
 import aiohttp
@@ -42,6 +44,20 @@ from clusterctl.store.base import (
 )
 
 API_PREFIX = "/v3"
+
+
+@contextlib.contextmanager
+def _collector_paused(pause: bool):
+    """Pause the cyclic GC while decoding a big reply: its acyclic objects otherwise trigger
+    repeated full passes that nearly double the time a 10k-item list takes. No await inside."""
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _b64(data: bytes) -> str:
@@ -149,7 +165,8 @@ class EtcdStore:
                 self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)
                 continue
             try:
-                reply = orjson.loads(data) if data else {}
+                with _collector_paused(len(data) > 1_000_000):
+                    reply = orjson.loads(data) if data else {}
             except orjson.JSONDecodeError as exc:
                 raise StoreError(f"etcd at {url} answered {status} with non-JSON: {data[:200]!r}") from exc
             if status != 200:
@@ -217,7 +234,9 @@ class EtcdStore:
             reply = await self._call("/kv/range", body)
         except Compacted as exc:
             raise Compacted(revision or 0, exc.compact_revision) from exc
-        items = [self._item(kv) for kv in reply.get("kvs") or []]
+        kvs = reply.get("kvs") or []
+        with _collector_paused(len(kvs) > 1_000):
+            items = [self._item(kv) for kv in kvs]
         at = revision if revision is not None else int(reply["header"]["revision"])
         return ListResult(items, at, bool(reply.get("more")))
 
