@@ -71,3 +71,56 @@ def test_package_parsers():
     assert package_names("a, b,c") == ["a", "b", "c"] and package_names(["x", " y "]) == ["x", "y"]
     text = "vim\tinstall ok installed\t2:9.0\nfoo\tdeinstall ok config-files\t1\nbar:amd64\tinstall ok installed\t3\n"
     assert parse_dpkg_query(text) == {"vim": "2:9.0", "bar": "3"}
+
+
+FAKE_RPM = r"""#!/bin/sh
+# stand-in rpm: "installed" packages are files in /var/lib/fake-rpm (the lab has no rpm database)
+shift; qf=$2; shift 2
+rc=0
+for p in "$@"; do
+  if [ -e /var/lib/fake-rpm/$p ]; then printf '%s\tinstall ok installed\t%s\n' "$p" "$(cat /var/lib/fake-rpm/$p)"; else echo "package $p is not installed"; rc=1; fi
+done
+exit $rc
+"""
+FAKE_DNF = r"""#!/bin/sh
+# stand-in dnf: install/remove edit /var/lib/fake-rpm, check-update reports what /var/lib/fake-repo has newer
+echo "$*" >> /var/lib/fake-rpm.calls
+while [ "${1#-}" != "$1" ]; do shift; done
+cmd=$1; shift
+case $cmd in
+  install) for p in "$@"; do cat /var/lib/fake-repo/$p > /var/lib/fake-rpm/$p || exit 1; done ;;
+  remove) for p in "$@"; do rm -f /var/lib/fake-rpm/$p; done ;;
+  check-update) rc=0; for p in "$@"; do
+      [ "$(cat /var/lib/fake-repo/$p)" != "$(cat /var/lib/fake-rpm/$p)" ] && { echo "$p.x86_64  $(cat /var/lib/fake-repo/$p)  repo"; rc=100; }
+    done; exit $rc ;;
+  makecache) : ;;
+esac
+"""
+
+
+async def test_dnf_branch_with_stand_in_rpm_and_dnf(lab_factory):
+    """dnf/yum decisions (rpm -q, install only what is missing, latest via check-update) on a private
+    host given a recording dnf and an rpm over a file database (the machine has no rpm)."""
+    lab = lab_factory(1)
+    conn = await open_conn(lab)
+    try:
+        await conn.put(FAKE_RPM.encode(), "/usr/local/bin/rpm", mode=0o755)
+        await conn.put(FAKE_DNF.encode(), "/usr/local/bin/dnf", mode=0o755)
+        assert (await conn.run("mkdir -p /var/lib/fake-rpm /var/lib/fake-repo && echo 1.0 > /var/lib/fake-repo/nginx"
+                               " && echo 2.0 > /var/lib/fake-repo/curl && echo 1.0 > /var/lib/fake-rpm/curl")).rc == 0
+        ctx = ModuleContext(conn=conn, host="h1")
+        present = {"name": ["nginx", "curl"], "state": "present"}
+        checked = await run_module(ModuleContext(conn=conn, host="h1", check_mode=True), "dnf", present)
+        assert checked["changed"] and checked["packages"] == ["nginx"]
+        first = await run_module(ctx, "dnf", present)
+        assert first["changed"] and first["packages"] == ["nginx"]
+        assert (await conn.run("cat /var/lib/fake-rpm.calls")).stdout == "-y -q install nginx\n"
+        assert (await run_module(ctx, "yum", present))["changed"] is False
+        latest = await run_module(ctx, "dnf", {"name": "curl,nginx", "state": "latest"})
+        assert latest["changed"] and latest["packages"] == ["curl"]
+        assert (await conn.run("cat /var/lib/fake-rpm/curl")).stdout == "2.0\n"
+        assert (await run_module(ctx, "dnf", {"name": "curl,nginx", "state": "latest"}))["changed"] is False
+        assert (await run_module(ctx, "dnf", {"name": "nginx", "state": "absent"}))["changed"]
+        assert (await run_module(ctx, "dnf", {"name": "nginx", "state": "absent"}))["changed"] is False
+    finally:
+        await conn.close()

@@ -118,3 +118,51 @@ async def test_sysv_init_script_and_unknown_service(make_ctx, on_host, scratch):
         await on_host(f"rm -f /etc/init.d/{name}")
     missing = await run_module(make_ctx(), "systemd", {"name": "no-such-svc", "state": "started"})
     assert missing["failed"] and "could not find" in missing["msg"]
+
+
+FAKE_SYSTEMCTL = r"""#!/bin/sh
+# a stand-in for systemctl (the lab has no systemd): unit state kept in files, every call logged
+d=/var/lib/fake-systemd; mkdir -p $d; echo "$*" >> $d/calls
+cmd=$1; unit=$2
+case $cmd in
+  is-active) [ -e $d/$unit.active ] && { echo active; exit 0; } || { echo inactive; exit 3; } ;;
+  is-enabled) [ -e $d/$unit.enabled ] && { echo enabled; exit 0; } || { echo disabled; exit 1; } ;;
+  start|restart|reload) touch $d/$unit.active ;;
+  stop) rm -f $d/$unit.active ;;
+  enable) touch $d/$unit.enabled ;;
+  disable) rm -f $d/$unit.enabled ;;
+  daemon-reload) : ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+async def test_systemd_branch_with_a_stand_in_systemctl(lab_factory, tmp_path):
+    """The systemd path's decisions and calls, on a private host given /run/systemd/system and a
+    recording systemctl (the machine has no systemd to run for real)."""
+    from clusterctl.provision.modules import ModuleContext
+    from tests.provision.modules.conftest import open_conn
+
+    lab = lab_factory(1)
+    conn = await open_conn(lab)
+    try:
+        await conn.put(FAKE_SYSTEMCTL.encode(), "/usr/local/bin/systemctl", mode=0o755)
+        assert (await conn.run("mkdir -p /run/systemd/system")).rc == 0
+        ctx = ModuleContext(conn=conn, host="h1")
+        args = {"name": "etcd", "state": "started", "enabled": True, "daemon_reload": True}
+        checked = await run_module(ModuleContext(conn=conn, host="h1", check_mode=True), "systemd", args)
+        assert checked["changed"] and checked["manager"] == "systemd"
+        assert (await conn.run("cat /var/lib/fake-systemd/calls")).stdout.split("\n")[:2] == ["is-active etcd.service", "is-enabled etcd.service"]
+        first = await run_module(ctx, "systemd", args)
+        assert first["changed"] and first["state"] == "started" and first["enabled"] is True
+        calls = (await conn.run("grep -v '^is-' /var/lib/fake-systemd/calls")).stdout.split("\n")
+        assert calls[:3] == ["daemon-reload", "start etcd.service", "enable etcd.service"]
+        again = await run_module(ctx, "service", {"name": "etcd", "state": "started", "enabled": True})
+        assert again["changed"] is False
+        assert (await run_module(ctx, "service", {"name": "etcd.socket", "state": "stopped"}))["changed"] is False
+        assert (await run_module(ctx, "service", {"name": "etcd", "state": "restarted"}))["changed"]
+        stopped = await run_module(ctx, "service", {"name": "etcd", "state": "stopped", "enabled": False})
+        assert stopped["changed"] and stopped["state"] == "stopped" and stopped["enabled"] is False
+        assert (await conn.run("tail -n 4 /var/lib/fake-systemd/calls | grep -v '^is-'")).stdout.split() == ["stop", "etcd.service", "disable", "etcd.service"]
+    finally:
+        await conn.close()
