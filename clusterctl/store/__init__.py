@@ -5,6 +5,12 @@ write is first appended to a fsync'd JSON-lines WAL (group commit), TinyDB holds
 snapshot the log is folded into; recovery = snapshot + log replay.
 ``etcd``: the same semantics on etcd v3 through its JSON gateway, for HA.
 Only the API server process talks to a store.
+
+Modules: ``base`` (contract, errors), ``tinydb_store`` (embedded backend), ``wal`` (framed,
+checksummed log segments), ``snapshot`` (TinyDB snapshot file), ``recovery`` (snapshot + log
+replay), ``fanout`` (bounded per-watcher buffers), ``etcd_store`` (etcd backend),
+``etcd_process`` (a throwaway local etcd for tests and benches), ``admin`` + ``cli``
+(``clusterctl store ...``), ``bench`` (store-level micro benchmark).
 """
 
 from __future__ import annotations
