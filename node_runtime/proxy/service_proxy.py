@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-from clusterctl.client.informer import Informer
-from clusterctl.client.rest import ApiClient
+from typing import TYPE_CHECKING
 from node_runtime.proxy.addresses import ClusterIPAddresses
 from node_runtime.proxy.forwarder import Forwarder
 from node_runtime.proxy.table import Frontend, build_frontends
+
+if TYPE_CHECKING:
+    from clusterctl.client.informer import Informer
+    from clusterctl.client.rest import ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class ServiceProxy:
     # ------------------------------------------------------------------ watching
 
     async def run(self) -> None:
+        from clusterctl.client.informer import Informer   # here: apply() alone needs no API client
         assert self.client is not None
         self.services = Informer(self.client, "services")
         self.pods = Informer(self.client, "pods")
