@@ -42,6 +42,7 @@ class Timings:
     grace_scale: float = 1.0              # multiplies terminationGracePeriodSeconds (tests: small)
     configmap_sync: float = 10.0          # how often mounted configMap/secret volumes are refreshed
     default_grace: float = 30.0
+    status_coalesce: float = 1.0          # how long a new pod's first status write may wait for its containers to start
 
 
 @dataclass

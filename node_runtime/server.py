@@ -21,7 +21,6 @@ uses, would be the same idea with a dedicated API.)
 from __future__ import annotations
 
 import asyncio
-import datetime
 import fcntl
 import hashlib
 import json
@@ -51,31 +50,27 @@ PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 
 
 def self_signed(pki: Path, node: str, address: str) -> tuple[Path, Path]:
-    """A key + self-signed certificate for this node's endpoint (made once)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """A key + self-signed certificate for this node's endpoint (made once, by ``openssl``, so the
+    agent never loads a crypto library it would carry in memory for its whole life)."""
     import ipaddress
+    import subprocess
     pki.mkdir(parents=True, exist_ok=True)
     crt, key_path = pki / "agent.crt", pki / "agent.key"
     if crt.exists() and key_path.exists():
         return crt, key_path
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    sans: list[x509.GeneralName] = [x509.DNSName(node)]
+    san = f"DNS:{node}"
     try:
-        sans.append(x509.IPAddress(ipaddress.ip_address(address)))
+        ipaddress.ip_address(address)
+        san += f",IP:{address}"
     except ValueError:
         pass
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False).sign(key, hashes.SHA256()))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    out = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                          "-keyout", str(key_path), "-out", str(crt), "-days", "3650", "-subj", f"/CN=system:node:{node}",
+                          "-addext", f"subjectAltName={san}"], capture_output=True, text=True)
+    if out.returncode != 0:
+        from node_runtime.errors import NodeRuntimeError
+        raise NodeRuntimeError(f"cannot make the agent's certificate with openssl: {out.stderr.strip()}")
     os.chmod(key_path, 0o600)
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return crt, key_path
 
 

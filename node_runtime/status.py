@@ -85,8 +85,8 @@ def phase_of(init: list[ContainerRecord], containers: list[ContainerRecord], res
 def pod_status(pod: dict, *, init: list[ContainerRecord], containers: list[ContainerRecord], sandbox_ready: bool,
                pod_ip: str | None, host_ip: str, start_time: str | None, qos: str, restart_policy: str,
                init_failed: bool = False, runtime_scheme: str = "process", message: str | None = None,
-               reason: str | None = None) -> dict[str, Any]:
-    previous = {c["type"]: c for c in ((pod.get("status") or {}).get("conditions") or [])}
+               reason: str | None = None, previous_status: dict | None = None) -> dict[str, Any]:
+    previous = {c["type"]: c for c in ((previous_status if previous_status is not None else pod.get("status") or {}).get("conditions") or [])}
     initialized = all(c.done for c in init) and not init_failed
     unready = [c.name for c in containers if not c.ready]
     phase = phase_of(init, containers, restart_policy, init_failed=init_failed)

@@ -137,7 +137,11 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             except AlreadyExists:
                 pass
             await asyncio.sleep(1.0)  # the scheduler's node cache catches up
+            idle = [agent_tree_memory(a.pid) for a in agents]
+            procs = [psutil.Process(a.pid) for a in agents] + [psutil.Process(cp.process.pid)]  # type: ignore[union-attr]
+            cpu0 = [sum(p.cpu_times()[:2]) for p in procs]
             result = await measure(client, args, image)
+            cpu1 = [sum(p.cpu_times()[:2]) for p in procs]
             mem = [agent_tree_memory(a.pid) for a in agents]
             await cleanup(client, args)
     finally:
@@ -163,8 +167,11 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "agent_rss_mb": round((agent_rss + shim_rss) / 2**20, 1),
         "agent_only_rss_mb": round(agent_rss / 2**20, 1),
         "agent_pss_mb": round(sum(m[2] for m in mem) / 2**20, 1),
+        "agent_idle_rss_mb": round(sum(m[0] for m in idle) / 2**20, 1),
         "shims": sum(m[3] for m in mem),
         "create_all_s": round(result["created_s"], 2),
+        "agent_cpu_s": round(sum(cpu1[:-1]) - sum(cpu0[:-1]), 2),
+        "control_plane_cpu_s": round(cpu1[-1] - cpu0[-1], 2),
         "scheduler": "control-plane component",
         "creators": args.creators,
     }

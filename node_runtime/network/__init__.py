@@ -11,7 +11,13 @@ and reports the node's IP as the pod IP (the pod is reachable from the node via 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import fcntl
 import os
+import socket
+import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +25,13 @@ from typing import Protocol
 from node_runtime.errors import NodeRuntimeError
 
 NETNS_DIR = Path("/run/netns")
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+CLONE_NEWNET = 0x40000000
+MS_BIND, MS_REC, MS_SHARED = 4096, 16384, 1 << 20
+MNT_DETACH = 2
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+_dir_ready = False
+_dir_lock = threading.Lock()
 
 
 class NetworkError(NodeRuntimeError):
@@ -38,10 +51,67 @@ class PodNetwork(Protocol):
     def netns_name(self, pod: dict) -> str: ...
 
 
-async def _ip(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec("ip", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode(errors="replace").strip()
+def _errno_text(what: str) -> str:
+    err = ctypes.get_errno()
+    return f"{what}: {os.strerror(err)}"
+
+
+def _prepare_netns_dir() -> None:
+    """Make /run/netns a shared mount point, as ``ip netns add`` does (once per process)."""
+    global _dir_ready
+    with _dir_lock:
+        if _dir_ready:
+            return
+        NETNS_DIR.mkdir(parents=True, exist_ok=True)
+        path = str(NETNS_DIR).encode()
+        if _libc.mount(b"none", path, None, ctypes.c_ulong(MS_SHARED | MS_REC), None) != 0:
+            if _libc.mount(path, path, b"none", ctypes.c_ulong(MS_BIND | MS_REC), None) != 0:
+                raise NetworkError(_errno_text(f"bind-mounting {NETNS_DIR}"))
+            if _libc.mount(b"none", path, None, ctypes.c_ulong(MS_SHARED | MS_REC), None) != 0:
+                raise NetworkError(_errno_text(f"making {NETNS_DIR} shared"))
+        _dir_ready = True
+
+
+def create_netns(name: str) -> Path:
+    """``ip netns add NAME`` + ``ip -n NAME link set lo up`` without a process: a worker thread
+    unshares its network namespace, pins it with a bind mount, raises ``lo`` and switches back."""
+    _prepare_netns_dir()
+    path = NETNS_DIR / name
+    if path.exists() and os.path.ismount(path):
+        return path
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0) if not path.exists() else None
+    if fd is not None:
+        os.close(fd)
+    own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+    try:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            raise NetworkError(_errno_text(f"creating network namespace {name}"))
+        try:
+            src = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
+            if _libc.mount(src, str(path).encode(), b"none", ctypes.c_ulong(MS_BIND), None) != 0:
+                raise NetworkError(_errno_text(f"pinning network namespace {name}"))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                ifreq = struct.pack("16sH14s", b"lo", 0, b"")
+                flags = struct.unpack("16sH14s", fcntl.ioctl(s, SIOCGIFFLAGS, ifreq))[1]
+                fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | IFF_UP, b""))
+        finally:
+            if _libc.setns(own, CLONE_NEWNET) != 0:  # pragma: no cover - the thread would stay astray
+                os._exit(70)
+    except BaseException:
+        _libc.umount2(str(path).encode(), MNT_DETACH)
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(own)
+    return path
+
+
+def delete_netns(name: str) -> None:
+    """``ip netns delete NAME``."""
+    path = NETNS_DIR / name
+    if os.path.ismount(path) and _libc.umount2(str(path).encode(), MNT_DETACH) != 0:
+        raise NetworkError(_errno_text(f"unmounting network namespace {name}"))
+    path.unlink(missing_ok=True)
 
 
 class LoopbackNetwork:
@@ -59,21 +129,13 @@ class LoopbackNetwork:
         if (pod.get("spec") or {}).get("hostNetwork"):
             return PodAddress(None, self.node_ip)
         name = self.netns_name(pod)
-        path = NETNS_DIR / name
-        if not path.exists():
-            rc, out = await _ip("netns", "add", name)
-            if rc != 0 and "exists" not in out:
-                raise NetworkError(f"cannot create network namespace {name}: {out}")
-            rc, out = await _ip("-n", name, "link", "set", "lo", "up")
-            if rc != 0:
-                raise NetworkError(f"cannot bring up loopback in {name}: {out}")
+        try:
+            path = await asyncio.to_thread(create_netns, name)
+        except OSError as exc:
+            raise NetworkError(f"cannot create network namespace {name}: {exc}") from exc
         return PodAddress(str(path), self.node_ip, probe_host="127.0.0.1")
 
     async def teardown(self, pod: dict) -> None:
         if (pod.get("spec") or {}).get("hostNetwork"):
             return
-        name = self.netns_name(pod)
-        if (NETNS_DIR / name).exists():
-            rc, out = await _ip("netns", "delete", name)
-            if rc != 0 and os.path.exists(NETNS_DIR / name):
-                raise NetworkError(f"cannot delete network namespace {name}: {out}")
+        await asyncio.to_thread(delete_netns, self.netns_name(pod))

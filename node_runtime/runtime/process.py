@@ -111,9 +111,18 @@ class ProcessRuntime:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, cfg: ContainerConfig) -> ContainerState:
+        # cgroup mkdirs (an RCU sync each in the kernel), file writes and the fork+exec take tens of
+        # milliseconds under load: done in a worker thread so a burst of starts never stalls the
+        # agent's event loop (status writes, probes, other pods).
+        proc, state = await asyncio.to_thread(self._spawn, cfg)
+        self._procs[cfg.id] = proc
+        self._states[cfg.id] = state
+        return state
+
+    def _spawn(self, cfg: ContainerConfig) -> tuple[subprocess.Popen, ContainerState]:
         cdir = self.state_dir / cfg.id
         if cdir.exists():
-            await asyncio.to_thread(shutil.rmtree, cdir, True)
+            shutil.rmtree(cdir, True)
         cdir.mkdir(parents=True)
         cgroup = None
         if self.cgroups.available:
@@ -160,9 +169,7 @@ class ProcessRuntime:
         state = ContainerState(cfg.id, proc.pid, _start_ticks(proc.pid) or 0, time.time(), log_path,
                                cfg.labels, cfg.id if cgroup else None)
         (cdir / "state.json").write_text(json.dumps(asdict(state)))
-        self._procs[cfg.id] = proc
-        self._states[cfg.id] = state
-        return state
+        return proc, state
 
     async def wait(self, cid: str) -> ExitStatus:
         """Wait for the container to exit (works for adopted containers too)."""

@@ -131,7 +131,10 @@ async def test_stop_sends_sigterm_then_kills(runtime, layers, tmp_path):
 async def test_adopt_after_restart_and_exec(runtime, layers, tmp_path):
     c = cfg("adopt", layers, ["sh", "-c", "echo started; while true; do sleep 0.1; done"], tmp_path)
     await runtime.start(c)
-    await asyncio.sleep(0.3)
+    for _ in range(200):  # the workload runs once the launcher has pivoted into the rootfs
+        if Path(c.log_path).exists() and "started" in Path(c.log_path).read_text():
+            break
+        await asyncio.sleep(0.05)
     again = ProcessRuntime(node_name=runtime.node_name, state_dir=runtime.state_dir.parent, cgroups=runtime.cgroups)
     alive = again.adopt()
     assert [s.id for s in alive] == ["adopt"]
