@@ -72,7 +72,9 @@ async def measure_store(store: Store, objects: int = 10_000, *, writers: int = 1
     async def create(i: int) -> None:
         items[i] = await store.create(f"{prefix}bench-{i:06d}", pod_value(i))
 
+    cpu_before = time.process_time()
     create_latencies, create_elapsed = await _timed_writers(objects, writers, create)
+    create_cpu = time.process_time() - cpu_before
 
     async def update(i: int) -> None:
         items[i] = await store.update(f"{prefix}bench-{i:06d}", pod_value(i, 2),
@@ -104,6 +106,8 @@ async def measure_store(store: Store, objects: int = 10_000, *, writers: int = 1
         "watch_p99_ms": round(_percentile(watch_latencies, 0.99) * 1e3, 2),
         "durable_writes_per_s": round(objects / create_elapsed),
         "durable_updates_per_s": round(objects / update_elapsed),
+        # CPU this process spent per create: comparable across runs on a busy machine
+        "create_cpu_us": round(create_cpu / objects * 1e6, 1),
         "rss_mb": _rss_mb(),
     }
 
