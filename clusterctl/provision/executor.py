@@ -482,7 +482,7 @@ class PlaybookExecutor:
     def _play_hosts(self, play: Play) -> list[str]:
         pattern = play.hosts
         if "{{" in pattern:
-            pattern = self._templar(self.vm.get_vars(None) if _accepts_none(self.vm) else {}).render(pattern)
+            pattern = str(self._templar(self._extra_vars()).render(pattern))
         names = self.inventory.select(pattern)
         if self.opts.limit:
             allowed = set(self.inventory.select(self.opts.limit))
@@ -539,10 +539,10 @@ class PlaybookExecutor:
 
     def _render_play_value(self, value: Any) -> Any:
         if isinstance(value, str) and "{{" in value:
-            return self._templar(self.opts_extra_vars()).render(value)
+            return self._templar(self._extra_vars()).render(value)
         return value
 
-    def opts_extra_vars(self) -> dict:
+    def _extra_vars(self) -> dict:
         return dict(getattr(self.vm, "extra_vars", {}) or {})
 
     def _load_vars_files(self, play: Play, host: str, prun: PlayRun) -> dict:
@@ -684,7 +684,7 @@ class PlaybookExecutor:
                 if first.status == "changed":
                     self._notify(task, hs)
                 if first.status == "failed" and not first.ignored:
-                    self._fail_host(hs, rescuable, counted=False)
+                    self._fail_host(hs, rescuable)
         self.out.task_end(task.display_name)
         self._after_task(task, outcomes, hosts, prun)
 
@@ -712,7 +712,7 @@ class PlaybookExecutor:
                 prun.stop = True
                 prun.break_playbook = True
 
-    def _fail_host(self, hs: HostState, rescuable: bool, *, counted: bool = True) -> None:
+    def _fail_host(self, hs: HostState, rescuable: bool) -> None:
         hs.failed = True
         hs.rescue_pending = rescuable
 
@@ -1423,10 +1423,6 @@ def _skip_result(task: Task) -> dict:
 
 def _has_loop(task: Task) -> bool:
     return "loop" in task.kw or any(k.startswith("with_") for k in task.kw)
-
-
-def _accepts_none(vm) -> bool:
-    return False
 
 
 def pct_to_int(value: Any, total: int, minimum: int = 1) -> int:
