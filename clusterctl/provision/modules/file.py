@@ -10,7 +10,6 @@ file/directory state to a symlink's target.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import shlex
 

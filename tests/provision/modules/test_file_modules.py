@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from tests.provision.modules.conftest import run_module, snapshot
+from tests.provision.modules.conftest import run_module
 
 pytestmark = pytest.mark.lab
 
