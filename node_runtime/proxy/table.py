@@ -81,6 +81,8 @@ def build_frontends(services: list[dict], pods: list[dict]) -> dict[tuple[str, i
         if stype not in ("ClusterIP", "NodePort", "LoadBalancer") or not cluster_ip or cluster_ip == "None":
             continue                           # headless and ExternalName Services have no proxy
         selector = spec.get("selector") or {}
+        if not selector:
+            continue                           # no selector: nothing to forward to (and the DNS Service is served by DNS)
         members = [p for p in ready.get(ns, []) if selector_matches(selector, (p.get("metadata") or {}).get("labels") or {})]
         affinity = None
         if spec.get("sessionAffinity") == "ClientIP":
