@@ -30,7 +30,6 @@ from typing import AsyncIterator
 import aiohttp
 import orjson
 
-from clusterctl.store.fanout import Subscriber, deliver
 from clusterctl.store.base import (
     Compacted,
     Event,
@@ -42,6 +41,7 @@ from clusterctl.store.base import (
     RevisionConflict,
     StoreError,
 )
+from clusterctl.store.fanout import Subscriber, deliver
 
 API_PREFIX = "/v3"
 
