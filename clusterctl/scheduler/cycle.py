@@ -14,11 +14,13 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from clusterctl.scheduler.framework import SUCCESS, Code, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status
 from clusterctl.scheduler.plugins import default_filters, default_scorers
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
+_NAME = attrgetter("name")
 MIN_FEASIBLE_NODES_PERCENTAGE = 5
 NO_NODES_MESSAGE = "no nodes available to schedule pods"
 
@@ -151,7 +153,7 @@ def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], scorers: list[ScorePlug
     the same score, e.g. spreading for a pod without an owner) is left out: it cannot change the
     winner, and the scheduling hot loop saves its cost.
     """
-    totals = dict.fromkeys((node.name for node in nodes), 0)
+    totals = dict.fromkeys(map(_NAME, nodes), 0)
     per_plugin: dict[str, dict[str, int]] = {}
     state: dict[str, object] = {}  # kube-scheduler's CycleState: what one plugin computed, another reuses
     for plugin in scorers:

@@ -33,11 +33,11 @@ class NodeReadySchedulable:
         return SUCCESS
 
     def filter_batch(self, pod: PodInfo, nodes: list[NodeInfo], failures: dict[str, Status]) -> list[NodeInfo]:
-        passed: list[NodeInfo] = []
+        passed = [node for node in nodes if node.ready == "True" and not node.unschedulable]
+        if len(passed) == len(nodes):
+            return passed
+        passed = []
         for node in nodes:
-            if node.ready == "True" and not node.unschedulable:
-                passed.append(node)
-                continue
             status = self.filter(pod, node)
             if status is SUCCESS:
                 passed.append(node)

@@ -42,14 +42,14 @@ class NodeResourcesFit:
 
     def filter_batch(self, pod: PodInfo, nodes: list[NodeInfo], failures: dict[str, Status]) -> list[NodeInfo]:
         cpu, mem = pod.requests.milli_cpu, pod.requests.memory
-        passed: list[NodeInfo] = []
+        passed = [node for node in nodes if node.free_pods > 0 and cpu <= node.free_milli_cpu and mem <= node.free_memory]
+        if len(passed) == len(nodes):
+            return passed
+        passed = []
         for node in nodes:
-            if node.free_pods > 0 and cpu <= node.free_milli_cpu and mem <= node.free_memory:
-                passed.append(node)
+            reasons = insufficient(pod, node)
+            if reasons:
+                failures[node.name] = unschedulable(NAME, *reasons)
             else:
-                reasons = insufficient(pod, node)
-                if reasons:
-                    failures[node.name] = unschedulable(NAME, *reasons)
-                else:
-                    passed.append(node)
+                passed.append(node)
         return passed

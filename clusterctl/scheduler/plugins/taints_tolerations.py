@@ -8,11 +8,13 @@ untolerated ``PreferNoSchedule`` taints is better (reverse-normalized count).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from clusterctl.scheduler.framework import SKIP, SUCCESS, NodeInfo, PodInfo, Status, default_normalize, unschedulable
 
 NAME = "TaintToleration"
+_TAINTS = attrgetter("taints")
 
 
 def toleration_matches(tol: dict[str, Any], taint: dict[str, Any]) -> bool:
@@ -51,12 +53,11 @@ class TaintToleration:
         return SUCCESS
 
     def filter_batch(self, pod: PodInfo, nodes: list[NodeInfo], failures: dict[str, Status]) -> list[NodeInfo]:
+        if not any(map(_TAINTS, nodes)):
+            return nodes
         passed: list[NodeInfo] = []
         for node in nodes:
-            if not node.taints:
-                passed.append(node)
-                continue
-            status = self.filter(pod, node)
+            status = self.filter(pod, node) if node.taints else SUCCESS
             if status is SUCCESS:
                 passed.append(node)
             else:
@@ -64,7 +65,7 @@ class TaintToleration:
         return passed
 
     def pre_score(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
-        return SUCCESS if any(node.taints for node in nodes) else SKIP
+        return SUCCESS if any(map(_TAINTS, nodes)) else SKIP
 
     def score(self, pod: PodInfo, node: NodeInfo) -> int:
         return sum(1 for t in node.taints if t.get("effect") == "PreferNoSchedule" and not tolerates(pod.tolerations, t))
