@@ -571,3 +571,28 @@ def test_host_session_answers_exactly_like_a_fresh_channel(lab3):
             await session.close()
 
     asyncio.run(compare())
+
+
+def test_variables_cannot_inject_shell(capsys, lab3, tmp_path):
+    evil = "x; touch /srv/t-pwned-1 $(touch /srv/t-pwned-2) `touch /srv/t-pwned-3` | touch /srv/t-pwned-4"
+    play = write_play(tmp_path, """
+        - hosts: h1
+          gather_facts: false
+          tasks:
+            - command: echo {{ evil }}
+              register: out
+            - command: printenv EVIL
+              environment: {EVIL: "{{ evil }}"}
+              register: env_out
+            - copy: content=x dest="/srv/t-inject-{{ evil | regex_replace('/', '_') }}"
+            - assert:
+                that:
+                  - out.stdout == evil
+                  - env_out.stdout == evil
+    """)
+    on_host(lab3, "h1", "rm -f /srv/t-pwned-* /srv/t-inject-*")
+    result = provision(capsys, lab3.inventory_path, play, "-e", json.dumps({"evil": evil}))
+    assert result.rc == 0, result.out
+    for n in (1, 2, 3, 4):
+        assert on_host(lab3, "h1", f"test -e /srv/t-pwned-{n} && echo yes || echo no") == "no\n"
+    assert "t-inject-x; touch _srv_t-pwned-1" in on_host(lab3, "h1", "ls /srv")
