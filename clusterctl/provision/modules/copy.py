@@ -12,12 +12,13 @@ diff mode returns the before/after text.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 from pathlib import Path
 
 from clusterctl.provision.modules.context import ModuleArgError, ModuleContext
-from clusterctl.provision.modules.modes import format_mode, validate_mode
+from clusterctl.provision.modules.modes import format_mode, resolve_mode, validate_mode
 from clusterctl.provision.modules.remote_file import (
     RemoteStat, plan_attrs, probe, read_file, sha1, new_path_attrs, ProbeFailed, write_file, tmp_name_beside,
 )
@@ -25,6 +26,7 @@ from clusterctl.provision.modules.results import as_text, command_failure, conte
 
 q = shlex.quote
 DIFF_MAX_BYTES = 104448  # Ansible's default max_diff_size is 104448
+TREE_UPLOAD_CONCURRENCY = 8
 
 
 def _bool(value, default: bool = False) -> bool:
@@ -52,9 +54,17 @@ def validate_template(args: dict) -> None:
     validate_mode(args.get("mode"))
 
 
+def _final_mode(cur: RemoteStat | None, mode) -> str | None:
+    """The octal mode the file ends with (Ansible reports '0640', not the symbolic request)."""
+    current = cur.mode if cur is not None and cur.state == "file" else None
+    if mode is None:
+        return format_mode(current if current is not None else 0o644)
+    return format_mode(resolve_mode(mode, current, False))
+
+
 def _file_result(dest: str, cur: RemoteStat | None, checksum: str, size: int, args: dict, changed: bool, **extra) -> dict:
     return ok(changed, dest=dest, path=dest, checksum=checksum, size=size, state="file",
-              mode=format_mode(cur.mode) if cur and cur.mode is not None and args.get("mode") is None else args.get("mode"),
+              mode=_final_mode(cur, args.get("mode")),
               owner=(cur.owner if cur else None) if args.get("owner") is None else args.get("owner"),
               group=(cur.group if cur else None) if args.get("group") is None else args.get("group"),
               uid=cur.uid if cur else None, gid=cur.gid if cur else None, **extra)
@@ -188,8 +198,15 @@ async def _copy_tree(ctx: ModuleContext, local: Path, contents_only: bool, dest:
         if res.rc != 0:
             return command_failure(f"creating folders under {root}", res)
     diffs = []
-    for (remote, path), cur in zip(files, file_stats):
-        one = await ensure_content(ctx, remote, path.read_bytes(), args, cur)
+    gate = asyncio.Semaphore(TREE_UPLOAD_CONCURRENCY)
+
+    async def one_file(remote: str, path: Path, cur: RemoteStat) -> dict:
+        async with gate:
+            return await ensure_content(ctx, remote, path.read_bytes(), args, cur)
+
+    # files are independent: keep several SFTP transfers in flight on the one connection
+    results = await asyncio.gather(*(one_file(r, p, c) for (r, p), c in zip(files, file_stats)))
+    for one in results:
         if one.get("failed"):
             return one
         changed = changed or one["changed"]

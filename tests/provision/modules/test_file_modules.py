@@ -133,8 +133,8 @@ async def test_file_module_is_idempotent_and_check_safe(case, run_twice, scratch
 
 async def test_copy_reports_diff_and_checksum(make_ctx, scratch, on_host):
     await on_host(f"printf 'one\\ntwo\\n' > {scratch}/d.txt")
-    res = await run_module(make_ctx(check_mode=True, diff=True), "copy", {"content": "one\nTWO\n", "dest": f"{scratch}/d.txt"})
-    assert res["changed"] and res["checksum"] == sha1(b"one\nTWO\n")
+    res = await run_module(make_ctx(check_mode=True, diff=True), "copy", {"content": "one\nTWO\n", "dest": f"{scratch}/d.txt", "mode": "g-r,o-r"})
+    assert res["changed"] and res["checksum"] == sha1(b"one\nTWO\n") and res["mode"] == "0600"
     (d,) = res["diff"]
     assert d["before"] == "one\ntwo\n" and d["after"] == "one\nTWO\n"
     assert (await on_host(f"cat {scratch}/d.txt")) == "one\ntwo\n"
