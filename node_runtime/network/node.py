@@ -2,8 +2,8 @@
 
 ``NodeNetwork`` owns the node's ``BridgeNetwork`` (the ``PodNetwork`` the pod workers use), keeps
 the host-gw routes in step with the Node list (a Node informer), learns the node's pod CIDR
-from its config or from ``spec.podCIDR`` (set by the control plane's IPAM), and runs the
-``ServiceProxy``. The agent wires it as::
+from its config or from ``spec.podCIDR`` (set by the control plane's IPAM), runs the
+``ServiceProxy`` and, when ``cluster_dns`` is configured, the cluster DNS on that address. The agent wires it as::
 
     net = NodeNetwork(config, client)
     agent = Agent(config, client=client, network=net.pods)
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from clusterctl.client.informer import Informer
 from clusterctl.client.rest import ApiClient
+from node_runtime.dns.server import ClusterDNS
 from node_runtime.network.bridge import DEFAULT_CLUSTER_CIDR, DEFAULT_SERVICE_CIDR, BridgeNetwork
 from node_runtime.network.iproute import NetworkError
 from node_runtime.network.routes import node_pod_cidr
@@ -28,12 +29,16 @@ log = logging.getLogger(__name__)
 
 class NodeNetwork:
     def __init__(self, config, client: ApiClient, *, cluster_cidr: str = DEFAULT_CLUSTER_CIDR,
-                 service_cidr: str = DEFAULT_SERVICE_CIDR, proxy: bool = True):
+                 service_cidr: str = DEFAULT_SERVICE_CIDR, proxy: bool = True,
+                 dns_upstream: tuple[str, int] | None = None):
         self.config = config
         self.client = client
         self.pods = BridgeNetwork(config.node_name, config.address, Path(config.data_dir) / "network",
                                   pod_cidr=config.pod_cidr, cluster_cidr=cluster_cidr, service_cidr=service_cidr)
-        self.proxy = ServiceProxy(client, config.node_name, [config.address]) if proxy else None
+        dns_ip = getattr(config, "cluster_dns", None)
+        self.proxy = ServiceProxy(client, config.node_name, [config.address],
+                                  extra_cluster_ips={dns_ip} if dns_ip else None) if proxy else None
+        self.dns = ClusterDNS(getattr(config, "cluster_domain", "cluster.local"), upstream=dns_upstream) if dns_ip else None
         self.nodes = Informer(client, "nodes")
         self._changed = asyncio.Event()
         self.nodes.add_handler(on_add=lambda _o: self._changed.set(), on_update=lambda _o, _n: self._changed.set(),
@@ -43,6 +48,8 @@ class NodeNetwork:
         tasks = [asyncio.create_task(self.nodes.run(), name="network nodes")]
         if self.proxy is not None:
             tasks.append(asyncio.create_task(self.proxy.run(), name="service proxy"))
+        if self.dns is not None:
+            tasks.append(asyncio.create_task(self._serve_dns(), name="cluster dns"))
         try:
             await self.nodes.wait_for_sync()
             while True:
@@ -53,6 +60,16 @@ class NodeNetwork:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve_dns(self) -> None:
+        """Answer on the cluster DNS address (on this node's ClusterIP link) once the proxy put it there."""
+        assert self.dns is not None and self.proxy is not None
+        await self.proxy.synced.wait()
+        await self.dns.start(self.config.cluster_dns, 53)
+        try:
+            await self.dns.run(self.client)
+        finally:
+            self.dns.close()
 
     async def _sync(self) -> None:
         nodes = self.nodes.list()

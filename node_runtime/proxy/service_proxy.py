@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 
 class ServiceProxy:
     def __init__(self, client: ApiClient | None, node_name: str, node_addresses: list[str], *,
-                 bind_cluster_ips: bool = True, connect_timeout: float = 1.0, attempts: int = 3):
+                 bind_cluster_ips: bool = True, connect_timeout: float = 1.0, attempts: int = 3,
+                 extra_cluster_ips: set[str] | None = None):
         self.client = client
         self.node_name = node_name
         self.node_addresses = list(node_addresses)
         self.connect_timeout = connect_timeout
+        self.extra_cluster_ips = set(extra_cluster_ips or ())     # e.g. the cluster DNS address
         self.attempts = attempts
         self.addresses = ClusterIPAddresses(node_name) if bind_cluster_ips else None
         self.forwarders: dict[tuple[str, int], Forwarder] = {}
@@ -75,7 +77,7 @@ class ServiceProxy:
 
     async def apply(self, services: list[dict], pods: list[dict]) -> None:
         want = build_frontends(services, pods)
-        cluster_ips = {fe.ip for fe in want.values() if fe.ip}
+        cluster_ips = {fe.ip for fe in want.values() if fe.ip} | self.extra_cluster_ips
         if self.addresses is not None:
             await self.addresses.add(cluster_ips)
         for key in [k for k in self.forwarders if k not in want]:

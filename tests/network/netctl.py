@@ -23,7 +23,10 @@ async def serve_proxy(args: dict) -> None:
     """Run a ServiceProxy fed from the JSON file ``args['objects']`` ({services, pods}), re-read
     when it changes; prints ``ready`` after each applied version. Runs until killed."""
     from node_runtime.proxy.service_proxy import ServiceProxy
-    proxy = ServiceProxy(None, args["node"], [args["ip"]], connect_timeout=0.3)
+    from node_runtime.dns.server import ClusterDNS
+    dns_ip = args.get("dns")
+    proxy = ServiceProxy(None, args["node"], [args["ip"]], connect_timeout=0.3, extra_cluster_ips={dns_ip} if dns_ip else None)
+    dns = ClusterDNS("cluster.local")
     path, seen = Path(args["objects"]), None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     try:
@@ -33,9 +36,13 @@ async def serve_proxy(args: dict) -> None:
                 seen = stamp
                 objects = json.loads(path.read_text())
                 await proxy.apply(objects["services"], objects["pods"])
+                dns.update(objects["services"], objects["pods"])
+                if dns_ip and not dns.servers:
+                    await dns.start(dns_ip, 53)
                 print("ready", stamp, os.getpid(), flush=True)
             await asyncio.sleep(0.05)
     finally:
+        dns.close()
         await proxy.close()
 
 

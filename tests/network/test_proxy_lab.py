@@ -11,12 +11,14 @@ import json
 import select
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.network.test_bridge import HOST_PYTHON, NETCTL, in_pod, netctl, run
 
-CLUSTER_IP = "10.96.0.10"
+CLUSTER_IP = "10.96.0.20"
+DNS_IP = "10.96.0.10"
 NODE_PORT = 30080
 
 
@@ -38,7 +40,7 @@ class Proxies:
         self.lab, self.procs, self.pids = lab, {}, {}
         for h in hosts:
             args = {"node": h, "ip": lab.host(h).ip, "cidr": "-", "state": "/var/lib/clusterctl/net-test",
-                    "objects": "/var/lib/clusterctl/objects.json"}
+                    "objects": "/var/lib/clusterctl/objects.json", "dns": DNS_IP}
             args["cidr"] = {"h1": "10.244.1.0/24", "h2": "10.244.2.0/24"}[h]
             self.procs[h] = subprocess.Popen(lab.exec_argv(h, HOST_PYTHON, NETCTL, "serve", json.dumps(args)),
                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -98,6 +100,16 @@ def test_cluster_ip_and_node_port_reach_ready_pods_on_every_node(lab_factory):
         # pod -> ClusterIP (both ports; targetPort by name and by number): both ready pods, never the unready one
         seen = {get(lab, "h1", client["netns"], f"http://{CLUSTER_IP}:{port}/") for port in (80, 81) for _ in range(4)}
         assert seen == {"p1", "p2"}, seen
+        # pod -> DNS name (short form through the search path) -> ClusterIP -> pods
+        run(lab, "h1", "sh", "-c", f"mkdir -p /etc/netns/{Path(client['netns']).name} && printf "
+            f"'nameserver {DNS_IP}\\nsearch default.svc.cluster.local svc.cluster.local cluster.local\\noptions ndots:5\\n' "
+            f"> /etc/netns/{Path(client['netns']).name}/resolv.conf")
+        code = ("import socket, urllib.request\n"
+                "print(socket.gethostbyname('web'), socket.gethostbyname('web.default.svc.cluster.local'))\n"
+                "print(urllib.request.urlopen('http://web/', timeout=5).read().decode().strip())\n"
+                "try:\n socket.gethostbyname('example.com')\nexcept OSError as e:\n print('refused', type(e).__name__)")
+        out = in_pod(lab, "h1", client["netns"], "python3", "-c", code).stdout.split("\n")
+        assert out[0] == f"{CLUSTER_IP} {CLUSTER_IP}" and out[1] in ("p1", "p2") and out[2].startswith("refused"), out
         # outside the cluster -> NodePort on either node reaches pods on both nodes
         for node in ("h1", "h2"):
             seen = {get_outside(lab.host(node).ip, NODE_PORT) for _ in range(4)}
@@ -117,5 +129,6 @@ def test_cluster_ip_and_node_port_reach_ready_pods_on_every_node(lab_factory):
     finally:
         proxies.stop()
     for host in ("h1", "h2"):
-        assert CLUSTER_IP not in run(lab, host, "ip", "addr").stdout
+        addrs = run(lab, host, "ip", "addr").stdout
+        assert CLUSTER_IP not in addrs and DNS_IP not in addrs
         assert f":{NODE_PORT}" not in run(lab, host, "ss", "-ltn").stdout
