@@ -123,7 +123,8 @@ class TinyDBStore:
         With ``freeze_gc`` the store moves the process's objects out of the collector's reach
         (``gc.freeze()``, O(1)) after recovery and every ``GC_FREEZE_EVERY`` writes, and once
         per log fold unfreezes and collects once, so reference cycles made meanwhile (by
-        anyone in the process) are still reclaimed: one full pass per fold instead of many."""
+        anyone in the process) are still reclaimed: one full pass per fold instead of many.
+        ``close()`` unfreezes."""
         self.data_dir = Path(data_dir)
         self.history_events = history_events
         self.history_seconds = history_seconds
@@ -225,6 +226,8 @@ class TinyDBStore:
             self._watchers.clear()
             self._started = False
             self._release()
+            if self.freeze_gc:
+                gc.unfreeze()  # the rest of the process gets the collector's usual behaviour back
 
     def _release(self) -> None:
         if self._segment is not None:
