@@ -596,3 +596,21 @@ def test_variables_cannot_inject_shell(capsys, lab3, tmp_path):
     for n in (1, 2, 3, 4):
         assert on_host(lab3, "h1", f"test -e /srv/t-pwned-{n} && echo yes || echo no") == "no\n"
     assert "t-inject-x; touch _srv_t-pwned-1" in on_host(lab3, "h1", "ls /srv")
+
+
+def test_vars_files_import_playbook_and_variable_precedence(capsys, lab3, tmp_path):
+    (tmp_path / "vars").mkdir()
+    (tmp_path / "vars" / "common.yml").write_text("color: blue\nsize: small\n")
+    (tmp_path / "inner.yml").write_text(textwrap.dedent("""
+        - hosts: h1
+          gather_facts: false
+          vars: {size: medium, color: red}
+          vars_files: [vars/common.yml]
+          tasks:
+            - debug: msg="{{ color }}-{{ size }}-{{ shape }}"
+              vars: {shape: round}
+    """).lstrip())
+    play = write_play(tmp_path, "- import_playbook: inner.yml\n")
+    result = provision(capsys, lab3.inventory_path, play, "-e", "size=large")
+    assert result.rc == 0, result.out
+    assert '"blue-large-round"' in result.out  # vars_files > play vars; extra vars win

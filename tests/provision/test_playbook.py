@@ -153,3 +153,21 @@ def test_undefined_check_has_no_false_positives_on_common_idioms(tmp_path):
             - debug: msg="{{ set_somewhere_at_run_time }}"
     """, "dyn.yml")
     assert undefined_variables(parse_playbook(dynamic), set()) == []
+
+
+def test_include_role_brings_tasks_handlers_and_defaults(tmp_path):
+    import shutil
+
+    shutil.copytree(SAMPLE.parent / "roles", tmp_path / "roles")
+    path = write(tmp_path, """
+        - hosts: all
+          tasks:
+            - name: web via a task
+              include_role: {name: web}
+              vars: {web_port: 9000}
+    """)
+    (play,) = parse_playbook(path).plays
+    names = [t.display_name for t in play.all_tasks()]
+    assert "web : Web config from a template" in names
+    assert [h.name for h in play.handlers] == ["reload web"]
+    assert [r.name for r in play.roles] == ["web"] and play.roles[0].params == {"web_port": 9000}
