@@ -346,7 +346,7 @@ class TinyDBStore:
         if current is None:
             raise KeyNotFound(key)
         if expected_revision is not None and current.mod_revision != expected_revision:
-            raise RevisionConflict(key, expected_revision, self._index.get(key) or current)
+            raise RevisionConflict(key, expected_revision, current)  # the newest, even if still queued
         stored, encoded = self._encode(key, value)
         revision = self._allocated + 1
         item = Item(key, stored, revision, current.create_revision, encoded)
@@ -360,7 +360,7 @@ class TinyDBStore:
         if current is None:
             raise KeyNotFound(key)
         if expected_revision is not None and current.mod_revision != expected_revision:
-            raise RevisionConflict(key, expected_revision, self._index.get(key) or current)
+            raise RevisionConflict(key, expected_revision, current)  # the newest, even if still queued
         revision = self._allocated + 1
         await self._submit(key, revision, None, current, None, b'"d"')
         return Item(key, current.value, revision, current.create_revision, current.raw)
