@@ -212,6 +212,11 @@ async def test_agent_restart_adopts_running_pods(control_plane, registry, images
         pod = await wait_pod(client, "default", "survivor", running)
         started = cstatus(pod)["state"]["running"]["startedAt"]
         cid = cstatus(pod)["containerID"]
+        # a clean stop (SIGTERM) leaves the pod running
+        assert proc.stop() == 0
+        assert len(ProcessRuntime(node_name=node_name, state_dir=tmp_path / "agent" / "state").adopt()) == 1
+        proc = AgentProcess(cfg).start()
+        await asyncio.sleep(2)
         proc.kill()
         rt = ProcessRuntime(node_name=node_name, state_dir=tmp_path / "agent" / "state")
         alive = rt.adopt()
@@ -262,3 +267,63 @@ async def test_container_cannot_see_host(agent, images, tmp_path):
     lines = path.read_text().split()
     assert int(lines[0]) <= 4, lines  # sh, ls, grep (+ sleep): never the host's processes
     assert "no-host" in lines and "SEE-HOST" not in lines
+
+
+async def test_disallowed_registry_fails_at_once_then_backs_off(agent):
+    await agent.client.create(agent.pod("outside", [{"name": "c", "image": "docker.io/library/busybox:1.36"}]))
+    pod = await wait_pod(agent.client, "default", "outside",
+                         lambda p: (cstatus(p).get("state") or {}).get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff"))
+    assert "allow" in cstatus(pod)["state"]["waiting"]["message"] or "CLUSTERCTL_REGISTRIES" in cstatus(pod)["state"]["waiting"]["message"]
+    await wait_pod(agent.client, "default", "outside",
+                   lambda p: (cstatus(p).get("state") or {}).get("waiting", {}).get("reason") == "ImagePullBackOff")
+    assert pod["status"]["phase"] == "Pending"
+
+
+async def test_graceful_deletion_prestop_then_sigterm(agent, images, tmp_path):
+    host_dir = tmp_path / "hostdir"
+    host_dir.mkdir()
+    script = "trap 'echo term >> /out/events; exit 0' TERM; while true; do sleep 0.1; done"
+    await agent.client.create(agent.pod(
+        "graceful", [{"name": "c", "image": images["tools:v1"], "args": [script],
+                      "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /out/events"]}}},
+                      "volumeMounts": [{"name": "out", "mountPath": "/out"}]}],
+        volumes=[{"name": "out", "hostPath": {"path": str(host_dir), "type": "Directory"}}], terminationGracePeriodSeconds=30))
+    pod = await wait_pod(agent.client, "default", "graceful", running)
+    await asyncio.sleep(0.3)
+    ns = agent.agent.network.netns_name(pod)
+    await agent.client.delete("pods", "graceful", namespace="default")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            await agent.client.get("pods", "graceful", namespace="default")
+        except Exception:  # noqa: BLE001 - NotFound: the agent deleted the object after stopping
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the agent did not finish the deletion")
+    assert (host_dir / "events").read_text() == "prestop\nterm\n"
+    assert not os.path.exists(f"/run/netns/{ns}")
+    assert not list((agent.data_dir / "pods").iterdir())
+
+
+async def test_usage_in_node_annotation_and_stats(agent, images):
+    import json as _json
+    await agent.client.create(agent.pod("busy", [{"name": "c", "image": images["tools:v1"], "args": ["while true; do :; done"],
+                                                  "resources": {"limits": {"cpu": "200m"}}}]))
+    await wait_pod(agent.client, "default", "busy", running)
+    from node_runtime.stats import summary
+    summary(agent.agent)
+    await asyncio.sleep(1.0)
+    s = summary(agent.agent)
+    pod = next(p for p in s["pods"] if p["podRef"]["name"] == "busy")
+    cores = pod["cpu"]["usageNanoCores"] / 1e9
+    assert 0.05 < cores < 0.35, cores  # the 200m limit holds (cgroup cpu quota)
+    assert pod["memory"]["workingSetBytes"] > 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        node = await agent.client.get("nodes", agent.node_name)
+        usage = (node["metadata"].get("annotations") or {}).get("clusterctl.io/usage")
+        if usage and _json.loads(usage)["pods"] >= 1:
+            break
+        await asyncio.sleep(0.2)
+    assert usage and int(_json.loads(usage)["memory"]) > 0
