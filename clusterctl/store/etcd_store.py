@@ -240,6 +240,13 @@ class EtcdStore:
         at = revision if revision is not None else int(reply["header"]["revision"])
         return ListResult(items, at, bool(reply.get("more")))
 
+    async def count(self, prefix: str) -> int:
+        """How many keys are under ``prefix`` (counted by etcd, values not sent)."""
+        raw_prefix = self._key(prefix)
+        reply = await self._call("/kv/range", {"key": _b64(raw_prefix), "range_end": _b64(prefix_end(raw_prefix)),
+                                               "count_only": True})
+        return int(reply.get("count", 0))
+
     # ----------------------------------------------------------------- writes
 
     def _exists_compare(self, raw: bytes, expected_revision: int | None) -> dict:

@@ -133,3 +133,24 @@ def test_restore_refuses_a_damaged_backup(tmp_path):
     result = clusterctl("restore", str(bad), "--data-dir", str(tmp_path / "target"))
     assert result.returncode == 1 and "snapshot" in result.stderr and str(bad) in result.stderr
     assert not (tmp_path / "target").exists()
+
+
+def test_status_and_compact_of_an_etcd_backend(etcd_server):
+    from clusterctl.store.etcd_store import EtcdStore
+
+    async def fill():
+        store = EtcdStore([etcd_server.endpoint], prefix="/cli")
+        await store.start()
+        for i in range(3):
+            await store.create(PODS + f"default/p{i}", {"i": i})
+        revision = store.revision
+        await store.close()
+        return revision
+    revision = asyncio.run(fill())
+    result = clusterctl("status", "--etcd", etcd_server.endpoint, "--prefix", "/cli", "--json")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["keys"] == 3 and status["revision"] >= revision and status["backend"] == "etcd"
+    result = clusterctl("compact", "--etcd", etcd_server.endpoint, "--prefix", "/cli", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["compacted_to"] >= revision
