@@ -13,6 +13,7 @@ diff mode returns the before/after text.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shlex
 from pathlib import Path
@@ -60,6 +61,19 @@ def _final_mode(cur: RemoteStat | None, mode) -> str | None:
     if mode is None:
         return format_mode(current if current is not None else 0o644)
     return format_mode(resolve_mode(mode, current, False))
+
+
+def content_bytes(content) -> bytes:
+    """``content`` as Ansible writes it: text as is, a mapping or list as JSON, anything else as text."""
+    if isinstance(content, bytes):
+        return content
+    if isinstance(content, str):
+        return content.encode()
+    if isinstance(content, (dict, list)):
+        return json.dumps(content).encode()
+    if isinstance(content, bool):
+        return str(content).encode()
+    return str(content).encode()
 
 
 def _file_result(dest: str, cur: RemoteStat | None, checksum: str, size: int, args: dict, changed: bool, **extra) -> dict:
@@ -162,8 +176,7 @@ async def run_copy(ctx: ModuleContext, args: dict) -> dict:
     if _bool(args.get("remote_src")):
         return await _copy_remote(ctx, str(args["src"]), dest, args)
     if args.get("content") is not None:
-        content = args["content"]
-        data = content.encode() if isinstance(content, str) else content if isinstance(content, bytes) else str(content).encode()
+        data = content_bytes(args["content"])
         dest, cur, parent = await _resolve_dest(ctx, dest, None)
         return await ensure_content(ctx, dest, data, args, cur, parent)
     src_text = str(args["src"])

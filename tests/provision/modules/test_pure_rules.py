@@ -130,3 +130,9 @@ def test_registry_names_and_argument_checks():
         with pytest.raises(ModuleArgError):
             get_module(name).check_args(args)
     get_module("file").check_args({"path": "/x", "state": "{{ wanted }}", "mode": "{{ m }}"})  # templated values pass
+
+
+def test_copy_content_is_written_like_ansible():
+    from clusterctl.provision.modules.copy import content_bytes
+
+    assert content_bytes("a\n") == b"a\n" and content_bytes({"a": [1, 2]}) == b'{"a": [1, 2]}' and content_bytes(3) == b"3"
