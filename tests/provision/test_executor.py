@@ -614,3 +614,29 @@ def test_vars_files_import_playbook_and_variable_precedence(capsys, lab3, tmp_pa
     result = provision(capsys, lab3.inventory_path, play, "-e", "size=large")
     assert result.rc == 0, result.out
     assert '"blue-large-round"' in result.out  # vars_files > play vars; extra vars win
+
+
+def test_a_daemon_started_by_a_task_leaves_the_session_clean(capsys, lab3, tmp_path):
+    play = write_play(tmp_path, """
+        - hosts: h3
+          gather_facts: false
+          tasks:
+            - file: path=/etc/clusterctl/services state=directory
+            - copy:
+                dest: /etc/clusterctl/services/t-sleeper.env
+                content: "CC_COMMAND='sleep 1000'\\n"
+            - service: name=t-sleeper state=started
+              register: first
+            - service: name=t-sleeper state=started
+              register: second
+            - command: echo after
+              register: after
+            - service: name=t-sleeper state=stopped
+            - assert:
+                that:
+                  - first is changed
+                  - second is not changed
+                  - after.stdout == 'after'
+    """)
+    result = provision(capsys, lab3.inventory_path, play)
+    assert result.rc == 0, result.out
