@@ -33,8 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print one JSON object")
 
     common(sub.add_parser("status", help="revision, key count, log size, snapshot age"), etcd=True)
-    common(sub.add_parser("compact", help="fold the write-ahead log into the snapshot (etcd: compact the whole keyspace's history)"),
-           etcd=True)
+    common(sub.add_parser("compact", help="fold the write-ahead log into the snapshot "
+                                          "(etcd: compact the whole keyspace's history)"), etcd=True)
     backup = sub.add_parser("backup", help="write a consistent copy (snapshot + log folded) to FILE")
     backup.add_argument("file")
     common(backup)

@@ -123,7 +123,8 @@ def test_backup_of_a_running_store_is_consistent(tmp_path):
         finally:
             await store.close()
     items = asyncio.run(go())
-    assert clusterctl("restore", str(tmp_path / "live-backup.json"), "--data-dir", str(tmp_path / "copy")).returncode == 0
+    restored = clusterctl("restore", str(tmp_path / "live-backup.json"), "--data-dir", str(tmp_path / "copy"))
+    assert restored.returncode == 0, restored.stderr
     assert read(tmp_path / "copy")["items"] == items
 
 

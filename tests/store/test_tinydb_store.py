@@ -48,7 +48,8 @@ async def test_restart_recovers_items_revision_and_watch_history(tmp_path):
         assert store.revision == revision
         watch = store.watch(PODS, after_revision=before)  # history after the snapshot comes from the log
         events = [await asyncio.wait_for(watch.__anext__(), 2) for _ in range(3)]
-        assert [(e.type, e.revision) for e in events] == [("PUT", before + 1), ("PUT", before + 2), ("DELETE", before + 3)]
+        assert [(e.type, e.revision) for e in events] == [
+            ("PUT", before + 1), ("PUT", before + 2), ("DELETE", before + 3)]
         assert events[2].value == {"n": 1}
         await watch.aclose()
         assert (await store.create(PODS + "default/c", {})).mod_revision == revision + 1
