@@ -71,8 +71,6 @@ def content_bytes(content) -> bytes:
         return content.encode()
     if isinstance(content, (dict, list)):
         return json.dumps(content).encode()
-    if isinstance(content, bool):
-        return str(content).encode()
     return str(content).encode()
 
 

@@ -89,7 +89,7 @@ CASES = [
      "[ \"$(cat {d}/cfg)\" = a ] && echo ok"),
     ("unarchive-tgz", "unarchive", {"src": "bundle.tgz", "dest": "{d}"}, "",
      "[ \"$(cat {d}/bundle/one.txt)\" = one ] && [ -L {d}/bundle/link ] && echo ok"),
-    ("unarchive-zip-remote", "unarchive", {"src": "{d}/b.zip", "dest": "{d}/out", "remote_src": True}, "mkdir {d}/out; cp /tmp/.cc-test-zip {d}/b.zip",
+    ("unarchive-zip-remote", "unarchive", {"src": "{d}/b.zip", "dest": "{d}/out", "remote_src": True}, "mkdir {d}/out",
      "[ \"$(cat {d}/out/z/inside.txt)\" = zipped ] && echo ok"),
 ]
 
@@ -124,7 +124,7 @@ async def test_file_module_is_idempotent_and_check_safe(case, run_twice, scratch
     _, module, args, setup, check = case
     args = {k: (v.replace("{d}", scratch) if isinstance(v, str) else v) for k, v in args.items()}
     if "zip" in case[0]:
-        await conn.put(local_files, "/tmp/.cc-test-zip")
+        await conn.put(local_files, f"{scratch}/b.zip")
     if setup:
         await on_host(setup.format(d=scratch))
     checked, first, second = await run_twice(module, args, watch=scratch)
