@@ -664,6 +664,9 @@ class PlaybookExecutor:
         if task.action == "include_tasks":
             await self._run_include(task, hosts, prun, rescuable=rescuable)
             return
+        if prun.play.strategy != "free":
+            # ansible_play_hosts: the batch's hosts that have not failed (yet)
+            self.vm.set_play_hosts([h.name for h in prun.batch if h.active])
         run_once = to_bool(task.inh.run_once)
         targets = hosts[:1] if run_once else hosts
         self.out.task_start(task.display_name, len(targets), task_id=id(task) if prun.play.strategy == "free" else None,
