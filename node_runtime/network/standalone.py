@@ -1,8 +1,13 @@
-"""Drive ``BridgeNetwork`` from a shell, inside a lab host: ``python netctl.py ACTION JSON``.
+"""The node's network parts without an API server: ``python standalone.py ACTION JSON``.
 
-Actions: ``start`` {node, ip, cidr, state, nodes}, ``setup``/``teardown`` {... , uid},
-``close`` {...}. Prints the JSON result (the pod address for setup). Used by the network
-tests to run the real pod network code in a lab host's own namespace.
+Actions: ``start`` {node, ip, cidr, state, nodes} (bridge, guards, host-gw routes from the
+given Node objects), ``setup``/``teardown`` {..., uid} (a pod's namespace and address),
+``http-backend`` {port} (a keep-alive HTTP server, the bench's backend),
+``serve`` {..., objects, dns?} (ServiceProxy + cluster DNS fed from a JSON file of
+{services, pods}, re-read when it changes; prints ``ready <stamp> <pid>``), ``close``.
+It runs with the host's plain ``python3`` (stdlib only), so the network tests and
+``clusterctl bench proxy`` can run the real code inside lab hosts, and an operator can poke
+at a node's network by hand.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # run as a script by a path
 
 from node_runtime.network.bridge import BridgeNetwork  # noqa: E402
 
@@ -46,10 +51,34 @@ async def serve_proxy(args: dict) -> None:
         await proxy.close()
 
 
+class _KeepAliveHttp(asyncio.Protocol):
+    """A fixed 200 answer per request, connections kept open (pipelining-safe)."""
+    RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nContent-Type: text/plain\r\n\r\nhello\n"
+
+    def connection_made(self, transport):
+        self.transport, self.buf = transport, b""
+
+    def data_received(self, data):
+        self.buf += data
+        n = self.buf.count(b"\r\n\r\n")
+        if n:
+            self.buf = self.buf[self.buf.rfind(b"\r\n\r\n") + 4:]
+            self.transport.write(self.RESPONSE * n)
+
+
+async def http_backend(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_KeepAliveHttp, "0.0.0.0", port, backlog=1024)
+    print("ready", port, os.getpid(), flush=True)
+    await server.serve_forever()
+
+
 async def main(action: str, args: dict) -> dict:
+    result: dict = {}
+    if action == "http-backend":
+        await http_backend(int(args["port"]))
+        return result
     net = BridgeNetwork(args["node"], args["ip"], Path(args["state"]), pod_cidr=args["cidr"])
     await net.start()
-    result: dict = {}
     if action == "start":
         result["routes"] = await net.sync_routes(args.get("nodes") or [])
     elif action == "setup":

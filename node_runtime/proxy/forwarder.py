@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 
@@ -128,29 +130,98 @@ def _reset(transport: asyncio.Transport) -> None:
 
 
 class Forwarder:
-    """The listeners and the balancer of one frontend."""
+    """The listeners and the balancer of one frontend.
+
+    ``mode="splice"`` (default): the event loop only accepts and connects (with timeout and
+    retry); the bytes then move in two threads per connection with ``os.splice`` through a
+    pipe, never entering Python and with the GIL released while the kernel copies, so both CPUs
+    work. ``mode="asyncio"``: everything on the event loop with the protocols above (no threads;
+    measured ~2x slower through the loop's per-chunk callbacks).
+    """
 
     def __init__(self, name: str, backends: list[Backend], *, affinity_timeout: float | None = None,
-                 connect_timeout: float = 1.0, attempts: int = 3):
+                 connect_timeout: float = 1.0, attempts: int = 3, mode: str = "splice"):
         self.name = name
         self.balancer = Balancer(backends, affinity_timeout=affinity_timeout)
         self.connect_timeout = connect_timeout
         self.attempts = attempts
+        self.mode = mode
         self.servers: list[asyncio.base_events.Server] = []
+        self.listeners: list[socket.socket] = []
+        self.bound: list[tuple[str, int]] = []
         self.active: set[asyncio.Task] = set()
         self.stats = {"connections": 0, "failed": 0, "retries": 0}
 
     async def listen(self, addresses: list[tuple[str, int]]) -> None:
         loop = asyncio.get_running_loop()
-        for host, port in addresses:
-            server = await loop.create_server(self._accepted, host, port, reuse_address=True, backlog=1024)
-            self.servers.append(server)
+        try:
+            for host, port in addresses:
+                if self.mode == "asyncio":
+                    server = await loop.create_server(self._accepted, host, port, reuse_address=True, backlog=1024)
+                    self.servers.append(server)
+                    self.bound.append(server.sockets[0].getsockname()[:2])
+                    continue
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+                sock.listen(1024)
+                sock.setblocking(False)
+                self.listeners.append(sock)
+                self.bound.append(sock.getsockname()[:2])
+                self._spawn(self._accept_loop(sock))
+        except OSError:
+            self.close()
+            raise
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.active.add(task)
+        task.add_done_callback(self.active.discard)
+        return task
+
+    # ------------------------------------------------------------------ splice mode
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                client, addr = await loop.sock_accept(sock)
+            except OSError:
+                if sock.fileno() < 0:
+                    return          # closed by close()
+                await asyncio.sleep(0.05)   # EMFILE and friends: back off, keep serving
+                continue
+            self._spawn(self._connect_splice(client, addr[0]))
+
+    async def _connect_splice(self, client: socket.socket, client_ip: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.stats["connections"] += 1
+        for i, backend in enumerate(self.balancer.candidates(client_ip)[: self.attempts]):
+            if i:
+                self.stats["retries"] += 1
+            upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            upstream.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(upstream, (backend.ip, backend.port)), self.connect_timeout)
+            except asyncio.CancelledError:
+                upstream.close()
+                _reset_socket(client)
+                raise
+            except (OSError, TimeoutError) as exc:
+                upstream.close()
+                log.debug("%s: backend %s:%d failed: %s", self.name, backend.ip, backend.port, exc)
+                continue
+            self.balancer.chosen(client_ip, backend)
+            _SplicePair(client, upstream).start()
+            return
+        self.stats["failed"] += 1
+        _reset_socket(client)
+
+    # ------------------------------------------------------------------ asyncio mode
 
     def _accepted(self) -> _Half:
         client = _Half()
-        task = asyncio.get_running_loop().create_task(self._connect(client))
-        self.active.add(task)
-        task.add_done_callback(self.active.discard)
+        self._spawn(self._connect(client))
         return client
 
     async def _connect(self, client: _Half) -> None:
@@ -189,4 +260,68 @@ class Forwarder:
         """Stop accepting; connections already forwarded run on until either side closes."""
         for s in self.servers:
             s.close()       # not wait_closed(): it would wait for every open connection
-        self.servers = []
+        for sock in self.listeners:
+            sock.close()
+        for t in list(self.active):
+            if t.get_coro().__name__ == "_accept_loop":
+                t.cancel()
+        self.servers, self.listeners = [], []
+
+
+def _reset_socket(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+_CHUNK = 1 << 20
+
+
+class _SplicePair:
+    """Two threads moving bytes client->upstream and upstream->client with splice(2)."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket):
+        self.client, self.upstream = client, upstream
+        self.lock = threading.Lock()
+        self.done = 0
+
+    def start(self) -> None:
+        for s in (self.client, self.upstream):
+            s.setblocking(True)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self._pump, args=(self.client, self.upstream), daemon=True, name="splice c>u").start()
+        threading.Thread(target=self._pump, args=(self.upstream, self.client), daemon=True, name="splice u>c").start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        r, w = os.pipe()
+        failed = False
+        try:
+            s_fd, d_fd = src.fileno(), dst.fileno()
+            while True:
+                n = os.splice(s_fd, w, _CHUNK, flags=_SPLICE_F_MOVE)
+                if n == 0:
+                    break
+                while n:
+                    n -= os.splice(r, d_fd, n, flags=_SPLICE_F_MOVE)
+        except OSError:
+            failed = True
+        finally:
+            os.close(r)
+            os.close(w)
+            try:
+                dst.shutdown(socket.SHUT_WR if not failed else socket.SHUT_RDWR)
+                if failed:
+                    src.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            with self.lock:
+                self.done += 1
+                last = self.done == 2
+            if last:
+                self.client.close()
+                self.upstream.close()
+
+
+_SPLICE_F_MOVE = getattr(os, "SPLICE_F_MOVE", 1)

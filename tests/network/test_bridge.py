@@ -1,6 +1,6 @@
 """The real pod network in lab hosts: bridge + veth + pod CIDR addresses + host-gw routes.
 
-Each lab host plays a node; ``netctl.py`` runs ``BridgeNetwork`` inside it (its own network
+Each lab host plays a node; ``node_runtime/network/standalone.py`` runs ``BridgeNetwork`` inside it (its own network
 namespace), and busybox ``httpd``/``wget`` run inside the pod namespaces it creates.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-NETCTL = str(Path(__file__).with_name("netctl.py"))
+NETCTL = str(Path(__file__).resolve().parents[2] / "node_runtime" / "network" / "standalone.py")
 HOST_PYTHON = "/usr/bin/python3"   # the venv lives under /root, which a lab host does not see
 CIDRS = {"h1": "10.244.1.0/24", "h2": "10.244.2.0/24"}
 

@@ -33,10 +33,20 @@ def dead_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(params=["splice", "asyncio"], autouse=True)
+def mode(request):
+    global MODE
+    MODE = request.param
+    return request.param
+
+
+MODE = "splice"
+
+
 async def frontend(backends, **kw) -> tuple[Forwarder, int]:
-    fwd = Forwarder("test", backends, **kw)
+    fwd = Forwarder("test", backends, mode=MODE, **kw)
     await fwd.listen([("127.0.0.1", 0)])
-    return fwd, fwd.servers[0].sockets[0].getsockname()[1]
+    return fwd, fwd.bound[0][1]
 
 
 async def ask(port: int, text: str = "hi") -> str:
