@@ -34,7 +34,7 @@ from clusterctl.api.auth import Authenticator, Request as AuthRequest, TokenFile
 from clusterctl.api.config import ControlPlaneConfig
 from clusterctl.api.context import ApiContext, Component
 from clusterctl.api.errors import ApiError
-from clusterctl.api.kinds import SUBRESOURCE_KINDS, SUBRESOURCE_VERBS, KindInfo, Registry, default_registry
+from clusterctl.api.kinds import SUBRESOURCE_KINDS, SUBRESOURCE_VERBS, KindInfo, Registry, server_registry
 from clusterctl.api.rest import Target
 from clusterctl.store.base import Store, StoreError
 
@@ -391,7 +391,7 @@ class ApiServer:
                  clock: Callable[[], float] | None = None):
         self.config = config
         self._store = store
-        self.registry = registry or default_registry()
+        self.registry = registry or server_registry()
         self.extra_components = list(extra_components or [])
         self.clock = clock
         self.ctx: ApiContext | None = None
