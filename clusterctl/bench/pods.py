@@ -42,10 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pods", type=int, default=100)
     p.add_argument("--nodes", type=int, default=2)
     p.add_argument("--creators", type=int, default=32, help="concurrent pod creators")
+    p.add_argument("--placement", choices=["scheduler", "direct"], default="scheduler",
+                   help="scheduler: the control plane's scheduler binds the pods (default); direct: pods are created with "
+                        "spec.nodeName set round-robin (measures the agents alone)")
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--dir", help="keep the data directory here (default: a temporary one)")
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     return p
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 1)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -117,7 +124,8 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from node_runtime.images.registry_process import start_registry
 
     registry = start_registry(work / "registry")
-    cp = start_control_plane(work / "cp", extra={"log_level": "WARNING", "components": ["clusterctl.scheduler.scheduler:scheduler_component"]},
+    components = ["clusterctl.scheduler.scheduler:scheduler_component"] if args.placement == "scheduler" else []
+    cp = start_control_plane(work / "cp", extra={"log_level": "WARNING", "components": components},
                              store={"backend": "tinydb"})
     agents: list[AgentProcess] = []
     tag = os.urandom(3).hex()
@@ -140,7 +148,7 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             idle = [agent_tree_memory(a.pid) for a in agents]
             procs = [psutil.Process(a.pid) for a in agents] + [psutil.Process(cp.process.pid)]  # type: ignore[union-attr]
             cpu0 = [sum(p.cpu_times()[:2]) for p in procs]
-            result = await measure(client, args, image)
+            result = await measure(client, args, image, nodes)
             cpu1 = [sum(p.cpu_times()[:2]) for p in procs]
             mem = [agent_tree_memory(a.pid) for a in agents]
             await cleanup(client, args)
@@ -172,8 +180,10 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "create_all_s": round(result["created_s"], 2),
         "agent_cpu_s": round(sum(cpu1[:-1]) - sum(cpu0[:-1]), 2),
         "control_plane_cpu_s": round(cpu1[-1] - cpu0[-1], 2),
-        "scheduler": "control-plane component",
+        "placement": "scheduler (control-plane component)" if args.placement == "scheduler" else "direct (spec.nodeName round-robin)",
         "creators": args.creators,
+        "load_avg_1m": load_average(),
+        "cpus": os.cpu_count(),
     }
 
 
@@ -189,7 +199,7 @@ async def wait_nodes_ready(client: ApiClient, nodes: list[str], timeout: float) 
     raise TimeoutError(f"nodes {nodes} not Ready within {timeout}s")
 
 
-async def measure(client: ApiClient, args: argparse.Namespace, image: str) -> dict[str, Any]:
+async def measure(client: ApiClient, args: argparse.Namespace, image: str, nodes: list[str]) -> dict[str, Any]:
     sent: dict[str, float] = {}
     running: dict[str, float] = {}
     bound: dict[str, float] = {}
@@ -216,6 +226,8 @@ async def measure(client: ApiClient, args: argparse.Namespace, image: str) -> di
                 "spec": {"terminationGracePeriodSeconds": 1,
                          "containers": [{"name": "web", "image": image, "imagePullPolicy": "IfNotPresent",
                                          "resources": {"requests": {"cpu": "1m", "memory": "4Mi"}}}]}}
+        if args.placement == "direct":
+            body["spec"]["nodeName"] = nodes[i % len(nodes)]
         async with sem:
             sent[name] = time.monotonic()
             await client.create(body)

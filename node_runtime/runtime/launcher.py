@@ -210,6 +210,16 @@ def main():
     if path is None:
         sys.stderr.write(f'exec: "{argv[0]}": executable file not found in $PATH\n')
         os._exit(127)
+    started = spec.get("started_fd")
+    if started is not None:
+        # tell the runtime the container is set up and the workload is being exec'd; the fd
+        # must not leak into the workload
+        try:
+            os.set_inheritable(started, False)
+            os.write(started, b"1")
+            os.close(started)
+        except OSError:
+            pass
     try:
         os.execve(path, argv, env)
     except OSError as exc:

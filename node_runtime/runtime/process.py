@@ -100,6 +100,7 @@ def check_capabilities() -> str | None:
 
 class ProcessRuntime:
     name = "process"
+    start_timeout = 60.0   # how long start() waits for the launcher to report the workload started
 
     def __init__(self, *, node_name: str, state_dir: str | Path, cgroups: CgroupManager | None = None):
         self.node_name = node_name
@@ -114,12 +115,21 @@ class ProcessRuntime:
         # cgroup mkdirs (an RCU sync each in the kernel), file writes and the fork+exec take tens of
         # milliseconds under load: done in a worker thread so a burst of starts never stalls the
         # agent's event loop (status writes, probes, other pods).
-        proc, state = await asyncio.to_thread(self._spawn, cfg)
+        proc, state, started_r = await asyncio.to_thread(self._spawn, cfg)
         self._procs[cfg.id] = proc
         self._states[cfg.id] = state
+        # The container counts as started when the launcher has set everything up and is about
+        # to exec the workload (it writes one byte to this pipe), as runc's ``start`` does; EOF
+        # without the byte means setup failed and wait() will say how.
+        try:
+            if await _read_byte(started_r, self.start_timeout):
+                state.started_at = time.time()
+                (self.state_dir / cfg.id / "state.json").write_text(json.dumps(asdict(state)))
+        finally:
+            os.close(started_r)
         return state
 
-    def _spawn(self, cfg: ContainerConfig) -> tuple[subprocess.Popen, ContainerState]:
+    def _spawn(self, cfg: ContainerConfig) -> tuple[subprocess.Popen, ContainerState, int]:
         cdir = self.state_dir / cfg.id
         if cdir.exists():
             shutil.rmtree(cdir, True)
@@ -146,6 +156,8 @@ class ProcessRuntime:
         # The full spec (env may hold Secret values) goes to the launcher through an anonymous
         # memfd, never a file; spec.json on disk keeps the env's names only, for debugging.
         (cdir / "spec.json").write_text(json.dumps(dict(spec, env=sorted(cfg.env))))
+        started_r, started_w = os.pipe()
+        spec["started_fd"] = started_w
         spec_fd = os.memfd_create(f"spec-{cfg.id}"[:200], 0)
         os.write(spec_fd, json.dumps(spec).encode())
         os.lseek(spec_fd, 0, os.SEEK_SET)
@@ -156,20 +168,22 @@ class ProcessRuntime:
             proc = subprocess.Popen(
                 [UNSHARE, "--pid", "--fork", "--kill-child", "--mount", "--uts", "--ipc",
                  "--propagation", "private", sys.executable, "-S", "-I", str(LAUNCHER), f"fd:{spec_fd}"],
-                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True, pass_fds=(spec_fd,),
+                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True, pass_fds=(spec_fd, started_w),
                 start_new_session=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             )
         except OSError as exc:
             if cgroup:
                 cgroup.destroy()
+            os.close(started_r)
             raise NodeRuntimeError(f"cannot start container {cfg.id}: {exc}") from exc
         finally:
             os.close(log_fd)
             os.close(spec_fd)
+            os.close(started_w)
         state = ContainerState(cfg.id, proc.pid, _start_ticks(proc.pid) or 0, time.time(), log_path,
                                cfg.labels, cfg.id if cgroup else None)
         (cdir / "state.json").write_text(json.dumps(asdict(state)))
-        return proc, state
+        return proc, state, started_r
 
     async def wait(self, cid: str) -> ExitStatus:
         """Wait for the container to exit (works for adopted containers too)."""
@@ -294,6 +308,31 @@ class ProcessRuntime:
         if pid is None:
             raise NodeRuntimeError(f"container {cid} is not running")
         return [NSENTER, "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", *argv]
+
+
+async def _read_byte(fd: int, timeout: float) -> bool:
+    """True when one byte arrives on ``fd``; False on EOF or timeout."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not done.done():
+            done.set_result(bool(data))
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, readable)
+    try:
+        return await asyncio.wait_for(done, timeout)
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
 
 
 async def _wait_child(proc: subprocess.Popen) -> int:
