@@ -58,10 +58,6 @@ def content_diff(path: str, before: str | None, after: str | None) -> dict:
     }
 
 
-def state_diff(path: str, before: dict, after: dict) -> dict:
-    return {"before": before, "after": after, "before_header": path, "after_header": path}
-
-
 def as_text(data: bytes | str | None) -> str | None:
     """Text for a diff; binary content is not diffed (``None`` means 'not shown')."""
     if data is None:
@@ -71,12 +67,3 @@ def as_text(data: bytes | str | None) -> str | None:
     if b"\0" in data[:8192]:
         return "<binary content>"
     return data.decode("utf-8", errors="replace")
-
-
-def hide_secrets(result: dict) -> dict:
-    """What a ``no_log`` task may show: the outcome, never the values."""
-    kept = {k: result[k] for k in ("changed", "failed", "skipped", "rc", "unreachable") if k in result}
-    kept["censored"] = NO_LOG_MSG
-    if result.get("failed"):
-        kept["msg"] = NO_LOG_MSG
-    return kept
