@@ -72,6 +72,7 @@ _register(_spec("command", command.run_command, validate=command.validate_comman
 _register(_spec("shell", command.run_shell, validate=command.validate_command, free_form=True))
 _register(_spec("raw", command.run_raw, validate=command.validate_command, free_form=True))
 _register(_spec("script", command.run_script, validate=command.validate_script, free_form=True))
+_register(_spec("ping", command.run_ping))
 _register(_spec("copy", copy.run_copy, validate=copy.validate_copy))
 _register(_spec("template", copy.run_template, validate=copy.validate_template))
 _register(_spec("file", file.run_file, validate=file.validate_file))

@@ -194,3 +194,14 @@ async def run_script(ctx: ModuleContext, args: dict) -> dict:
     finally:
         await ctx.run(f"rm -rf -- {q(folder)}")
     return result
+
+
+async def run_ping(ctx: ModuleContext, args: dict) -> dict:
+    """``ping``: the host runs a shell for us (Ansible's ping proves the module path works)."""
+    data = str(args.get("data", "pong"))
+    if data == "crash":
+        return failed("boom")
+    res = await ctx.run("true")
+    if res.rc != 0:
+        return failed(f"the host could not run a command: {res.stderr.strip()}")
+    return ok(False, ping=data)

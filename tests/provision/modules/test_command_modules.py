@@ -61,6 +61,11 @@ async def test_shell_stdin_env_and_executable(make_ctx, scratch):
     assert res["failed"] and res["stderr_lines"] == ["err"] and res["stdout"] == "out"
 
 
+async def test_ping(make_ctx):
+    assert await run_module(make_ctx(), "ansible.builtin.ping", {}) == {"changed": False, "failed": False, "ping": "pong"}
+    assert (await run_module(make_ctx(), "ping", {"data": "crash"}))["failed"]
+
+
 async def test_raw_and_script(make_ctx, scratch, local, on_host):
     res = await run_module(make_ctx(), "raw", {"_raw_params": "echo raw-$((1+1))"})
     assert res["changed"] and res["stdout"].strip() == "raw-2"
