@@ -149,7 +149,7 @@ class EtcdStore:
         return revision
 
     async def _call(self, path: str, body: dict) -> dict:
-        """POST one gateway call, failing over between endpoints on connection errors."""
+        """POST one gateway call; an endpoint that cannot be connected to is skipped for the next."""
         if self._session is None:
             raise StoreError("etcd store is not started")
         last_error: Exception | None = None
@@ -160,10 +160,16 @@ class EtcdStore:
                                               timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
                     data = await response.read()
                     status = response.status
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            except aiohttp.ClientConnectorError as exc:
+                # nothing was sent: safe to try the next endpoint
                 last_error = exc
                 self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)
                 continue
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                # sent, answer lost: a write may or may not have happened, so no blind retry
+                self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)
+                raise StoreError(f"etcd at {url} did not answer ({exc!r}); the outcome of this request is "
+                                 f"unknown (re-read before retrying a write)") from exc
             try:
                 with _collector_paused(len(data) > 1_000_000):
                     reply = orjson.loads(data) if data else {}
