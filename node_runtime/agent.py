@@ -335,12 +335,35 @@ class Agent:
     async def _housekeeping(self) -> None:
         await self.pods.wait_for_sync()
         await self._remove_orphans()
+        next_gc = time.monotonic() + self.config.timings.image_gc_interval
         while True:
             await asyncio.sleep(max(1.0, self.config.timings.status_update))
             try:
                 await asyncio.to_thread(self.logs.rotate)
             except OSError as exc:
                 log.warning("log rotation: %s", exc)
+            if time.monotonic() >= next_gc:
+                next_gc = time.monotonic() + self.config.timings.image_gc_interval
+                self.image_gc()
+
+    def image_gc(self, *, force: bool = False) -> list[str]:
+        """Like kubelet: when the disk is fuller than ``image_gc_high_percent``, remove images no pod
+        on this node uses (never while a pull is in flight). Returns the removed image names."""
+        if self.images._inflight:
+            return []
+        if not force:
+            try:
+                du = shutil.disk_usage(self.config.data_dir)
+            except OSError:
+                return []
+            if du.used * 100 < du.total * self.config.timings.image_gc_high_percent:
+                return []
+        in_use = {c.get("image") for w in self.workers.values()
+                  for c in (w.pod.get("spec") or {}).get("containers", []) + ((w.pod.get("spec") or {}).get("initContainers") or [])}
+        removed = self.images.gc({i for i in in_use if i})
+        if removed:
+            log.info("image garbage collection removed %s", ", ".join(removed))
+        return removed
 
     async def _remove_orphans(self) -> None:
         """Adopted containers whose pod no longer exists on this node: stop and forget them."""

@@ -42,6 +42,8 @@ class Timings:
     grace_scale: float = 1.0              # multiplies terminationGracePeriodSeconds (tests: small)
     configmap_sync: float = 10.0          # how often mounted configMap/secret volumes are refreshed
     default_grace: float = 30.0
+    image_gc_interval: float = 60.0       # how often disk usage is checked for image garbage collection
+    image_gc_high_percent: float = 85.0   # GC unused images when the data dir's disk is fuller than this
     status_coalesce: float = 1.0          # how long a new pod's first status write may wait for its containers to start
 
 

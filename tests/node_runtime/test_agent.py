@@ -327,3 +327,17 @@ async def test_usage_in_node_annotation_and_stats(agent, images):
             break
         await asyncio.sleep(0.2)
     assert usage and int(_json.loads(usage)["memory"]) > 0
+
+
+async def test_image_gc_keeps_images_in_use(agent, images):
+    await agent.client.create(agent.pod("keep", [{"name": "c", "image": images["web:v1"]}]))
+    await agent.client.create(agent.pod("drop", [{"name": "c", "image": images["web:v2"]}]))
+    await wait_pod(agent.client, "default", "keep", running)
+    await wait_pod(agent.client, "default", "drop", running)
+    await agent.client.delete("pods", "drop", namespace="default")
+    deadline = time.monotonic() + 20
+    while "default/drop" in agent.agent.workers and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    removed = agent.agent.image_gc(force=True)
+    assert removed == [images["web:v2"]]
+    assert agent.agent.images.get(images["web:v1"]) is not None
