@@ -17,7 +17,6 @@ and return an ``aiohttp.web.Response``; failures are ``ApiError``.
 from __future__ import annotations
 
 import base64
-import copy
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -773,6 +772,3 @@ async def handle_deletecollection(ctx: ApiContext, t: Target, request: web.Reque
     return json_response({"kind": t.info.list_kind, "apiVersion": t.info.api_version,
                           "metadata": {"resourceVersion": str(ctx.store.revision)}, "items": deleted})
 
-
-def copy_obj(obj: dict) -> dict:
-    return copy.deepcopy(obj)
