@@ -1155,6 +1155,8 @@ class PlaybookExecutor:
         """``include_tasks``: per host (and per loop item) decide the file, then run it for that group."""
         groups: dict[tuple, list] = {}
         order: list[tuple] = []
+        self.out.task_start(task.display_name, len(hosts), task_id=id(task) if prun.play.strategy == "free" else None,
+                            where=task.where)
         for hs in hosts:
             variables = self._task_vars(task, hs.name, prun)
             templar = self._templar(variables)
@@ -1184,19 +1186,31 @@ class PlaybookExecutor:
             except ClusterctlError as exc:
                 outcome = self._conclude(task, hs, prun, {"failed": True, "changed": False, "msg": f"{task.where}: {exc}"}, rescuable)
                 self._record(outcome, task, 0.0, False)
+        included = {hs.name for key in order for hs, _ in groups[key]}
+        for hs in hosts:
+            if hs.active and hs.name not in included:
+                self._record(TaskOutcome(hs, "skipped", _skip_result(task)), task, 0.0, False)
+        resolved: list[tuple[tuple, Path, list]] = []
         for key in order:
-            target = key[0]
             members = groups[key]
-            params = members[0][1]
             try:
-                items = self._include_blocks(task, target, params)
+                path, items = self._include_blocks(task, key[0], members[0][1])
             except ClusterctlError as exc:
                 for hs, _ in members:
                     outcome = self._conclude(task, hs, prun, {"failed": True, "changed": False, "msg": str(exc)}, rescuable)
                     self._record(outcome, task, 0.0, False)
                 continue
-            self.out.message(f"included: {target} for {', '.join(hs.name for hs, _ in members)}")
-            await self._run_items(items, [hs for hs, _ in members], prun, rescuable=rescuable)
+            self.out.included(str(path), [hs.name for hs, _ in members])
+            resolved.append((key, path, items))
+        counted: set[str] = set()
+        for key, _path, _items in resolved:
+            for hs, _ in groups[key]:
+                if hs.name not in counted:  # Ansible counts an include once per host as ok
+                    counted.add(hs.name)
+                    self.out.host_stats(hs.name).ok += 1
+        self.out.task_end(task.display_name)
+        for key, _path, items in resolved:
+            await self._run_items(items, [hs for hs, _ in groups[key]], prun, rescuable=rescuable)
 
     def _include_blocks(self, task: Task, target: str, params: dict) -> list:
         from dataclasses import replace
@@ -1212,7 +1226,7 @@ class PlaybookExecutor:
             path = alt
         inh: Inherited = replace(task.inh, when=(), notify=(), include_params={**task.inh.include_params, **params},
                                  vars={**task.inh.vars, **(task.kw.get("vars") or {})}, base_dir=path.parent if task.inh.role is None else task.inh.base_dir)
-        return parse_task_file(path, inh)
+        return path.resolve(), parse_task_file(path, inh)
 
     async def _run_pause(self, task: Task, hosts: list[HostState], prun: PlayRun) -> list[TaskOutcome]:
         """``pause`` waits once for the whole batch (Ansible runs it on the first host only)."""

@@ -237,6 +237,10 @@ class RunOutput:
             for ln in text.rstrip("\n").split("\n"):
                 self.line(ln)
 
+    def included(self, path: str, hosts: list[str]) -> None:
+        self.line(f"included: {path} for {', '.join(hosts)}")
+        self._event("included", path=path, hosts=hosts)
+
     def warning(self, text: str) -> None:
         self.line(f"[WARNING]: {text}")
         self._event("warning", msg=text)
@@ -253,7 +257,7 @@ class RunOutput:
         self.line("")
         self.line(_banner("PLAY RECAP"))
         names = hosts if hosts is not None else sorted(self.stats)
-        width = max((len(n) for n in names), default=0)
+        width = max([26] + [len(n) for n in names])  # ansible-playbook pads host names to 26
         for name in names:
             s = self.host_stats(name)
             self.line(
