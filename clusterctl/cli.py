@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inventory": ("clusterctl.provision.inventory_cli", "show a resolved inventory (--list, --host), convert from vagrant"),
     "control-plane": ("clusterctl.api.cli", "run the API server, scheduler and controllers"),
     "store": ("clusterctl.store.cli", "inspect, compact, back up and restore the cluster store"),
+    "up": ("clusterctl.up", "a whole cluster on this machine in the foreground (control plane + N nodes)"),
+    "tui": ("clusterctl.tui.cli", "the cluster live in the terminal"),
     "sim": ("clusterctl.sim.cli", "hollow nodes: register N simulated nodes that run nothing"),
     "image": ("node_runtime.images.cli", "build a single-layer OCI image from a directory and push it"),
     "bench": ("clusterctl.bench.cli", "run a benchmark and print one JSON object"),
