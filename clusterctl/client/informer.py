@@ -235,8 +235,11 @@ class Informer:
                 if need_list:
                     await self._list_and_replace()
                     need_list = False
-                await self._watch_once()
+                started = asyncio.get_running_loop().time()
+                events = await self._watch_once()
                 failures = 0
+                if events == 0 and asyncio.get_running_loop().time() - started < 0.1:
+                    await asyncio.sleep(self.retry_delay)  # a server closing watches at once must not make us spin
             except asyncio.CancelledError:
                 raise
             except WatchExpired:
@@ -276,17 +279,21 @@ class Informer:
         log.debug("informer %s: list at %s: +%d ~%d -%d", kind, list_resource_version, len(diff.added), len(diff.updated), len(diff.deleted))
         return diff
 
-    async def _watch_once(self) -> None:
+    async def _watch_once(self) -> int:
+        """One watch request from the last resourceVersion; returns how many events it carried."""
         stream = self.client.watch(self.resource, namespace=self.namespace, resource_version=self.last_resource_version,
                                    label_selector=self.label_selector, field_selector=self.field_selector,
                                    timeout_seconds=self.watch_timeout_seconds)
+        count = 0
         try:
             async for etype, obj in stream:
+                count += 1
                 self.apply_event(etype, obj)
                 self.last_resource_version = stream.resource_version
             self.last_resource_version = stream.resource_version or self.last_resource_version
         finally:
             await stream.aclose()
+        return count
 
     def apply_event(self, etype: str, obj: Obj) -> None:
         """Fold one watch event into the cache and call handlers."""
