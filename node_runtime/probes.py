@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import os
 import socket
 import threading
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 CLONE_NEWNET = 0x40000000
 _setns_lock = threading.Lock()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import ctypes.util
 import os
 import shutil
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 from node_runtime.errors import NodeRuntimeError
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 MNT_DETACH = 2
 
 

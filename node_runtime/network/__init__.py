@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import socket
@@ -25,7 +24,7 @@ from typing import Protocol
 from node_runtime.errors import NodeRuntimeError
 
 NETNS_DIR = Path("/run/netns")
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 CLONE_NEWNET = 0x40000000
 MS_BIND, MS_REC, MS_SHARED = 4096, 16384, 1 << 20
 MNT_DETACH = 2
