@@ -1155,6 +1155,7 @@ class PlaybookExecutor:
         """``include_tasks``: per host (and per loop item) decide the file, then run it for that group."""
         groups: dict[tuple, list] = {}
         order: list[tuple] = []
+        item_labels: dict[tuple, Any] = {}
         self.out.task_start(task.display_name, len(hosts), task_id=id(task) if prun.play.strategy == "free" else None,
                             where=task.where)
         for hs in hosts:
@@ -1182,6 +1183,8 @@ class PlaybookExecutor:
                     if key not in groups:
                         groups[key] = []
                         order.append(key)
+                        if key_item is not None:
+                            item_labels[key] = key_item[1]
                     groups[key].append((hs, params))
             except ClusterctlError as exc:
                 outcome = self._conclude(task, hs, prun, {"failed": True, "changed": False, "msg": f"{task.where}: {exc}"}, rescuable)
@@ -1200,14 +1203,11 @@ class PlaybookExecutor:
                     outcome = self._conclude(task, hs, prun, {"failed": True, "changed": False, "msg": str(exc)}, rescuable)
                     self._record(outcome, task, 0.0, False)
                 continue
-            self.out.included(str(path), [hs.name for hs, _ in members])
+            self.out.included(str(path), [hs.name for hs, _ in members], item=item_labels.get(key))
             resolved.append((key, path, items))
-        counted: set[str] = set()
         for key, _path, _items in resolved:
             for hs, _ in groups[key]:
-                if hs.name not in counted:  # Ansible counts an include once per host as ok
-                    counted.add(hs.name)
-                    self.out.host_stats(hs.name).ok += 1
+                self.out.host_stats(hs.name).ok += 1  # as Ansible: one ok per host and included file (per item)
         self.out.task_end(task.display_name)
         for key, _path, items in resolved:
             await self._run_items(items, [hs for hs, _ in groups[key]], prun, rescuable=rescuable)

@@ -237,8 +237,9 @@ class RunOutput:
             for ln in text.rstrip("\n").split("\n"):
                 self.line(ln)
 
-    def included(self, path: str, hosts: list[str]) -> None:
-        self.line(f"included: {path} for {', '.join(hosts)}")
+    def included(self, path: str, hosts: list[str], *, item: Any = None) -> None:
+        suffix = "" if item is None else f" => (item={_label(item)})"
+        self.line(f"included: {path} for {', '.join(hosts)}{suffix}")
         self._event("included", path=path, hosts=hosts)
 
     def warning(self, text: str) -> None:
