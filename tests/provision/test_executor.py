@@ -270,8 +270,9 @@ def test_blocks_rescue_always_and_failed_result(capsys, lab3, tmp_path):
     assert {h for h, t in done if t == "always"} == {"h1", "h2", "h3"}
     assert "cleanup-on-h1" in result.out  # always runs for the host that failed
     assert {h for h, t in done if t == "after everything"} == {"h2", "h3"}
-    assert result.recap["h2"]["rescued"] == 1 and result.recap["h2"]["failed"] == 0
-    assert result.recap["h1"]["failed"] == 1
+    # the same recap ansible-playbook 2.19 prints for this playbook (checked side by side)
+    assert {h: (s["ok"], s["failed"], s["skipped"], s["rescued"]) for h, s in result.recap.items()} == {
+        "h1": (4, 1, 0, 0), "h2": (4, 0, 1, 1), "h3": (5, 0, 1, 0)}
 
 
 def test_handlers_run_only_on_change_with_listen_and_flush(capsys, lab3, tmp_path):
@@ -417,7 +418,10 @@ def test_run_once_delegate_to_localhost_and_include_tasks(capsys, lab3, tmp_path
     assert sorted(marker.read_text().split()) == ["h1", "h2", "h3"]
     assert (tmp_path / "copied-h2").read_text() == "from h2\n"
     assert "[h1 -> localhost]" in result.out
-    assert result.out.count("TASK [once]") == 1 and result.recap["h2"]["ok"] >= 2
+    assert result.out.count("TASK [once]") == 1
+    # as ansible-playbook 2.19 counts it: run_once only on h1, a looped include is one ok per item
+    assert {h: (s["ok"], s["skipped"]) for h, s in result.recap.items()} == {"h1": (8, 0), "h2": (7, 0), "h3": (3, 1)}
+    assert "included: " in result.out and "per_item.yml for h1, h2 => (item=x2)" in result.out
     assert on_host(lab3, "h2", "cat /srv/t-inc-x2") == "x2"
     assert on_host(lab3, "h3", "test -e /srv/t-inc-x1 && echo yes || echo no") == "no\n"
 
