@@ -472,7 +472,7 @@ def test_command_timeout_end_host_end_play_and_task_check_mode(capsys, lab3, tmp
           gather_facts: false
           tasks:
             - name: too slow
-              command: sleep 5
+              command: sleep 30
               timeout: 1
               when: inventory_hostname == 'h1'
               ignore_errors: true
@@ -501,7 +501,7 @@ def test_command_timeout_end_host_end_play_and_task_check_mode(capsys, lab3, tmp
     """)
     start = time.monotonic()
     result = provision(capsys, lab3.inventory_path, play)
-    assert time.monotonic() - start < 4.5
+    assert time.monotonic() - start < 20  # the 30 s command was cut short
     assert result.rc == 0, result.out
     assert re.search(r"fatal: \[h1\]: FAILED! => .*timed out after 1", result.out)
     assert result.recap["h1"]["ignored"] == 1
