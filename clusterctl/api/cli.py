@@ -35,8 +35,11 @@ from clusterctl.api.kubeconfig import write_kubeconfig
 from clusterctl.errors import UsageError
 
 CONFIG_NAME = "control-plane.yaml"
-#: components every control plane runs unless its config lists its own (filled in as they land)
-DEFAULT_COMPONENTS: list[str] = []
+#: components every control plane runs unless its config lists its own (``components: []`` runs none)
+DEFAULT_COMPONENTS: list[str] = [
+    "clusterctl.scheduler.scheduler:scheduler_process_component",
+    "clusterctl.controllers.manager:controller_manager_component",
+]
 
 
 def _parser() -> argparse.ArgumentParser:

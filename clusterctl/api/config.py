@@ -71,6 +71,10 @@ class ControlPlaneConfig:
     watch_cache: str = "auto"
     #: "module:function" components to run in-process (None = the CLI's DEFAULT_COMPONENTS)
     components: list[str] | None = None
+    #: settings read by components themselves (the controller manager, the scheduler, others)
+    controllers: dict = field(default_factory=dict)
+    scheduler: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
 
     def path(self, relative: str | Path) -> Path:
         p = Path(relative)

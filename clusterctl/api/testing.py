@@ -5,7 +5,8 @@ loopback port, runs ``python -m clusterctl control-plane --config ...`` and wait
 ``/readyz``. The returned ``ControlPlane`` has ``url``, ``kubeconfig``, ``token``, ``ca_file``
 and ``stop()`` (SIGTERM), ``kill()`` (SIGKILL, for durability tests), ``start()``/``restart()``
 (same port, same data: clients keep working), ``node_token(name)`` and ``request()`` (a tiny
-synchronous HTTPS client for asserting on raw responses). Server output goes to
+synchronous HTTPS client for asserting on raw responses). No scheduler or controllers run unless
+asked: ``extra={"components": ["clusterctl.scheduler.scheduler:scheduler_process_component", ...]}``. Server output goes to
 ``<data_dir>/control-plane.log``.
 """
 
@@ -161,6 +162,7 @@ def start_control_plane(tmp_dir: str | os.PathLike, *, tls: bool = True, port: i
     data_dir = Path(tmp_dir).resolve()
     port = port or free_port()
     more = dict(extra or {})
+    more.setdefault("components", [])   # tests opt in to scheduler/controllers explicitly
     if timings:
         more["timings"] = timings
     config_path, _, token = init_data_dir(data_dir, port=port, tls=tls, store=store, force=True, extra=more)
