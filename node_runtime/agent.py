@@ -108,6 +108,7 @@ class Agent:
         self.sampler = UsageSampler()
         self.workers: dict[str, PodWorker] = {}
         self._adopted: dict[str, dict[str, ContainerState]] = defaultdict(dict)
+        self._exited: dict[str, dict[str, ContainerState]] = defaultdict(dict)
         self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={config.node_name}")
         self.services = Informer(self.client, "services")
         self.pods.add_handler(on_add=self._pod_event, on_update=lambda _o, n: self._pod_event(n), on_delete=self._pod_deleted)
@@ -141,7 +142,11 @@ class Agent:
         return self._adopted.get(uid, {}).pop(container, None)
 
     def pop_adopted(self, uid: str) -> list[ContainerState]:
-        return list(self._adopted.pop(uid, {}).values())
+        return list(self._adopted.pop(uid, {}).values()) + list(self._exited.pop(uid, {}).values())
+
+    def take_exited(self, uid: str, container: str) -> ContainerState | None:
+        """A container of this pod that exited while no agent was running (see ``adopt``)."""
+        return self._exited.get(uid, {}).pop(container, None)
 
     # ------------------------------------------------------------------ running
 
@@ -191,9 +196,23 @@ class Agent:
             uid, name = state.labels.get(LABEL_UID), state.labels.get(LABEL_CONTAINER)
             if uid and name:
                 self._adopted[uid][name] = state
+        # containers that died while no agent watched: the newest per pod container is kept so its
+        # pod worker can report how it ended (and apply the restart policy) instead of rerunning it
+        newest: dict[tuple[str, str], ContainerState] = {}
         for cid, state in self.runtime.known().items():
-            if not self.runtime.is_running(cid):
+            if self.runtime.is_running(cid):
+                continue
+            uid, name = state.labels.get(LABEL_UID), state.labels.get(LABEL_CONTAINER)
+            key = (uid or "", name or "")
+            if uid and name and name not in self._adopted.get(uid, {}) and \
+                    (key not in newest or newest[key].started_at < state.started_at):
+                if key in newest:
+                    asyncio.get_event_loop().create_task(self.runtime.remove(newest[key].id))
+                newest[key] = state
+            else:
                 asyncio.get_event_loop().create_task(self.runtime.remove(cid))
+        for (uid, name), state in newest.items():
+            self._exited[uid][name] = state
         if self._adopted:
             log.info("adopted %d running containers of %d pods", sum(map(len, self._adopted.values())), len(self._adopted))
 
@@ -368,10 +387,11 @@ class Agent:
     async def _remove_orphans(self) -> None:
         """Adopted containers whose pod no longer exists on this node: stop and forget them."""
         known = {w.uid for w in self.workers.values()}
-        for uid in [u for u in self._adopted if u not in known]:
+        for uid in [u for u in list(self._adopted) + list(self._exited) if u not in known]:
             for state in self.pop_adopted(uid):
-                log.info("stopping orphaned container %s (pod uid %s is gone)", state.id, uid)
-                await self.runtime.stop(state.id, 2.0)
+                log.info("removing orphaned container %s (pod uid %s is gone)", state.id, uid)
+                if self.runtime.is_running(state.id):
+                    await self.runtime.stop(state.id, 2.0)
                 await self.runtime.remove(state.id)
 
     # ------------------------------------------------------------------ pod events

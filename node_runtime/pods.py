@@ -284,6 +284,13 @@ class PodWorker:
                                hostname=hostname, uid=uid, gid=gid, netns=self.address.netns_path, mounts=mounts,
                                memory_bytes=mem, cpu_millis=cpu, log_path=str(log_path), labels=labels)
 
+    def _reported_running(self, name: str, runtime_id: str) -> bool:
+        status = self.pod.get("status") or {}
+        for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+            if cs.get("name") == name and cs.get("containerID") == f"{self.agent.runtime.name}://{runtime_id}":
+                return "running" in (cs.get("state") or {})
+        return False
+
     def _probe_target(self, rec: ContainerRecord, spec: dict) -> ProbeTarget:
         assert self.address is not None
         ports = {p["name"]: p["containerPort"] for p in spec.get("ports") or [] if p.get("name")}
@@ -299,6 +306,13 @@ class PodWorker:
         while True:
             spec = self._spec(rec)
             adopted = self.agent.take_adopted(self.uid, rec.name)
+            if adopted is None and first:
+                exited = self.agent.take_exited(self.uid, rec.name)
+                if exited is not None:
+                    if self._reported_running(rec.name, exited.id):
+                        adopted = exited  # died while no agent watched: report it, then apply the restart policy
+                    else:
+                        await self.agent.runtime.remove(exited.id)
             if adopted is not None:
                 rec.runtime_id = adopted.id
                 rec.image_id = adopted.labels.get(LABEL_IMAGE_ID) or rec.image_id
@@ -338,10 +352,13 @@ class PodWorker:
                 for p in probes:
                     p.cancel()
             rec.ready, rec.started = False, False
-            term: dict[str, Any] = {"exitCode": exit_status.code, "reason": exit_status.reason, "startedAt": rfc3339(started_at),
+            reason = "ContainerStatusUnknown" if exit_status.reason == "Unknown" else exit_status.reason
+            term: dict[str, Any] = {"exitCode": exit_status.code, "reason": reason, "startedAt": rfc3339(started_at),
                                     "finishedAt": rfc3339(exit_status.finished_at), "containerID": f"process://{rec.runtime_id}"}
             if exit_status.message:
                 term["message"] = exit_status.message
+            elif reason == "ContainerStatusUnknown":
+                term["message"] = "The container exited while the node agent was not running; its exit code is unknown"
             rec.state = {"terminated": term}
             old_id = rec.runtime_id
             await self.agent.runtime.remove(old_id)

@@ -341,3 +341,23 @@ async def test_image_gc_keeps_images_in_use(agent, images):
     removed = agent.agent.image_gc(force=True)
     assert removed == [images["web:v2"]]
     assert agent.agent.images.get(images["web:v1"]) is not None
+
+
+async def test_container_that_died_while_agent_was_down_is_reported_not_rerun(agent, images):
+    await agent.client.create(agent.pod("once", [{"name": "c", "image": images["tools:v1"], "args": ["sleep 100"]}],
+                                        restartPolicy="Never"))
+    pod = await wait_pod(agent.client, "default", "once", running)
+    cid = cstatus(pod)["containerID"].split("://", 1)[1]
+    await agent.stop()                      # pods keep running
+    rt = agent.agent.runtime
+    rt.kill(cid)                            # ... and then the container dies, unobserved
+    for _ in range(100):
+        if not rt.is_running(cid):
+            break
+        await asyncio.sleep(0.05)
+    await agent.start()
+    pod = await wait_pod(agent.client, "default", "once", lambda p: p["status"].get("phase") == "Failed")
+    term = cstatus(pod)["state"]["terminated"]
+    assert term["exitCode"] == 137 and term["reason"] in ("ContainerStatusUnknown", "Error")
+    assert cstatus(pod)["restartCount"] == 0
+    assert not [s for s in agent.agent.runtime.known().values() if agent.agent.runtime.is_running(s.id)]
