@@ -157,7 +157,7 @@ class Agent:
         self.adopt()
         from node_runtime.server import AgentServer
         self.server = AgentServer(self)
-        self.endpoint_port = await self.server.start(self.config.listen_address, self.config.listen_port)
+        self.endpoint_port = await self.server.start(self.config.listen_address or self.config.address, self.config.listen_port)
         try:
             await self.register()
             self._tasks = [asyncio.create_task(self.services.run(), name="services informer"),

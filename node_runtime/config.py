@@ -64,7 +64,7 @@ class AgentConfig:
     pod_cidr: str | None = None
     cluster_dns: str | None = None
     cluster_domain: str = "cluster.local"
-    listen_address: str = "127.0.0.1"     # the agent's HTTPS endpoint (logs, exec, stats)
+    listen_address: str | None = None     # the agent's HTTPS endpoint (logs, exec, stats); None = ``address``
     listen_port: int = 0                  # 0 = any free port; published in Node.status.daemonEndpoints
     max_pods: int = 110
     timings: Timings = field(default_factory=Timings)

@@ -116,3 +116,15 @@ def test_config(tmp_path):
     p.write_text("node_name: n1\ndata_dir: d\nruntime: docker\n")
     with pytest.raises(ConfigError, match="process or podman"):
         AgentConfig.load(p)
+
+
+def test_cli_rejects_bad_config(tmp_path):
+    import subprocess
+    import sys
+    bad = tmp_path / "agent.yaml"
+    bad.write_text("node_name: n\n")
+    out = subprocess.run([sys.executable, "-m", "node_runtime.cli", "--config", str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "needs data_dir" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "node_runtime.cli", "--config", str(tmp_path / "missing.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "cannot read agent config" in out.stderr
