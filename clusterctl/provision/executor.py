@@ -159,7 +159,7 @@ class HostSession:
         self._token = f"__clusterctl_{os.urandom(8).hex()}__"
 
     def _ssh(self):
-        return getattr(self._conn, "_conn", None)
+        return getattr(self._conn, "ssh", None)
 
     def _closed(self) -> bool:
         inner = self._ssh()
@@ -179,7 +179,7 @@ class HostSession:
 
     async def start_sftp(self) -> None:
         try:
-            await self._conn._sftp_client()
+            await self._conn.sftp()
         except ClusterctlError:
             pass  # a host without SFTP fails later, on the task that needs it, with the reason
 
