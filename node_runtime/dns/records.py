@@ -1,18 +1,18 @@
 """The cluster zone from Services and Pods (pure): name -> addresses.
 
 ``<svc>.<ns>.svc.<domain>`` is the ClusterIP; a headless Service (``clusterIP: None``) answers
-with the IPs of its ready pods instead (the same readiness the proxy uses). ExternalName and
+with the ready addresses of its Endpoints instead (the same ones the proxy uses). ExternalName and
 Services without an address are absent (NXDOMAIN).
 """
 
 from __future__ import annotations
 
-from node_runtime.proxy.table import ready_pods_by_namespace, selector_matches
+from node_runtime.proxy.table import endpoint_addresses
 
 
-def zone(services: list[dict], pods: list[dict], domain: str) -> dict[str, list[str]]:
+def zone(services: list[dict], endpoints: list[dict], domain: str) -> dict[str, list[str]]:
     domain = domain.strip(".").lower()
-    ready = ready_pods_by_namespace(pods)
+    by_key = {f"{(e.get('metadata') or {}).get('namespace', 'default')}/{(e.get('metadata') or {}).get('name')}": e for e in endpoints}
     out: dict[str, list[str]] = {}
     for svc in services:
         meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
@@ -21,8 +21,6 @@ def zone(services: list[dict], pods: list[dict], domain: str) -> dict[str, list[
         ip = spec.get("clusterIP")
         if ip and ip != "None":
             out[fqdn] = [ip]
-        elif ip == "None" and spec.get("selector"):
-            ips = sorted({p["status"]["podIP"] for p in ready.get(ns, [])
-                          if selector_matches(spec["selector"], (p.get("metadata") or {}).get("labels") or {})})
-            out[fqdn] = ips
+        elif ip == "None":
+            out[fqdn] = endpoint_addresses(by_key.get(f"{ns}/{name}"))
     return out

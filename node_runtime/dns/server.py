@@ -5,8 +5,8 @@ types of a known name, NXDOMAIN for unknown ones). Every other name is REFUSED u
 ``upstream`` (host, port) is configured, in which case the query is relayed there as is. No
 upstream is the default on purpose: in tests and labs no query may leave the machine.
 
-``ClusterDNS.run(client)`` keeps the zone in step with the API through Service and Pod
-informers; ``update(services, pods)`` sets it directly.
+``ClusterDNS.run(client)`` keeps the zone in step with the API through Service and Endpoints
+informers; ``update(services, endpoints)`` sets it directly.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class ClusterDNS:
         self.servers: list[asyncio.base_events.Server] = []
         self.stats = {"queries": 0, "refused": 0, "forwarded": 0}
 
-    def update(self, services: list[dict], pods: list[dict]) -> None:
-        self.records = zone(services, pods, self.domain)
+    def update(self, services: list[dict], endpoints: list[dict]) -> None:
+        self.records = zone(services, endpoints, self.domain)
 
     def in_zone(self, name: str) -> bool:
         return name == self.domain or name.endswith("." + self.domain)
@@ -119,7 +119,7 @@ class ClusterDNS:
     async def run(self, client) -> None:
         """Keep the zone in step with the API's Services and Pods until cancelled."""
         from clusterctl.client.informer import Informer
-        services, pods = Informer(client, "services"), Informer(client, "pods")
+        services, pods = Informer(client, "services"), Informer(client, "endpoints")
         dirty = asyncio.Event()
         for inf in (services, pods):
             inf.add_handler(on_add=lambda _o: dirty.set(), on_update=lambda _o, _n: dirty.set(), on_delete=lambda _o: dirty.set())

@@ -29,6 +29,7 @@ async def serve_proxy(args: dict) -> None:
     when it changes; prints ``ready`` after each applied version. Runs until killed."""
     from node_runtime.proxy.service_proxy import ServiceProxy
     from node_runtime.dns.server import ClusterDNS
+    from node_runtime.proxy.table import endpoints_from_pods
     dns_ip = args.get("dns")
     proxy = ServiceProxy(None, args["node"], [args["ip"]], connect_timeout=0.3, extra_cluster_ips={dns_ip} if dns_ip else None)
     dns = ClusterDNS("cluster.local")
@@ -40,8 +41,9 @@ async def serve_proxy(args: dict) -> None:
             if stamp != seen:
                 seen = stamp
                 objects = json.loads(path.read_text())
-                await proxy.apply(objects["services"], objects["pods"])
-                dns.update(objects["services"], objects["pods"])
+                endpoints = objects.get("endpoints") or endpoints_from_pods(objects["services"], objects.get("pods") or [])
+                await proxy.apply(objects["services"], endpoints)
+                dns.update(objects["services"], endpoints)
                 if dns_ip and not dns.servers:
                     await dns.start(dns_ip, 53)
                 print("ready", stamp, os.getpid(), flush=True)

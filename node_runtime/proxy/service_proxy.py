@@ -1,4 +1,4 @@
-"""The node's Service proxy: watches Services and Pods, keeps one ``Forwarder`` per frontend.
+"""The node's Service proxy: watches Services and Endpoints, keeps one ``Forwarder`` per frontend.
 
 Every change (a Service added, a pod turning ready, a pod deleted) marks the proxy dirty; one
 reconcile pass then computes all frontends (``table.build_frontends``), swaps backend lists in
@@ -38,7 +38,7 @@ class ServiceProxy:
         self._dirty = asyncio.Event()
         self.synced = asyncio.Event()
         self.services: Informer | None = None
-        self.pods: Informer | None = None
+        self.endpoints: Informer | None = None
 
     # ------------------------------------------------------------------ watching
 
@@ -46,19 +46,19 @@ class ServiceProxy:
         from clusterctl.client.informer import Informer   # here: apply() alone needs no API client
         assert self.client is not None
         self.services = Informer(self.client, "services")
-        self.pods = Informer(self.client, "pods")
-        for inf in (self.services, self.pods):
+        self.endpoints = Informer(self.client, "endpoints")
+        for inf in (self.services, self.endpoints):
             inf.add_handler(on_add=lambda _o: self._dirty.set(), on_update=lambda _o, _n: self._dirty.set(),
                             on_delete=lambda _o: self._dirty.set())
         tasks = [asyncio.create_task(self.services.run(), name="proxy services"),
-                 asyncio.create_task(self.pods.run(), name="proxy pods")]
+                 asyncio.create_task(self.endpoints.run(), name="proxy endpoints")]
         try:
             await self.services.wait_for_sync()
-            await self.pods.wait_for_sync()
+            await self.endpoints.wait_for_sync()
             while True:
                 self._dirty.clear()
                 try:
-                    await self.apply(self.services.list(), self.pods.list())
+                    await self.apply(self.services.list(), self.endpoints.list())
                 except asyncio.CancelledError:
                     raise
                 except Exception:       # a bad object must not stop the proxy for everyone else
@@ -75,8 +75,8 @@ class ServiceProxy:
     def _listen_addresses(self, fe: Frontend) -> list[tuple[str, int]]:
         return [(fe.ip, fe.port)] if fe.ip else [(a, fe.port) for a in self.node_addresses]
 
-    async def apply(self, services: list[dict], pods: list[dict]) -> None:
-        want = build_frontends(services, pods)
+    async def apply(self, services: list[dict], endpoints: list[dict]) -> None:
+        want = build_frontends(services, endpoints)
         cluster_ips = {fe.ip for fe in want.values() if fe.ip} | self.extra_cluster_ips
         if self.addresses is not None:
             await self.addresses.add(cluster_ips)
@@ -86,6 +86,8 @@ class ServiceProxy:
         for key, fe in want.items():
             fwd = self.forwarders.get(key)
             if fwd is not None:
+                if set(fwd.balancer.backends) != set(fe.backends):
+                    log.info("proxy: %s backends %d -> %d", fwd.name, len(fwd.balancer.backends), len(fe.backends))
                 fwd.balancer.update(fe.backends, fe.affinity_timeout)
                 continue
             fwd = Forwarder(f"{fe.service}:{fe.port_name or fe.port}", fe.backends, affinity_timeout=fe.affinity_timeout,

@@ -2,14 +2,13 @@
 
 A *frontend* is one address a client connects to: ``(clusterIP, port)`` for every Service port,
 plus ``("", nodePort)`` for NodePort Services (bound on each of the node's addresses). Its
-backends are the ``(podIP, targetPort)`` of the Service's **ready** pods: selector matches,
-phase Running, condition Ready=True, no deletionTimestamp (a pod being deleted leaves at once,
-before its containers get SIGTERM, so rollouts drop nothing). ``targetPort`` may name a
-container port, which is resolved per pod, as Kubernetes does.
+backends are the ready ``addresses`` of the Service's v1 Endpoints (written by the endpoints
+controller: Ready pods, a pod being deleted leaves at once, before its containers get SIGTERM,
+and ``targetPort`` names already resolved per pod) for the port of the same name. Nodes may not
+list every pod (the Node authorizer), which is why the proxy reads Endpoints, as kube-proxy does.
 
-The proxy reads pods directly rather than Endpoints/EndpointSlices: the readiness facts are
-the pod's own, and one less controller hop means a pod leaves the rotation one watch event
-after it stops being ready.
+``endpoints_from_pods`` computes the same Endpoints from Pods, for running without a control
+plane; its readiness rule (Running, Ready=True, no deletionTimestamp) is the controller's.
 """
 
 from __future__ import annotations
@@ -70,20 +69,66 @@ def ready_pods_by_namespace(pods: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def build_frontends(services: list[dict], pods: list[dict]) -> dict[tuple[str, int], Frontend]:
+def _key(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+
+
+def endpoints_from_pods(services: list[dict], pods: list[dict]) -> list[dict]:
+    """v1 Endpoints as the endpoints controller writes them (ready pods only; one subset per
+    pod), for running the proxy without a control plane (``standalone``) and for tests."""
     ready = ready_pods_by_namespace(pods)
-    out: dict[tuple[str, int], Frontend] = {}
+    out = []
     for svc in services:
         meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
-        ns = meta.get("namespace", "default")
+        selector = spec.get("selector") or {}
+        if not selector:
+            continue
+        subsets = []
+        for pod in sorted(ready.get(meta.get("namespace", "default"), []), key=lambda p: p["status"]["podIP"]):
+            if not selector_matches(selector, (pod.get("metadata") or {}).get("labels") or {}):
+                continue
+            ports = []
+            for p in spec.get("ports") or []:
+                tp = resolve_target_port(pod, p.get("targetPort"), int(p["port"]))
+                if tp is not None:
+                    ports.append({"name": p.get("name") or "", "port": tp, "protocol": p.get("protocol") or "TCP"})
+            if ports or not spec.get("ports"):     # a port-less (headless) Service still lists its pods
+                subsets.append({"addresses": [{"ip": pod["status"]["podIP"]}], "ports": ports})
+        out.append({"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace", "default")}, "subsets": subsets})
+    return out
+
+
+def endpoint_addresses(endpoints: dict | None) -> list[str]:
+    """The ready addresses of a v1 Endpoints object (headless DNS answers)."""
+    return sorted({a["ip"] for ss in (endpoints or {}).get("subsets") or [] for a in ss.get("addresses") or [] if a.get("ip")})
+
+
+def _backends(endpoints: dict | None, port_name: str) -> list[Backend]:
+    out = []
+    for ss in (endpoints or {}).get("subsets") or []:
+        port = next((p for p in ss.get("ports") or [] if (p.get("name") or "") == port_name
+                     and (p.get("protocol") or "TCP") == "TCP"), None)
+        if port is None:
+            continue
+        out += [Backend(a["ip"], int(port["port"])) for a in ss.get("addresses") or [] if a.get("ip")]
+    return sorted(set(out), key=lambda b: (b.ip, b.port))
+
+
+def build_frontends(services: list[dict], endpoints: list[dict]) -> dict[tuple[str, int], Frontend]:
+    """Frontends of every proxied Service, backends from its v1 Endpoints' ready ``addresses``."""
+    by_key = {_key(e): e for e in endpoints}
+    out: dict[tuple[str, int], Frontend] = {}
+    for svc in services:
+        spec = svc.get("spec") or {}
         cluster_ip = spec.get("clusterIP")
         stype = spec.get("type", "ClusterIP")
         if stype not in ("ClusterIP", "NodePort", "LoadBalancer") or not cluster_ip or cluster_ip == "None":
             continue                           # headless and ExternalName Services have no proxy
-        selector = spec.get("selector") or {}
-        if not selector:
+        if not spec.get("selector"):
             continue                           # no selector: nothing to forward to (and the DNS Service is served by DNS)
-        members = [p for p in ready.get(ns, []) if selector_matches(selector, (p.get("metadata") or {}).get("labels") or {})]
+        key = _key(svc)
+        ep = by_key.get(key)
         affinity = None
         if spec.get("sessionAffinity") == "ClientIP":
             cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
@@ -91,12 +136,7 @@ def build_frontends(services: list[dict], pods: list[dict]) -> dict[tuple[str, i
         for p in spec.get("ports") or []:
             if (p.get("protocol") or "TCP") != "TCP":
                 continue
-            backends = []
-            for pod in sorted(members, key=lambda x: x["status"]["podIP"]):
-                tp = resolve_target_port(pod, p.get("targetPort"), int(p["port"]))
-                if tp is not None:
-                    backends.append(Backend(pod["status"]["podIP"], tp))
-            key = f"{ns}/{meta.get('name')}"
+            backends = _backends(ep, p.get("name") or "")
             fe = Frontend(key, p.get("name") or "", cluster_ip, int(p["port"]), backends, affinity)
             out[fe.key] = fe
             if stype in ("NodePort", "LoadBalancer") and p.get("nodePort"):

@@ -10,6 +10,7 @@ import pytest
 
 from node_runtime.dns.message import NOERROR, NXDOMAIN, REFUSED, TYPE_AAAA, build_query, parse_response
 from node_runtime.dns.server import ClusterDNS
+from node_runtime.proxy.table import endpoints_from_pods
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -45,7 +46,7 @@ async def udp_ask(port: int, packet: bytes) -> bytes:
 
 async def test_answers_cluster_names_over_udp_and_tcp_and_refuses_the_rest():
     dns = ClusterDNS("cluster.local")
-    dns.update(SERVICES, PODS)
+    dns.update(SERVICES, endpoints_from_pods(SERVICES, PODS))
     port = await dns.start("127.0.0.1", 0)
     try:
         reply = await udp_ask(port, raw_query("web.default.svc.cluster.local"))

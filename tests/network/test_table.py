@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from node_runtime.proxy.table import Backend, build_frontends
+from node_runtime.proxy.table import Backend, build_frontends as _build, endpoints_from_pods
+
+
+def build_frontends(services, pods):
+    return _build(services, endpoints_from_pods(services, pods))
 
 
 def pod(name, ip, *, ready=True, phase="Running", deleting=False, labels=None, ns="default", ports=None):
