@@ -8,12 +8,13 @@ joins the container's cgroups, enters the pod's network namespace, mounts the ov
 masks sensitive /proc paths, sets the hostname, drops capabilities outside the default set,
 sets no_new_privs, switches user, and execs the command (which becomes PID 1).
 
-It imports only the standard library and runs with ``-S -I`` to keep container start fast.
+It imports only the standard library and runs with ``-S -I`` to keep container start fast; the
+runtime runs it from a precompiled ``.pyc`` and passes the spec marshalled in a memfd (``fd:N``).
 Exit codes follow runc/docker: 125 setup failed, 126 not executable, 127 command not found.
 """
 
 import ctypes
-import json
+import marshal
 import os
 import sys
 
@@ -174,9 +175,10 @@ def main():
     if source.startswith("fd:"):  # a memfd from the runtime: nothing of the spec touches a disk
         fd = int(source[3:])
         with os.fdopen(fd, "rb") as f:
-            spec = json.loads(f.read())
+            spec = marshal.loads(f.read())  # marshal: built in, no import cost (json costs ~9 ms)
     else:
         with open(source) as f:
+            import json
             spec = json.load(f)
     try:
         for procs in spec.get("cgroup_procs", []):

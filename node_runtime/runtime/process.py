@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import marshal
 import os
 import shutil
 import signal
@@ -32,6 +33,21 @@ from node_runtime.errors import NodeRuntimeError
 from node_runtime.runtime.cgroups import Cgroup, CgroupManager
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
+
+
+def launcher_program(state_dir: Path) -> str:
+    """The launcher compiled once per agent (a script is otherwise recompiled by every container)."""
+    import py_compile
+    src = LAUNCHER
+    target = state_dir / f"launcher-{int(src.stat().st_mtime_ns)}.pyc"
+    if not target.exists():
+        tmp = state_dir / f".launcher-{os.getpid()}.pyc"
+        try:
+            py_compile.compile(str(src), cfile=str(tmp), doraise=True)
+            os.replace(tmp, target)
+        except (OSError, py_compile.PyCompileError):
+            return str(src)
+    return str(target)
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 _SHIM_SIGNAL_NOTE = "unshare: sigprocmask unblock failed"
@@ -107,6 +123,7 @@ class ProcessRuntime:
         self.state_dir = Path(state_dir) / "containers"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.cgroups = cgroups if cgroups is not None else CgroupManager(node_name)
+        self._launcher = launcher_program(self.state_dir)
         self._procs: dict[str, subprocess.Popen] = {}
         self._states: dict[str, ContainerState] = {}
 
@@ -159,7 +176,7 @@ class ProcessRuntime:
         started_r, started_w = os.pipe()
         spec["started_fd"] = started_w
         spec_fd = os.memfd_create(f"spec-{cfg.id}"[:200], 0)
-        os.write(spec_fd, json.dumps(spec).encode())
+        os.write(spec_fd, marshal.dumps(spec))
         os.lseek(spec_fd, 0, os.SEEK_SET)
         log_path = cfg.log_path or str(cdir / "container.log")
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +184,7 @@ class ProcessRuntime:
         try:
             proc = subprocess.Popen(
                 [UNSHARE, "--pid", "--fork", "--kill-child", "--mount", "--uts", "--ipc",
-                 "--propagation", "private", sys.executable, "-S", "-I", str(LAUNCHER), f"fd:{spec_fd}"],
+                 "--propagation", "private", sys.executable, "-S", "-I", self._launcher, f"fd:{spec_fd}"],
                 stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True, pass_fds=(spec_fd, started_w),
                 start_new_session=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             )
