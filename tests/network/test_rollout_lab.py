@@ -112,9 +112,14 @@ class LabAgents:
             return "\n".join(lines[-40:])
         return "\n".join(f"--- {h.name}\n" + interesting((h.data_dir / "agent.log").read_text()) for h in self.lab.hosts)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         for h in self.lab.hosts:
             run(self.lab, h.name, "sh", "-c", f"pkill -TERM -f {LAB_AGENT} || true", check=False)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
 
 
 class Client(threading.Thread):
@@ -210,6 +215,16 @@ async def test_rollout_behind_a_node_port_drops_no_request(lab_factory, tmp_path
             raise AssertionError(agents.logs())
         assert len({p["spec"]["nodeName"] for p in pods}) == 3
         assert len({p["status"]["podIP"] for p in pods}) == 10
+        svc = await api.get("services", "web", namespace="default")
+        # from inside a real pod on one node: another node's pod by IP, the ClusterIP, the DNS name
+        here = next(p for p in pods if p["spec"]["nodeName"] == "h1")
+        there = next(p for p in pods if p["spec"]["nodeName"] != "h1")
+        netns = f"clusterctl-h1-{here['metadata']['uid'].replace('-', '')[:8]}"
+        wget = ("timeout", "5", "busybox", "wget", "-q", "-O", "-")
+        assert in_pod(lab, "h1", netns, *wget, f"http://{there['status']['podIP']}:8080/").stdout == "hello v1\n"
+        assert in_pod(lab, "h1", netns, *wget, f"http://{svc['spec']['clusterIP']}/").stdout == "hello v1\n"
+        answer = in_pod(lab, "h1", netns, "timeout", "5", "busybox", "nslookup", "web.default.svc.cluster.local", DNS_IP).stdout
+        assert svc["spec"]["clusterIP"] in answer, answer
 
         client = Client([f"http://{h.ip}:{NODE_PORT}/" for h in lab.hosts])
         client.start()
@@ -232,6 +247,15 @@ async def test_rollout_behind_a_node_port_drops_no_request(lab_factory, tmp_path
         assert len(client.results) >= 1000
         assert during >= 200, f"only {during} requests while the rollout ran"
         print(f"rollout: {len(client.results)} requests, {during} during the rollout, 0 failed")
+
+        # agents stopped with their pods: nothing of the pod network is left on any node
+        agents.stop()
+        for h in lab.hosts:
+            assert run(lab, h.name, "ip", "netns", "list").stdout.strip() == "", h.name
+            links = run(lab, h.name, "ip", "-o", "link").stdout
+            assert ": cc" not in links and ": vc" not in links, links
+            assert "10.96." not in run(lab, h.name, "ip", "addr").stdout
+            assert run(lab, h.name, "ip", "route", "show", "proto", "76").stdout.strip() == ""
         assert client.results[0] == "hello v1" and client.results[-1] == "hello v2"
         assert set(client.results) == {"hello v1", "hello v2"}
         assert client.results[-100:] == ["hello v2"] * 100
