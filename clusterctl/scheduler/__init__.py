@@ -5,5 +5,8 @@
   "0/N nodes are available: ..." message;
 - ``cache``: NodeInfo per node with bound and assumed pods; ``queue``: active/backoff/unschedulable queues;
 - ``preemption``: evict lower-priority pods for a pod that fits nowhere;
-- ``explain``: the per-node filter + score table; ``scheduler``: the running component (``run_scheduler``).
+- ``explain``: the per-node filter + score table (``explain_pod`` for ``clusterctl explain-schedule``);
+- ``scheduler``: the running scheduler (``run_scheduler``) and its control-plane components
+  (``scheduler_component`` in-process, ``scheduler_process_component`` as a supervised child);
+- ``cli``: the scheduler as a standalone process (``python -m clusterctl.scheduler.cli``).
 """

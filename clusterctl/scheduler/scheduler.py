@@ -164,8 +164,9 @@ class Scheduler:
             self.queue.delete(key)
             self._clear_nomination(key)
             if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
-                self.cache.remove_pod(key)
-                self.queue.move_all_to_active_or_backoff()
+                if self.cache.node_of(key) is not None:  # a finished pod frees its node's resources
+                    self.cache.remove_pod(key)
+                    self.queue.move_all_to_active_or_backoff()
                 return
             known = self.cache.pod(key)
             if known is not None and self.cache.node_of(key) == node and known.uid == (pod.get("metadata") or {}).get("uid"):
