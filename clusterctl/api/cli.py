@@ -40,7 +40,10 @@ CONFIG_NAME = "control-plane.yaml"
 #: ``components`` key and run their own scheduler/controllers; once they say ``components: []``
 #: this becomes ["clusterctl.scheduler.scheduler:scheduler_process_component",
 #: "clusterctl.controllers.manager:controller_manager_component"].
-DEFAULT_COMPONENTS: list[str] = []
+DEFAULT_COMPONENTS: list[str] = [
+    "clusterctl.scheduler.scheduler:scheduler_process_component",
+    "clusterctl.controllers.manager:controller_manager_component",
+]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -32,7 +32,8 @@ def free_port() -> int:
 async def control_plane(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[ApiClient, Path]]:
     data_dir = tmp_path / "cp"
     data_dir.mkdir(parents=True, exist_ok=True)
-    config = {"data_dir": str(data_dir), "bind_address": "127.0.0.1", "port": free_port(), **settings}
+    # tests run their own scheduler/controllers: no built-in components unless a test asks
+    config = {"data_dir": str(data_dir), "bind_address": "127.0.0.1", "port": free_port(), "components": [], **settings}
     config_path = tmp_path / "control-plane.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = tmp_path / "control-plane.log"
