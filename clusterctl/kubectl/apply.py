@@ -109,12 +109,21 @@ def three_way(last: Any, new: Any, live: Any) -> dict[str, Any]:
             sub = three_way(last.get(key), value, live[key])
             if sub:
                 patch[key] = sub
-        elif live.get(key) != value:
+        elif not _subset(value, live.get(key)):
             patch[key] = value
     for key in last:
         if key not in new and key in live:
             patch[key] = None
     return patch
+
+
+def _subset(new: Any, live: Any) -> bool:
+    """True when ``live`` already says everything ``new`` says (the server may have added defaults)."""
+    if isinstance(new, dict):
+        return isinstance(live, dict) and all(_subset(v, live.get(k)) for k, v in new.items())
+    if isinstance(new, list):
+        return isinstance(live, list) and len(new) == len(live) and all(_subset(a, b) for a, b in zip(new, live))
+    return new == live
 
 
 def _last_applied_text(obj: dict) -> str:

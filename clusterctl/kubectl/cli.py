@@ -21,6 +21,10 @@ from clusterctl.client.errors import ApiError, ClientError
 FAMILIES = ("get", "describe", "apply", "workloads", "rollout", "nodes", "metadata", "pods", "info")
 
 
+#: the list positionals a verb may have, filled in this order by stray words (see ``main``)
+POSITIONAL_LISTS = ("args", "resources", "what", "nodes", "command")
+
+
 def common_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("cluster options")
@@ -62,7 +66,15 @@ def server_error_line(exc: ApiError) -> str:
 
 def main(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(_reorder(list(argv)))
+    args, extra = parser.parse_known_args(_reorder(list(argv)))
+    if extra:
+        # argparse stops filling a nargs="*"/"+" positional at the first option; kubectl allows
+        # `label deploy web -n demo tier=front`: give the later words to that positional.
+        stray = [w for w in extra if w.startswith("-") and w != "-"]
+        target = next((n for n in POSITIONAL_LISTS if isinstance(getattr(args, n, None), list)), None)
+        if stray or target is None:
+            parser.parse_args(_reorder(list(argv)))  # reports the unknown arguments and exits 2
+        getattr(args, target).extend(extra)
     if not getattr(args, "verb", None):
         parser.print_help()
         return 2

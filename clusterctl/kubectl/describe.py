@@ -41,18 +41,28 @@ class Writer:
     def line(self, text: str, level: int = 0) -> None:
         self.lines.append((level, text, None))
 
+    def cont(self, value: str, level: int = 0) -> None:
+        """A further value of the previous key, aligned under its first value."""
+        self.lines.append((level, "", value))
+
     def render(self) -> str:
         width = max((len(k) for lvl, k, v in self.lines if v is not None and lvl == 0), default=0)
-        out = []
+        out: list[str] = []
+        prev_key = ""
         for level, key, value in self.lines:
             pad = "  " * level
             if value is None:
                 out.append(pad + key)
             elif value == "":
                 out.append((pad + key).rstrip())
+            elif level == 0:
+                out.append(f"{key.ljust(width + 1)} {value}".rstrip())
+            elif key == "":
+                out.append(f"{pad}{' ' * (len(prev_key) + 2)}{value}")
             else:
-                w = width if level == 0 else len(key)
-                out.append(f"{pad}{key.ljust(w + 1 if level == 0 else len(key) + 1)} {value}".rstrip() if level == 0 else f"{pad}{key}  {value}")
+                out.append(f"{pad}{key}  {value}")
+            if key:
+                prev_key = key
         return "\n".join(out)
 
 
@@ -64,7 +74,7 @@ def _map(w: Writer, key: str, m: dict | None, level: int = 0) -> None:
     k, v = items[0]
     w.kv(key, f"{k}={v}", level)
     for k, v in items[1:]:
-        w.line(" " * (len(key) + 2) + f"{k}={v}" if level else f"\t{k}={v}", level)
+        w.cont(f"{k}={v}", level)
 
 
 def _now() -> datetime:
@@ -216,9 +226,8 @@ def describe_pod(pod: dict, explanation: str | None) -> str:
     w.kv("Conditions", "")
     conds = st.get("conditions") or []
     if conds:
-        w.line("Type              Status", 1)
-        for c in conds:
-            w.line(f"{c['type']:<17} {c.get('status')}", 1)
+        for line in format_rows(["Type", "Status"], [[c["type"], str(c.get("status"))] for c in conds]).splitlines():
+            w.line(line, 1)
     vols = spec.get("volumes") or []
     w.kv("Volumes", "" if vols else "<none>")
     for v in vols:
