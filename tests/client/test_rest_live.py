@@ -128,3 +128,36 @@ async def test_connection_refused_is_retried_then_reported(tmp_path: Path) -> No
         with pytest.raises(ApiConnectionError, match="after 4 attempts"):
             await client.get("pods", "x", namespace="default")
     assert sleeps == [0.5, 1.0, 2.0]
+
+
+async def test_discovery_finds_kinds_the_static_table_lacks(api: ApiClient) -> None:
+    from clusterctl.client.resources import ResourceTable
+
+    api.resources = ResourceTable([])  # forget every built-in kind
+    await api.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},
+                      "spec": {"selector": {"matchLabels": {"a": "b"}},
+                               "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+    rt = await api.resource_type("deploy")
+    assert (rt.group, rt.version, rt.plural, rt.namespaced) == ("apps", "v1", "deployments", True)
+    assert [d["metadata"]["name"] for d in (await api.list("deployments.apps"))["items"]] == ["d"]
+    with pytest.raises(NotFound, match="doesn't have a resource type 'gizmos'"):
+        await api.list("gizmos")
+
+
+async def test_watch_bookmarks_advance_the_resume_point(tmp_path: Path) -> None:
+    from tests.client.live import control_plane
+
+    async with control_plane(tmp_path, timings={"bookmark_interval": 0.2}) as (api, _):
+        rv = (await api.list("configmaps", namespace="default"))["metadata"]["resourceVersion"]
+        await api.create(cm("elsewhere") | {"metadata": {"name": "elsewhere", "namespace": "kube-public"}})
+        stream = api.watch("configmaps", namespace="default", resource_version=rv, timeout_seconds=5, bookmarks=True)
+
+        async def first_event() -> tuple[str, dict]:
+            async for event in stream:
+                return event
+            raise AssertionError("stream ended without a bookmark")
+
+        etype, obj = await asyncio.wait_for(first_event(), 5)
+        await stream.aclose()
+        assert etype == "BOOKMARK" and obj["metadata"]["resourceVersion"] == stream.resource_version
+        assert int(stream.resource_version) >= int(rv)
