@@ -19,7 +19,7 @@ import ipaddress
 import logging
 from pathlib import Path
 
-from node_runtime.network import NETNS_DIR, PodAddress
+from node_runtime.network import NETNS_DIR, PodAddress, create_netns, delete_netns
 from node_runtime.network.iproute import NetworkError, ip, ip_batch, link_exists
 from node_runtime.network.ipam import PodIPAM
 from node_runtime.network.routes import HostRoutes
@@ -141,11 +141,11 @@ class BridgeNetwork:
         addr = self.ipam.allocate(uid)
         try:
             if not (NETNS_DIR / ns).exists():
-                await ip("netns", "add", ns)
+                await asyncio.to_thread(create_netns, ns)       # no ip(8) process: pod start latency
             if not await link_exists(veth):
                 await ip_batch([f"link add {veth} type veth peer name eth0 netns {ns}",
                                 f"link set {veth} master {self.bridge} up"])
-            await ip_batch(["link set lo up", f"addr replace {addr}/{self.ipam.prefixlen} dev eth0", "link set eth0 up",
+            await ip_batch([f"addr replace {addr}/{self.ipam.prefixlen} dev eth0", "link set eth0 up",
                             f"route replace default via {self.ipam.gateway} dev eth0"], netns=ns)
         except NetworkError:
             await self._remove(pod)
@@ -160,7 +160,7 @@ class BridgeNetwork:
     async def _remove(self, pod: dict) -> None:
         ns, veth = self.netns_name(pod), self.veth_name(pod)
         if (NETNS_DIR / ns).exists():
-            await ip("netns", "delete", ns)
+            await asyncio.to_thread(delete_netns, ns)
         if await link_exists(veth):
             await ip("link", "del", veth, check=False)
         if self.ipam is None and (self.state_dir / "ipam.json").exists() and self._pending_cidr:

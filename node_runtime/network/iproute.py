@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
-from node_runtime.errors import NodeRuntimeError
+from node_runtime.network import NetworkError
 
-
-class NetworkError(NodeRuntimeError):
-    """A pod's network (namespace, link, address, route) could not be set up or removed."""
+__all__ = ["NetworkError", "ip", "ip_batch", "ip_json", "link_exists"]
 
 
 async def ip(*args: str, netns: str | None = None, check: bool = True, stdin: str | None = None) -> str:
@@ -41,5 +40,11 @@ async def ip_json(*args: str, netns: str | None = None) -> list[dict]:
 
 
 async def link_exists(name: str, *, netns: str | None = None) -> bool:
+    if netns is None:           # our own namespace: ask the kernel, no process
+        try:
+            socket.if_nametoindex(name)
+            return True
+        except OSError:
+            return False
     out = await ip("link", "show", "dev", name, netns=netns, check=False)
     return bool(out.strip())
