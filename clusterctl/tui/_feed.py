@@ -121,8 +121,8 @@ class FeedView(Vertical):
     FeedView > #feed-summary { height: auto; max-height: 12; padding: 0 1; }
     """
 
-    def __init__(self, state: FeedState, *, id: str | None = None) -> None:
-        super().__init__(id=id)
+    def __init__(self, state: FeedState, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.state = state
         self._shape: tuple[int, int] = (-1, -1)
 

@@ -4,10 +4,12 @@ caches when anything changes (coalesced by the app), never from the API server."
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -68,8 +70,8 @@ class Overview(Static):
     Overview { height: 1fr; padding: 1 2; }
     """
 
-    def __init__(self, source: ClusterSource, *, now: Callable[[], datetime] | None = None, id: str | None = None) -> None:
-        super().__init__(id=id)
+    def __init__(self, source: ClusterSource, *, now: Callable[[], datetime] | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.source = source
         self.now = now or (lambda: datetime.now(timezone.utc))
 
@@ -77,4 +79,11 @@ class Overview(Static):
         self.recompute()
 
     def recompute(self) -> None:
-        self.update(overview_text(self.source, self.now()))
+        self.summary = overview_text(self.source, self.now())
+        self.update(self.summary)
+
+    def plain(self, width: int = 120) -> str:
+        """The overview as plain text (tests, tmux-free checks)."""
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(self.summary)
+        return console.export_text()

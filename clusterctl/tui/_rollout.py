@@ -60,8 +60,8 @@ class RolloutView(Static):
     RolloutView { height: 1fr; padding: 0 1; overflow-y: auto; }
     """
 
-    def __init__(self, source: ClusterSource, key: str, *, now: Callable[[], datetime] | None = None, id: str | None = None) -> None:
-        super().__init__(id=id)
+    def __init__(self, source: ClusterSource, key: str, *, now: Callable[[], datetime] | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.source = source
         self.key = key
         self.now = now or (lambda: datetime.now(timezone.utc))

@@ -77,8 +77,8 @@ class ResourceTable(DataTable):
     """
 
     def __init__(self, source: ClusterSource, kind: KindView, *, now: Callable[[], datetime] | None = None,
-                 view_filter: ViewFilter | None = None, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+                 view_filter: ViewFilter | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
         self.source = source
         self.kind = kind
         self.now = now or (lambda: datetime.now(timezone.utc))

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -37,7 +38,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static
 
-from clusterctl.client.errors import ApiError
+from clusterctl.api.errors import ApiError
 from clusterctl.client.rest import ApiClient, Obj
 from clusterctl.tui._actions import ClusterActions, TuiActionError, describe, explain_pending, to_yaml
 from clusterctl.tui._dialogs import ChoiceScreen, ConfirmScreen, HelpScreen, InputScreen
@@ -78,7 +79,7 @@ class MainScreen(Screen):
         Binding("x", "explain", "explain", show=False),
         Binding("question_mark", "help", "help"),
         Binding("escape", "back", "back"),
-        Binding("q", "quit", "quit"),
+        Binding("q", "app.quit", "quit"),
     ]
     DEFAULT_CSS = """
     MainScreen #status { height: 1; background: $primary-background; padding: 0 1; }
@@ -218,6 +219,7 @@ class ClusterApp(App):
         self.latencies: dict[str, list[float]] = {}
         self.record_latency = False
         self.main = MainScreen()
+        self._current: Widget | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -278,20 +280,16 @@ class ClusterApp(App):
     # ----------------------------------------------------------------- views
 
     def current_widget(self) -> Widget | None:
-        try:
-            body = self.main.query_one("#body")
-        except Exception:
-            return None
-        return body.children[0] if body.children else None
+        return self._current
 
     def _make_widget(self, state: ViewState) -> Widget:
         if state.view == "overview":
-            return Overview(self.source, now=self.now, id="overview")
+            return Overview(self.source, now=self.now, classes="view")
         if state.view == "feed":
-            return FeedView(self.feed_state, id="feed")
+            return FeedView(self.feed_state, classes="view")
         if state.view == "rollout":
-            return RolloutView(self.source, state.target or "", now=self.now, id="rollout")
-        table = ResourceTable(self.source, KINDS[state.view], now=self.now, view_filter=state.filter, id=f"view-{state.view}")
+            return RolloutView(self.source, state.target or "", now=self.now, classes="view")
+        table = ResourceTable(self.source, KINDS[state.view], now=self.now, view_filter=state.filter, classes="view")
         table.on_rendered = self._rendered
         return table
 
@@ -304,6 +302,7 @@ class ClusterApp(App):
         body = self.main.query_one("#body")
         body.remove_children()
         widget = self._make_widget(state)
+        self._current = widget
         body.mount(widget)
         if widget.can_focus:
             widget.focus()
@@ -542,7 +541,7 @@ class ClusterApp(App):
         if self.source.client is None:
             conn = "● static data"
         ro = "  [read-only]" if self.readonly else ""
-        status.update(f"clusterctl {self.context}  {conn}{ro}")
+        status.update(Text(f"clusterctl {self.context}  {conn}{ro}"))
         status.set_class(not self.source.connected, "disconnected")
 
     def _update_title(self) -> None:
