@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 
 from clusterctl.client.errors import AlreadyExists
 from clusterctl.client.rest import ApiClient
@@ -45,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", choices=["subprocess", "inprocess", "external"], default="subprocess",
                    help="subprocess: the control plane's scheduler_process_component (a supervised child process, default); "
                         "inprocess: scheduler_component inside the API server process; external: started by the bench")
-    p.add_argument("--percentage-of-nodes-to-score", type=int, default=0, help="(with --scheduler external) 0 = adaptive")
-    p.add_argument("--no-scheduled-events", action="store_true", help="(with --scheduler external) skip the per-pod Scheduled Event")
+    p.add_argument("--percentage-of-nodes-to-score", type=int, default=0, help="0 = adaptive, as kube-scheduler")
+    p.add_argument("--no-scheduled-events", action="store_true", help="skip the per-pod Scheduled Event")
     p.add_argument("--pod-cpu", default="10m")
     p.add_argument("--pod-memory", default="16Mi")
     p.add_argument("--timeout", type=float, default=900.0)
@@ -179,6 +180,9 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     extra["components"] = {"inprocess": ["clusterctl.scheduler.scheduler:scheduler_component"],
                            "subprocess": ["clusterctl.scheduler.scheduler:scheduler_process_component"],
                            "external": []}[args.scheduler]
+    settings = {"percentage_of_nodes_to_score": args.percentage_of_nodes_to_score, "record_scheduled_events": not args.no_scheduled_events}
+    (work / "cp").mkdir(parents=True, exist_ok=True)
+    (work / "cp" / "scheduler.yaml").write_text(yaml.safe_dump(settings))
     cp = start_control_plane(work / "cp", extra=extra, store={"backend": "tinydb"})
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -188,9 +192,7 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             pids["scheduler"] = await _child_pid(pids["apiserver"])
         if args.scheduler == "external":
             cmd = [sys.executable, "-m", "clusterctl.scheduler.cli", "--kubeconfig", str(cp.kubeconfig),
-                   "--percentage-of-nodes-to-score", str(args.percentage_of_nodes_to_score)]
-            if args.no_scheduled_events:
-                cmd.append("--no-scheduled-events")
+                   "--config", str(work / "cp" / "scheduler.yaml")]
             procs.append(subprocess.Popen(cmd, stdout=open(work / "scheduler.log", "wb"), stderr=subprocess.STDOUT, env=env))
             pids["scheduler"] = procs[-1].pid
         sim = subprocess.Popen([sys.executable, "-m", "clusterctl", "sim", "nodes", str(args.nodes), "--kubeconfig", str(cp.kubeconfig),
@@ -230,6 +232,8 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "nodes_ready_s": round(nodes_ready_s, 2),
         "sim_cpu_s": round(cpu["sim"], 2),
         "creators": args.creators,
+        "percentage_of_nodes_to_score": args.percentage_of_nodes_to_score,
+        "scheduled_events": not args.no_scheduled_events,
     }
     if "scheduler" in pids:
         out.update(apiserver_cpu_s=round(cpu["apiserver"], 2), scheduler_cpu_s=round(cpu["scheduler"], 2),

@@ -18,8 +18,9 @@ from clusterctl.scheduler.scheduler import SchedulerConfig, run_scheduler
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clusterctl scheduler", description="assign nodes to pending pods")
     parser.add_argument("--kubeconfig", default=None)
-    parser.add_argument("--scheduler-name", default="default-scheduler")
-    parser.add_argument("--percentage-of-nodes-to-score", type=int, default=0)
+    parser.add_argument("--config", default=None, help="YAML file of scheduler settings (flags given here win)")
+    parser.add_argument("--scheduler-name", default=None)
+    parser.add_argument("--percentage-of-nodes-to-score", type=int, default=None, help="0 = adaptive, as kube-scheduler")
     parser.add_argument("--leader-elect", action="store_true")
     parser.add_argument("--no-scheduled-events", action="store_true", help="do not post a Scheduled Event per bound pod")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -27,8 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    config = SchedulerConfig(scheduler_name=args.scheduler_name, percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
-                             leader_elect=args.leader_elect, record_scheduled_events=not args.no_scheduled_events)
+    flags: dict[str, object] = {}
+    if args.scheduler_name is not None:
+        flags["scheduler_name"] = args.scheduler_name
+    if args.percentage_of_nodes_to_score is not None:
+        flags["percentage_of_nodes_to_score"] = args.percentage_of_nodes_to_score
+    if args.leader_elect:
+        flags["leader_elect"] = True
+    if args.no_scheduled_events:
+        flags["record_scheduled_events"] = False
+    config = SchedulerConfig.load(args.config, **flags) if args.config else SchedulerConfig.from_dict(flags)
     client = ApiClient.from_kubeconfig(args.kubeconfig, max_connections=96)
     task = asyncio.create_task(run_scheduler(client, config=config))
     loop = asyncio.get_running_loop()

@@ -63,6 +63,19 @@ class SchedulerConfig:
     identity: str = field(default_factory=lambda: f"{os.uname().nodename}_{uuid.uuid4().hex[:8]}")
 
     @classmethod
+    def load(cls, path: str | os.PathLike[str], **overrides: Any) -> SchedulerConfig:
+        """From a YAML file of settings (``percentage_of_nodes_to_score: 10``...); ``overrides`` win."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(open(path).read()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read scheduler config {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"scheduler config {path}: expected a mapping")
+        return cls.from_dict({**data, **overrides})
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> SchedulerConfig:
         """From the control-plane config's ``scheduler:`` section (snake_case or camelCase keys)."""
         known = {f for f in cls.__dataclass_fields__}
@@ -403,18 +416,27 @@ async def run_scheduler(client: ApiClient, *, config: SchedulerConfig | dict[str
     await elector.run()
 
 
+#: optional scheduler settings beside the control-plane config (``<data_dir>/scheduler.yaml``)
+SETTINGS_FILE = "scheduler.yaml"
+
+
 def control_plane_component(config: SchedulerConfig | dict[str, Any] | None = None) -> Callable[[Any], Any]:
     """A control-plane component (``async def component(ctx)``) running the scheduler with ``config``.
 
-    It reaches its own server through ``ctx.kubeconfig`` (the admin kubeconfig the control plane
+    Settings come from ``config`` or, when present, ``<data_dir>/scheduler.yaml``. It reaches its
+    own server through ``ctx.kubeconfig`` (the admin kubeconfig the control plane
     writes once it listens), exactly like an external scheduler would: only the API server
     touches the store. Leader election is on by default, so several control planes sharing one
     etcd never both schedule.
     """
-    cfg = config if isinstance(config, SchedulerConfig) else SchedulerConfig.from_dict({"leader_elect": True, **(config or {})})
-
     async def scheduler_component(ctx: Any) -> None:
         kubeconfig = getattr(ctx, "kubeconfig", None) or ctx.config.path(ctx.config.kubeconfig)
+        if isinstance(config, SchedulerConfig):
+            cfg = config
+        elif ctx.config.path(SETTINGS_FILE).exists():
+            cfg = SchedulerConfig.load(ctx.config.path(SETTINGS_FILE), leader_elect=True, **(config or {}))
+        else:
+            cfg = SchedulerConfig.from_dict({"leader_elect": True, **(config or {})})
         client = ApiClient.from_kubeconfig(str(kubeconfig), max_connections=96)
         try:
             await run_scheduler(client, config=cfg)
@@ -440,8 +462,12 @@ async def scheduler_process_component(ctx: Any, *, restart_delay: float = 1.0) -
     import sys
 
     kubeconfig = getattr(ctx, "kubeconfig", None) or ctx.config.path(ctx.config.kubeconfig)
+    args = ["--kubeconfig", str(kubeconfig), "--leader-elect"]
+    settings = ctx.config.path(SETTINGS_FILE)
+    if settings.exists():
+        args += ["--config", str(settings)]
     while True:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "clusterctl.scheduler.cli", "--kubeconfig", str(kubeconfig), "--leader-elect")
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "clusterctl.scheduler.cli", *args)
         try:
             code = await proc.wait()
         except asyncio.CancelledError:

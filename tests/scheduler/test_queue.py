@@ -66,3 +66,17 @@ def test_unschedulable_timeout_is_a_safety_net_and_deleted_pods_vanish() -> None
     entry = q.pop_nowait()
     assert entry is not None and entry.info.name == "p"
     assert q.pop_nowait() is None
+
+
+def test_scheduler_settings_file_and_overrides(tmp_path) -> None:
+    import pytest
+
+    from clusterctl.scheduler.scheduler import SchedulerConfig
+
+    path = tmp_path / "scheduler.yaml"
+    path.write_text("percentageOfNodesToScore: 10\nrecord_scheduled_events: false\n")
+    cfg = SchedulerConfig.load(path, leader_elect=True)
+    assert (cfg.percentage_of_nodes_to_score, cfg.record_scheduled_events, cfg.leader_elect) == (10, False, True)
+    path.write_text("percentage_of_nodes_to_scor: 10\n")
+    with pytest.raises(ValueError, match="unknown scheduler setting 'percentage_of_nodes_to_scor'"):
+        SchedulerConfig.load(path)
