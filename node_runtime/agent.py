@@ -93,7 +93,8 @@ class Agent:
         self.config = config
         self.client = client or make_client(config)
         self.node_ip = config.address
-        self.registry = RegistryClient(RegistryPolicy.from_config(config.registries_allowed, config.registries_insecure))
+        self.registry = RegistryClient(RegistryPolicy.from_config(config.registries_allowed, config.registries_insecure,
+                                                                        config.registries_credentials))
         self.images = ImageStore(config.dir("images"), self.registry)
         if runtime is None:
             if config.runtime == "podman":

@@ -60,6 +60,7 @@ class AgentConfig:
     runtime: str = "process"
     registries_allowed: list[str] | None = None
     registries_insecure: list[str] = field(default_factory=list)
+    registries_credentials: dict[str, tuple[str, str]] = field(default_factory=dict)   # host -> (user, password)
     address: str = "127.0.0.1"
     pod_cidr: str | None = None
     cluster_dns: str | None = None
@@ -102,6 +103,11 @@ class AgentConfig:
         if regs:
             kwargs["registries_allowed"] = regs.get("allowed")
             kwargs["registries_insecure"] = list(regs.get("insecure") or [])
+            creds = regs.get("credentials") or {}
+            try:
+                kwargs["registries_credentials"] = {h: (str(c["username"]), str(c["password"])) for h, c in creds.items()}
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise ConfigError("registries.credentials must map host -> {username, password}") from exc
         known = {f.name for f in fields(cls)} - {"node_name", "data_dir", "timings"}
         bad = set(raw) - known
         if bad:
