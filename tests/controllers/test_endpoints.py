@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from clusterctl.controllers.endpoints import SERVICE_NAME_LABEL, resolve_ports
 from clusterctl.sim.hollow import ANNOTATION_NEVER_READY
 
@@ -77,3 +79,45 @@ async def _cond(slices, name: str, **want):
     if name not in seen:
         return True  # already removed entirely: also not ready
     return all(seen[name][0].get(k) == v for k, v in want.items())
+
+
+async def test_rolling_update_never_thins_the_ready_endpoints(env):
+    """maxUnavailable 0: at every Endpoints event of the rollout, at least `replicas` ready addresses."""
+    from tests.controllers.test_deployment import deployment, rolled_out
+    await env.start(controllers=("replicaset", "deployment", "endpoints", "endpointslice"))
+    await env.add_nodes("zd-", 3, ready_delay=0.1)
+    await env.api.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "zd", "namespace": "default"},
+                          "spec": {"selector": {"app": "zd"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    await env.api.create(deployment("zd", "img:v1", replicas=4, maxSurge=1, maxUnavailable=0))
+    await rolled_out(env, "zd", "img:v1")
+
+    async def four():
+        ep = await env.api.get("endpoints", "zd", namespace="default")
+        return ep if sum(len(s.get("addresses") or []) for s in ep.get("subsets") or []) == 4 else None
+    ep = await env.wait_for("four ready endpoints", four)
+    counts: list[int] = []
+    images: set[str] = set()
+
+    async def follow():
+        async for etype, obj in env.api.watch("endpoints", namespace="default", field_selector="metadata.name=zd",
+                                              resource_version=ep["metadata"]["resourceVersion"], timeout_seconds=60):
+            counts.append(sum(len(s.get("addresses") or []) for s in obj.get("subsets") or []))
+
+    task = asyncio.create_task(follow())
+    try:
+        await env.api.patch("deployments", "zd", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "img:v2"}]}}}},
+                            namespace="default", type="strategic")
+        await rolled_out(env, "zd", "img:v2")
+        await env.wait_for("endpoints settled on v2", lambda: _all_v2(env, images))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(counts) >= 8, counts
+    assert min(counts) >= 4, counts
+
+
+async def _all_v2(env, images: set[str]):
+    ep = await env.api.get("endpoints", "zd", namespace="default")
+    names = [a["targetRef"]["name"] for s in ep.get("subsets") or [] for a in s.get("addresses") or []]
+    pods = {p["metadata"]["name"]: p for p in await env.pods(selector="app=zd")}
+    return len(names) == 4 and all(n in pods and pods[n]["spec"]["containers"][0]["image"] == "img:v2" for n in names)
