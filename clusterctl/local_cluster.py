@@ -200,20 +200,22 @@ class LocalCluster:
         state = self._read_state()
         status("control plane: initialising" if not self.config_path.exists() else "control plane: resuming")
         port = self._init_control_plane()
-        self._start_control_plane()
-        if self.own_registry:
-            self._start_registry()
         status("network: bridge and node namespaces")
         self._wire(state)
+        if self.own_registry:
+            self._start_registry()
         ports = [port, USER_REGISTRY_PORT] + ([self.registry_port] if self.registry_port else [])
         for p in ports:
             try:
                 self._servers.append(await forward(self._names.gateway, p, "127.0.0.1"))
             except OSError as exc:
                 raise LocalClusterError(f"cannot forward port {p} on {self._names.gateway}: {exc}") from exc
-        await self._wait_api(status)
+        configs = [self._node_config(i) for i in range(1, self.nodes + 1)]  # tokens exist before the server reads its file
+        self._start_control_plane()
+        # the agents start alongside the control plane: their client retries until it answers
         status(f"nodes: starting {self.nodes} node agents")
-        self._start_nodes(ports)
+        self._start_nodes(configs, ports)
+        await self._wait_api(status)
         await self._wait_nodes_ready(status, ready_timeout)
 
     def _check_machine(self) -> None:
@@ -333,7 +335,7 @@ class LocalCluster:
             tokens = TokenFile.load(self.data_dir / "tokens.yaml")
             token = tokens.add_node(name)
             tokens.save()
-            if self.cp_process is not None:
+            if self.cp_process is not None and self.cp_process.poll() is None:
                 self.cp_process.send_signal(signal.SIGHUP)
         cfg = {"node_name": name, "data_dir": str(node_dir), "server": f"https://127.0.0.1:{self.api_port}", "token": token,
                "ca_file": str(self.data_dir / "pki" / "ca.crt"), "address": self._names.ip(i), "cluster_dns": "10.96.0.10",
@@ -341,11 +343,9 @@ class LocalCluster:
         path.write_text(yaml.safe_dump(cfg))
         return path
 
-    def _start_nodes(self, ports: list[int]) -> None:
-        time.sleep(0.1)  # let a SIGHUP for new node tokens land before the agents authenticate
+    def _start_nodes(self, configs: list[Path], ports: list[int]) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        for i in range(1, self.nodes + 1):
-            cfg = self._node_config(i)
+        for i, cfg in enumerate(configs, start=1):
             ns = self._names.netns(i)
             log_file = open(cfg.parent / "agent.log", "ab")
             argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "clusterctl.local_cluster", "node", str(cfg),
