@@ -1,0 +1,84 @@
+"""``clusterctl bootstrap``, ``clusterctl upgrade`` and ``clusterctl remove-node``: short commands
+over ``playbooks/bootstrap.yml``, ``upgrade.yml`` and ``reset.yml``.
+
+Each builds (or takes from the cache) the product wheelhouse on the controller, adds the facts
+the playbooks check hosts against (the controller's architecture, Python, clock) as extra vars,
+and runs the playbook with the provisioner (same output, ``--log-json`` feed and exit codes as
+``clusterctl provision``). Options they do not know themselves (``-v``, ``--forks``,
+``--known-hosts``, ...) go to the provisioner unchanged.
+
+- ``clusterctl bootstrap -i INV [--kubeconfig-out FILE]``
+- ``clusterctl upgrade -i INV [--to VERSION] [--check]`` (``--to`` stamps the wheelhouse with
+  that version; ``--check`` prints the plan and changes nothing)
+- ``clusterctl remove-node -i INV HOST`` drains HOST, deletes its Node and runs ``reset.yml`` on it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from clusterctl.bootstrap.wheelhouse import build_wheelhouse
+
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+
+
+def controller_vars(version: str | None) -> dict:
+    wh = build_wheelhouse(version)
+    return {
+        "clusterctl_wheelhouse": str(wh.archive),
+        "clusterctl_release": wh.key,
+        "clusterctl_version": wh.version,
+        "clusterctl_arch": platform.machine(),
+        "clusterctl_python": "%d.%d" % sys.version_info[:2],
+        "clusterctl_controller_time": int(time.time()),
+    }
+
+
+def run_playbook(playbook: str, inventory: list[str], extra: dict, passthrough: list[str]) -> int:
+    from clusterctl.provision.cli import main as provision_main
+    argv = [str(PLAYBOOKS / playbook)]
+    for inv in inventory:
+        argv += ["-i", inv]
+    argv += ["-e", json.dumps(extra), *passthrough]
+    return provision_main(argv)
+
+
+def _common(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("-i", "--inventory", action="append", required=True, help="inventory file or folder")
+    return p
+
+
+def bootstrap_main(argv: list[str]) -> int:
+    p = _common("clusterctl bootstrap", "from an inventory to a running cluster (playbooks/bootstrap.yml)")
+    p.add_argument("--kubeconfig-out", help="where the admin kubeconfig goes (default: kubeconfig beside the inventory)")
+    args, rest = p.parse_known_args(argv)
+    extra = controller_vars(None)
+    if args.kubeconfig_out:
+        extra["clusterctl_kubeconfig_dest"] = str(Path(args.kubeconfig_out).resolve())
+    return run_playbook("bootstrap.yml", args.inventory, extra, rest)
+
+
+def upgrade_main(argv: list[str]) -> int:
+    p = _common("clusterctl upgrade", "inventory-driven rolling upgrade (playbooks/upgrade.yml)")
+    p.add_argument("--to", dest="version", help="the version to install (default: the controller's)")
+    args, rest = p.parse_known_args(argv)
+    return run_playbook("upgrade.yml", args.inventory, controller_vars(args.version), rest)
+
+
+def remove_node_main(argv: list[str]) -> int:
+    p = _common("clusterctl remove-node", "drain a node, delete it from the cluster and uninstall it")
+    p.add_argument("host", help="the inventory host to remove")
+    args, rest = p.parse_known_args(argv)
+    extra = {"remove_host": args.host}
+    return run_playbook("reset.yml", args.inventory, extra, ["--limit", f"{args.host}:control_plane[0]", *rest])
+
+
+def main(argv: list[str]) -> int:
+    """Entry for ``clusterctl bootstrap`` (the lead maps the other two commands to their own)."""
+    return bootstrap_main(argv)
