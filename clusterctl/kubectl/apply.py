@@ -24,7 +24,7 @@ from clusterctl.errors import UsageError
 from clusterctl.kubectl import printers
 from clusterctl.kubectl.get import add_output_flags, parse_targets
 from clusterctl.kubectl.manifests import read_manifests
-from clusterctl.kubectl.session import Session
+from clusterctl.kubectl.session import Session, retry_on_conflict
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -135,6 +135,10 @@ def _last_applied_text(obj: dict) -> str:
 
 async def apply_object(s: Session, obj: dict, dry_run: str = "none") -> tuple[str, dict]:
     """Create or patch one object; returns (``created|configured|unchanged``, the result)."""
+    return await retry_on_conflict(lambda: _apply_once(s, json.loads(json.dumps(obj)), dry_run))
+
+
+async def _apply_once(s: Session, obj: dict, dry_run: str) -> tuple[str, dict]:
     rt = await s.client.resource_type(obj["kind"], obj["apiVersion"])
     meta = obj.setdefault("metadata", {})
     name = meta.get("name")

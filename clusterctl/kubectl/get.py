@@ -112,7 +112,7 @@ async def run(args: argparse.Namespace, s: Session) -> int:
     if not human:
         text = printers.print_objects(objects, output, single=single)
         if text:
-            print(text)
+            print(text, end="" if output.startswith("jsonpath=") else "\n")
     if args.watch:
         if len(targets) != 1:
             raise UsageError("you may only specify a single resource type with --watch")

@@ -1,8 +1,7 @@
 """``label`` and ``annotate``: set (``k=v``) or remove (``k-``) labels/annotations with a merge patch.
 
-Like kubectl, changing an existing key needs ``--overwrite``; the check is made on the object
-read just before the patch, and the patch carries its ``resourceVersion`` so a concurrent change
-makes the server answer 409 rather than silently overwrite.
+Like kubectl, changing an existing key needs ``--overwrite`` (checked on the object read just
+before the patch); ``--resource-version`` makes the patch conditional (409 if it changed).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import argparse
 from clusterctl.errors import UsageError
 from clusterctl.kubectl.apply import display
 from clusterctl.kubectl.get import parse_targets
-from clusterctl.kubectl.session import Session
+from clusterctl.kubectl.session import Session, retry_on_conflict
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -25,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
         p.add_argument("--all", action="store_true")
         p.add_argument("-l", "--selector")
         p.add_argument("-A", "--all-namespaces", action="store_true")
+        p.add_argument("--resource-version", help="only if the object is still at this resourceVersion")
         p.set_defaults(func=run, field=field)
 
 
@@ -62,7 +62,10 @@ async def run(args: argparse.Namespace, s: Session) -> int:
                 for k, v in changes.items():
                     if v is not None and k in current and current[k] != v:
                         raise UsageError(f"'{k}' already has a value ({current[k]}), and --overwrite is false")
-            patch = {"metadata": {args.field: changes, "resourceVersion": meta.get("resourceVersion")}}
-            await s.client.patch(rt.plural, meta["name"], patch, namespace=meta.get("namespace"), type="merge", api_version=rt.api_version)
+            patch: dict = {"metadata": {args.field: changes}}
+            if args.resource_version:
+                patch["metadata"]["resourceVersion"] = args.resource_version
+            await retry_on_conflict(lambda: s.client.patch(rt.plural, meta["name"], patch, namespace=meta.get("namespace"),
+                                                           type="merge", api_version=rt.api_version))
             print(f"{display(rt, meta['name'])} {verb}")
     return 0

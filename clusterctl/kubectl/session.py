@@ -64,3 +64,18 @@ class Session:
             async for line in resp.content:
                 if line.strip():
                     yield orjson.loads(line)
+
+
+async def retry_on_conflict(attempt, *, tries: int = 5, delay: float = 0.05):
+    """Run ``await attempt()`` again after a 409 Conflict (a controller wrote the object in
+    between), up to ``tries`` times — what kubectl's patchers do."""
+    import asyncio
+
+    from clusterctl.client.errors import Conflict
+    for i in range(tries):
+        try:
+            return await attempt()
+        except Conflict:
+            if i == tries - 1:
+                raise
+            await asyncio.sleep(delay * (2 ** i))

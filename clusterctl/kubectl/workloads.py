@@ -16,7 +16,7 @@ from clusterctl.errors import UsageError
 from clusterctl.kubectl import printers
 from clusterctl.kubectl.apply import deployment_object, display, dry_params
 from clusterctl.kubectl.get import add_output_flags, parse_targets
-from clusterctl.kubectl.session import Session
+from clusterctl.kubectl.session import Session, retry_on_conflict
 
 FMT = argparse.RawDescriptionHelpFormatter
 
@@ -165,7 +165,7 @@ async def run_scale(args: argparse.Namespace, s: Session) -> int:
         if not names:
             raise UsageError("usage: clusterctl scale TYPE NAME --replicas=N")
         for name in names:
-            await s.client.scale(rt.plural, name, args.replicas, namespace=s.namespace)
+            await retry_on_conflict(lambda: s.client.scale(rt.plural, name, args.replicas, namespace=s.namespace))
             print(f"{display(rt, name)} scaled")
     return 0
 
@@ -200,6 +200,6 @@ async def run_set_image(args: argparse.Namespace, s: Session) -> int:
             if patch_i:
                 spec_patch["initContainers"] = patch_i
             body = {"spec": spec_patch} if rt.kind == "Pod" else {"spec": {"template": {"spec": spec_patch}}}
-            await s.client.patch(rt.plural, name, body, namespace=s.namespace, type="strategic", api_version=rt.api_version)
+            await retry_on_conflict(lambda: s.client.patch(rt.plural, name, body, namespace=s.namespace, type="strategic", api_version=rt.api_version))
             print(f"{display(rt, name)} image updated")
     return 0
