@@ -100,7 +100,7 @@ async def test_pods_can_be_told_to_complete_or_fail(api: ApiClient, hollow: Holl
 
 async def test_a_stopped_node_stops_heartbeating_and_ignores_its_pods(api: ApiClient, hollow: HollowCluster) -> None:
     hollow.stop_node("hollow-2")
-    await asyncio.sleep(0.4)  # let an in-flight renewal land
+    await asyncio.sleep(1.0)  # let an in-flight renewal land
     before = (await api.get("leases", "hollow-2", namespace="kube-node-lease"))["spec"]["renewTime"]
     await api.create(pod("orphan", "hollow-2"))
     await asyncio.sleep(1.0)  # > 3 renew intervals and > ready_delay
