@@ -31,7 +31,8 @@ async def serve_proxy(args: dict) -> None:
     from node_runtime.dns.server import ClusterDNS
     from node_runtime.proxy.table import endpoints_from_pods
     dns_ip = args.get("dns")
-    proxy = ServiceProxy(None, args["node"], [args["ip"]], connect_timeout=0.3, extra_cluster_ips={dns_ip} if dns_ip else None)
+    proxy = ServiceProxy(None, args["node"], [args["ip"]], connect_timeout=0.3, extra_cluster_ips={dns_ip} if dns_ip else None,
+                         mode=args.get("mode", "splice"))
     dns = ClusterDNS("cluster.local")
     path, seen = Path(args["objects"]), None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)

@@ -26,11 +26,12 @@ log = logging.getLogger(__name__)
 class ServiceProxy:
     def __init__(self, client: ApiClient | None, node_name: str, node_addresses: list[str], *,
                  bind_cluster_ips: bool = True, connect_timeout: float = 1.0, attempts: int = 3,
-                 extra_cluster_ips: set[str] | None = None):
+                 extra_cluster_ips: set[str] | None = None, mode: str = "splice"):
         self.client = client
         self.node_name = node_name
         self.node_addresses = list(node_addresses)
         self.connect_timeout = connect_timeout
+        self.mode = mode                                           # Forwarder mode (see forwarder.py)
         self.extra_cluster_ips = set(extra_cluster_ips or ())     # e.g. the cluster DNS address
         self.attempts = attempts
         self.addresses = ClusterIPAddresses(node_name) if bind_cluster_ips else None
@@ -91,7 +92,7 @@ class ServiceProxy:
                 fwd.balancer.update(fe.backends, fe.affinity_timeout)
                 continue
             fwd = Forwarder(f"{fe.service}:{fe.port_name or fe.port}", fe.backends, affinity_timeout=fe.affinity_timeout,
-                            connect_timeout=self.connect_timeout, attempts=self.attempts)
+                            connect_timeout=self.connect_timeout, attempts=self.attempts, mode=self.mode)
             try:
                 await fwd.listen(self._listen_addresses(fe))
             except OSError as exc:

@@ -33,7 +33,7 @@ def dead_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(params=["splice", "asyncio"], autouse=True)
+@pytest.fixture(params=["splice", "threads", "asyncio"], autouse=True)
 def mode(request):
     global MODE
     MODE = request.param
