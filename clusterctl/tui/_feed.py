@@ -115,6 +115,7 @@ async def follow_feed(path: Path, *, interval: float = 0.1, follow: bool = True)
 class FeedView(Vertical):
     """The hosts × tasks grid of a feed; ``update_from(state)`` after events."""
 
+    can_focus = True
     DEFAULT_CSS = """
     FeedView { height: 1fr; }
     FeedView > #feed-grid { height: 1fr; }

@@ -49,10 +49,10 @@ def overview_text(source: ClusterSource, now: datetime, *, warnings: int = 8) ->
         if i < len(PHASES) - 1:
             pod_text.append("  ")
     grid.add_row("Pods", pod_text)
-    grid.add_row("CPU", f"{bar(cpu, cpu_alloc, 30)}  {format_cpu(cpu)} of {format_cpu(cpu_alloc)} requested")
-    grid.add_row("Memory", f"{bar(mem, mem_alloc, 30)}  {format_memory(mem)} of {format_memory(mem_alloc)} requested")
+    grid.add_row("CPU", Text(f"{bar(cpu, cpu_alloc, 30)}  {format_cpu(cpu)} of {format_cpu(cpu_alloc)} CPU requested"))
+    grid.add_row("Memory", Text(f"{bar(mem, mem_alloc, 30)}  {format_memory(mem)} of {format_memory(mem_alloc)} requested"))
     counts = ", ".join(f"{len(source.list(r))} {r}" for r in ("namespaces", "deployments", "services", "jobs"))
-    grid.add_row("Objects", counts)
+    grid.add_row("Objects", Text(counts))
     recent = sorted((e for e in source.list("events") if e.get("type") == "Warning"),
                     key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)[:warnings]
     grid.add_row("", "")
@@ -66,6 +66,7 @@ def overview_text(source: ClusterSource, now: datetime, *, warnings: int = 8) ->
 class Overview(Static):
     """The Overview view; ``recompute()`` after changes."""
 
+    can_focus = True
     DEFAULT_CSS = """
     Overview { height: 1fr; padding: 1 2; }
     """

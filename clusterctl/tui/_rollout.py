@@ -56,6 +56,7 @@ def rollout_text(source: ClusterSource, key: str, now: datetime) -> Text:
 
 
 class RolloutView(Static):
+    can_focus = True
     DEFAULT_CSS = """
     RolloutView { height: 1fr; padding: 0 1; overflow-y: auto; }
     """

@@ -304,9 +304,8 @@ class ClusterApp(App):
         widget = self._make_widget(state)
         self._current = widget
         body.mount(widget)
-        if widget.can_focus:
-            widget.focus()
-        self._update_title()
+        widget.focus()
+        self.call_after_refresh(self._update_title)
 
     def go(self, state: ViewState) -> None:
         self.history.append(self.state)
