@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
                        formatter_class=FMT, epilog="examples:\n  clusterctl explain-schedule web-5d8f-abcde\n  clusterctl explain-schedule pod/web-1 -n demo\n")
     e.add_argument("pod")
     e.set_defaults(func=run_explain)
-    c = sub.add_parser("completion", help="print a shell completion script", formatter_class=FMT,
+    c = sub.add_parser("completion", parents=parents, help="print a shell completion script", formatter_class=FMT,
                        epilog="examples:\n  source <(clusterctl completion bash)\n  clusterctl completion zsh > \"${fpath[1]}/_clusterctl\"\n")
     c.add_argument("shell", choices=["bash", "zsh"])
     c.set_defaults(run_local=run_completion)

@@ -34,7 +34,7 @@ def split_changes(words: list[str]) -> tuple[list[str], dict[str, str | None]]:
         if "=" in w:
             k, _, v = w.partition("=")
             changes[k] = v
-        elif w.endswith("-") and "/" not in w[:-1] and len(targets) >= 1:
+        elif w.endswith("-") and len(targets) >= 1:  # names never end in "-"
             changes[w[:-1]] = None
         else:
             targets.append(w)
