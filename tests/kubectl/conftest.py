@@ -71,7 +71,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     log.close()
     c = Cluster(cp, sim)
     try:
-        c.wait(lambda: c.run("get", "nodes", "-o", "name").out.count("node/") == 2, what="2 hollow nodes")
+        c.wait(lambda: [line.split()[1] for line in c.run("get", "nodes", "--no-headers").out.splitlines()] == ["Ready", "Ready"],
+               what="2 hollow nodes Ready")
         yield c
     finally:
         sim.send_signal(signal.SIGTERM)
