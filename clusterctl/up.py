@@ -65,14 +65,12 @@ class StatusLine:
             self.stream.flush()
 
 
-def build_demo_image(cluster: LocalCluster) -> str:
-    """busybox httpd on 8080 serving one page, pushed to the cluster's registry; returns its reference."""
+def push_httpd_image(ref: str, page: str, *, timeout: float = 15.0) -> str:
+    """Build a busybox httpd image (port 8080, serving ``page`` at /) from Debian's busybox-static
+    with ``clusterctl image push`` and push it as ``ref``; returns ``ref``."""
     busybox = shutil.which("busybox") or "/bin/busybox"
     if not Path(busybox).exists():
-        raise UsageError("--demo needs Debian's busybox-static (apt-get install busybox-static)")
-    if cluster.registry_address is None:
-        raise UsageError("--demo needs a local registry (apt-get install docker-registry)")
-    ref = f"{cluster.registry_address}/demo-httpd:v1"
+        raise UsageError("an httpd image needs Debian's busybox-static (apt-get install busybox-static)")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "bin").mkdir()
@@ -80,9 +78,9 @@ def build_demo_image(cluster: LocalCluster) -> str:
         for tool in ("sh", "httpd", "ls", "cat", "echo", "env", "hostname", "sleep", "wget"):
             (root / "bin" / tool).symlink_to("busybox")
         (root / "www").mkdir()
-        (root / "www" / "index.html").write_text(DEMO_HTML)
+        (root / "www" / "index.html").write_text(page)
         (root / "tmp").mkdir()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + timeout
         while True:
             result = subprocess.run([sys.executable, "-m", "clusterctl", "image", "push", str(root), ref,
                                      "--cmd", '["/bin/httpd", "-f", "-v", "-p", "8080", "-h", "/www"]', "--port", "8080"],
@@ -90,8 +88,15 @@ def build_demo_image(cluster: LocalCluster) -> str:
             if result.returncode == 0:
                 return ref
             if time.monotonic() > deadline:
-                raise UsageError(f"could not push the demo image to {ref}: {result.stderr.strip() or result.stdout.strip()}")
+                raise UsageError(f"could not push {ref}: {result.stderr.strip() or result.stdout.strip()}")
             time.sleep(0.2)  # the registry may still be starting
+
+
+def build_demo_image(cluster: LocalCluster) -> str:
+    """The demo's image in the cluster's own registry."""
+    if cluster.registry_address is None:
+        raise UsageError("--demo needs a local registry (apt-get install docker-registry)")
+    return push_httpd_image(f"{cluster.registry_address}/demo-httpd:v1", DEMO_HTML)
 
 
 async def deploy_demo(cluster: LocalCluster, image: str, status) -> str:

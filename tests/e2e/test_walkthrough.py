@@ -1,0 +1,157 @@
+"""The seed's "Working with a cluster" walkthrough on ``clusterctl up --nodes 2`` (real node agents,
+real pod network, real NodePorts), once with ``clusterctl`` and once with the real ``kubectl``.
+
+run an HTTP image on 8080 → deployment 1/1 → expose NodePort → curl through the NodePort →
+describe the service (Endpoints listed) → scale to 4 (Running on both nodes) → set image v2 →
+rollout status finishes (and the NodePort answers v2) → rollout undo (v1 again) → delete everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clusterctl.local_cluster import free_port
+from clusterctl.up import push_httpd_image
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTERCTL = [sys.executable, "-m", "clusterctl"]
+
+
+class Up:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.log = data_dir.parent / "up.log"
+        self.proc: subprocess.Popen | None = None
+        self.registry = ""
+
+    def start(self, *extra: str, timeout: float = 120.0) -> str:
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen([*CLUSTERCTL, "up", "--nodes", "2", "--data-dir", str(self.data_dir), "--port", str(free_port()), *extra],
+                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_text(errors="replace")
+            if "Ctrl-C stops the cluster" in text:
+                m = re.search(r"registry: (\S+)", text)
+                self.registry = m.group(1) if m else ""
+                return text
+            if self.proc.poll() is not None:
+                raise AssertionError(f"clusterctl up exited {self.proc.returncode}:\n{text}")
+            time.sleep(0.1)
+        raise AssertionError(f"clusterctl up not ready in {timeout}s:\n{self.log.read_text(errors='replace')}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory) -> Iterator[Up]:
+    u = Up(tmp_path_factory.mktemp("up") / "cluster")
+    try:
+        u.start()
+        yield u
+    finally:
+        u.stop()
+        assert u.proc is None or u.proc.returncode == 0, u.log.read_text(errors="replace")[-3000:]
+
+
+def _tool(name: str, up: Up):
+    env = {**os.environ, "KUBECONFIG": str(up.data_dir / "kubeconfig")}
+    argv = CLUSTERCTL if name == "clusterctl" else ["kubectl"]
+
+    def run(*args: str, check: bool = True) -> str:
+        r = subprocess.run([*argv, *args], capture_output=True, text=True, env=env, timeout=120)
+        if check:
+            assert r.returncode == 0, f"{name} {' '.join(args)} failed ({r.returncode}):\n{r.stderr}{r.stdout}"
+        return r.stdout
+    return run
+
+
+def _wait(pred, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} ({last!r})")
+
+
+def _curl(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=3) as r:
+        return r.read().decode()
+
+
+@pytest.mark.parametrize("tool", ["clusterctl", "kubectl"])
+def test_walkthrough(up: Up, tool: str) -> None:
+    run = _tool(tool, up)
+    app = f"web-{tool}"
+    v1 = push_httpd_image(f"{up.registry}/{app}:v1", f"{app} v1\n")
+    v2 = push_httpd_image(f"{up.registry}/{app}:v2", f"{app} v2\n")
+
+    assert "Server Version" in run("version")
+    if tool == "clusterctl":
+        assert run("run", app, f"--image={v1}", "--port=8080").strip() == f"deployment.apps/{app} created"
+    else:  # kubectl >= 1.18 `run` makes a bare Pod: the seed's deployment comes from `create deployment`
+        run("create", "deployment", app, f"--image={v1}", "--port=8080")
+    _wait(lambda: run("get", "deployments", app).splitlines()[1].split()[1] == "1/1", what=f"{app} 1/1")
+    assert run("get", "deployments").splitlines()[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+
+    run("expose", "deployment", app, "--type=NodePort", "--port=8080")
+    svc_row = next(line for line in run("get", "services").splitlines() if line.startswith(app + " "))
+    assert svc_row.split()[1] == "NodePort"
+    node_port = int(re.search(r"8080:(\d+)/TCP", svc_row).group(1))
+    ips = run("get", "nodes", "-o", "jsonpath={.items[*].status.addresses[?(@.type==\"InternalIP\")].address}" if tool == "kubectl"
+              else "jsonpath={.items[*].status.addresses[0].address}").split()
+    assert len(ips) == 2
+    _wait(lambda: _curl(f"http://{ips[0]}:{node_port}/") == f"{app} v1\n", what="curl through the NodePort")
+    assert _curl(f"http://{ips[1]}:{node_port}/") == f"{app} v1\n"
+
+    _wait(lambda: re.search(r"Endpoints:\s+10\.244\.\d+\.\d+:8080", run("describe", f"services/{app}")), what="Endpoints listed")
+
+    run("scale", f"--replicas=4", f"deployment/{app}")
+
+    def four_running():
+        pods = json.loads(run("get", "pods", "-l", f"app={app}", "-o", "json"))["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return len(live) == 4 and all(p["status"].get("phase") == "Running" for p in live) and \
+            {p["spec"]["nodeName"] for p in live} == {"node-1", "node-2"}
+    _wait(four_running, what="4 pods Running across both nodes")
+    table = run("get", "pods", "-l", f"app={app}").splitlines()
+    assert len(table) == 5 and all(line.split()[2] == "Running" for line in table[1:])
+
+    run("set", "image", f"deployment/{app}", f"*={v2}")
+    out = run("rollout", "status", f"deployment/{app}", "--timeout=90s" if tool == "kubectl" else "--timeout=90")
+    assert out.strip().splitlines()[-1] == f'deployment "{app}" successfully rolled out'
+    _wait(lambda: _curl(f"http://{ips[0]}:{node_port}/") == f"{app} v2\n", what="v2 answers")
+
+    run("rollout", "undo", f"deployment/{app}")
+    run("rollout", "status", f"deployment/{app}", "--timeout=90s" if tool == "kubectl" else "--timeout=90")
+    _wait(lambda: all(_curl(f"http://{ip}:{node_port}/") == f"{app} v1\n" for ip in ips for _ in range(4)), what="v1 again")
+
+    run("delete", "service", app)
+    run("delete", "deployment", app)
+    _wait(lambda: not run("get", "pods", "-l", f"app={app}", "-o", "name").strip(), what="pods gone")
+    assert run("get", "deployments", "-o", "name").strip() == ""
