@@ -29,6 +29,7 @@ from clusterctl.api import decoding, errors
 from clusterctl.api.context import ApiContext
 from clusterctl.api.errors import ApiError
 from clusterctl.api.kinds import KindInfo
+from clusterctl.api.priority import admit_pod_priority
 from clusterctl.api.selectors import LabelSelector, FieldSelector, parse_field_selector, parse_label_selector
 from clusterctl.api.validation import DecodeError
 from clusterctl.store.base import Compacted, Item, KeyExists, KeyNotFound, RevisionConflict
@@ -416,6 +417,8 @@ async def create_object(ctx: ApiContext, t: Target, obj: dict, *, dry_run: bool 
     _new_metadata(ctx, info, meta)
     _initial_status(info, obj)
     merge_string_data(info, obj)
+    if info.kind == "Pod" and not info.group:
+        await admit_pod_priority(ctx, obj)
     for attempt in range(8 if generate else 1):
         if generate:
             meta["name"] = meta["generateName"] + "".join(random.choice(_NAME_CHARS) for _ in range(5))

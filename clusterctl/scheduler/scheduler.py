@@ -114,7 +114,6 @@ class Scheduler:
         self.events = EventRecorder(client, component=self.config.scheduler_name)
         self.pods = Informer(client, "pods")
         self.nodes = Informer(client, "nodes")
-        self.priority_classes = Informer(client, "priorityclasses")
         self.nominated: dict[str, list[PodInfo]] = {}
         self._nominated_of: dict[str, str] = {}
         self._start_index = 0
@@ -125,30 +124,13 @@ class Scheduler:
         self.pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
         self.nodes.add_handler(on_add=self._node_added, on_update=self._node_updated, on_delete=self._node_deleted)
 
-    # ----------------------------------------------------------------- pod info with priority
+    # ----------------------------------------------------------------- pod info
 
-    def pod_info(self, pod: Obj) -> PodInfo:
-        info = PodInfo.of(pod)
-        spec = pod.get("spec") or {}
-        class_name = spec.get("priorityClassName")
-        if spec.get("priority") is None or (class_name and self.priority_classes.get(class_name)):
-            # Kubernetes' Priority admission copies the class value into spec.priority; a server that
-            # does not (ours defaults it to 0) still gets the class's priority here.
-            info.priority = self._priority_of_class(class_name)
-            if spec.get("preemptionPolicy") is None and spec.get("priorityClassName"):
-                pc = self.priority_classes.get(spec["priorityClassName"])
-                if pc and pc.get("preemptionPolicy"):
-                    info.preemption_policy = pc["preemptionPolicy"]
-        return info
-
-    def _priority_of_class(self, name: str | None) -> int:
-        if name:
-            pc = self.priority_classes.get(name)
-            return int(pc.get("value") or 0) if pc else 0
-        for pc in self.priority_classes.list():
-            if pc.get("globalDefault"):
-                return int(pc.get("value") or 0)
-        return 0
+    @staticmethod
+    def pod_info(pod: Obj) -> PodInfo:
+        """The pod as the scheduler sees it; ``spec.priority`` was resolved from the PriorityClass
+        by the API server's priority admission when the pod was created."""
+        return PodInfo.of(pod)
 
     # ----------------------------------------------------------------- informer handlers
 
@@ -241,8 +223,7 @@ class Scheduler:
         """Informers, then the scheduling loop, until cancelled."""
         tasks: list[asyncio.Task[Any]] = []
         try:
-            # Priority classes first: pod handlers resolve priorityClassName as pods arrive.
-            for informer in (self.priority_classes, self.nodes, self.pods):
+            for informer in (self.nodes, self.pods):
                 tasks.append(asyncio.create_task(informer.run(), name=f"scheduler:informer:{informer.resource}"))
                 await informer.wait_for_sync()
             log.info("scheduler %s: caches synced (%d nodes, %d pods)", self.config.scheduler_name, len(self.cache), len(self.pods.list()))
