@@ -88,6 +88,12 @@ class ResourceTable(DataTable):
         #: (label, monotonic time) stamps waiting for the next render: latency probes (bench, tests)
         self.pending_stamps: list[tuple[str, float]] = []
         self.on_rendered: Callable[[str, float], None] | None = None
+        # DataTable drops every rendered cell whenever any cell changes; with 1,000 rows changing
+        # every second that re-renders the whole screen per update. Rendered cells are cached here
+        # by row *version* instead, so an update re-renders only the rows that changed.
+        self._row_version: dict[str, int] = {}
+        self._layout_version = 0
+        self._cell_cache: dict[tuple, object] = {}
 
     def on_mount(self) -> None:
         for name in self.kind.columns:
@@ -130,6 +136,8 @@ class ResourceTable(DataTable):
                 rows.append((_key(obj), cells, style))
         rows.sort(key=_sort_key(self.kind))
         self.clear()
+        self._layout_version += 1
+        self._cell_cache.clear()
         self._cells = {k: c for k, c, _ in rows}
         self._styles = {k: s for k, _, s in rows}
         for key, cells, style in rows:
@@ -148,6 +156,8 @@ class ResourceTable(DataTable):
             if key in self._cells:
                 if not visible:
                     self.remove_row(key)
+                    self._layout_version += 1
+                    self._cell_cache.clear()
                     del self._cells[key]
                     self._styles.pop(key, None)
                     continue
@@ -159,6 +169,8 @@ class ResourceTable(DataTable):
                     for col, before, cell in zip(self.kind.columns, old, cells):
                         if before != cell:
                             self.update_cell(key, col, Text(cell, style=style, no_wrap=True))
+                if old != cells or old_style != style:
+                    self._row_version[key] = self._row_version.get(key, 0) + 1
                 self._cells[key], self._styles[key] = cells, style
             elif visible:
                 added = True
@@ -166,6 +178,19 @@ class ResourceTable(DataTable):
             self.rebuild()
         self.pending_stamps.extend(stamps)
         self.refresh()
+
+    def _render_cell(self, row_index, column_index, base_style, width, cursor=False, hover=False):  # type: ignore[override]
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        key = (row_key, column_index, base_style, width, cursor, hover, self._show_hover_cursor, self._pseudo_class_state,
+               self._row_version.get(row_key.value, 0), self._layout_version)
+        hit = self._cell_cache.get(key)
+        if hit is None:
+            if len(self._cell_cache) > 50_000:
+                self._cell_cache.clear()
+            hit = self._cell_cache[key] = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        return hit
 
     def render_lines(self, crop):  # type: ignore[override]
         lines = super().render_lines(crop)

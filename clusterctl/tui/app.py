@@ -220,6 +220,7 @@ class ClusterApp(App):
         self.record_latency = False
         self.main = MainScreen()
         self._current: Widget | None = None
+        self._title_text = ""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -550,13 +551,17 @@ class ClusterApp(App):
             return
         widget = self.current_widget()
         if isinstance(widget, ResourceTable):
-            title.update(f"{widget.kind.name}({widget.view_filter.describe()})[{widget.row_count}]")
+            scope = widget.view_filter.describe() if widget.kind.namespaced else widget.view_filter.describe().replace("ns=all", "").strip()
+            text = f"{widget.kind.name}({scope})[{widget.row_count}]"
         elif self.state.view == "rollout":
-            title.update(f"Rollout({self.state.target})")
+            text = f"Rollout({self.state.target})"
         elif self.state.view == "feed":
-            title.update(f"Provisioning feed({self.feed_path or 'no --feed file'})")
+            text = f"Provisioning feed({self.feed_path or 'no --feed file'})"
         else:
-            title.update("Overview")
+            text = "Overview"
+        if text != self._title_text:  # an unchanged title must not cost a layout pass per flush
+            self._title_text = text
+            title.update(Text(text))
 
 
 def monotonic() -> float:
