@@ -375,6 +375,8 @@ class _Direction:
                 return
             self.pending = n
             self.flush()
+            if n < _CHUNK:
+                return      # drained for now: level-triggered epoll says when more comes (saves an EAGAIN)
 
     def _finish(self) -> None:
         self.done = True
@@ -401,6 +403,7 @@ class _Pump:
         self.lock = threading.Lock()
         self.by_fd: dict[int, tuple[_Direction, _Direction, tuple]] = {}
         self.silenced: set[int] = set()
+        self.masks: dict[int, int] = {}
         self.thread = threading.Thread(target=self._run, daemon=True, name="proxy pump")
         self.thread.start()
 
@@ -424,8 +427,9 @@ class _Pump:
             conn = (client, upstream, up, down)
             self.by_fd[client.fileno()] = (up, down, conn)      # client: read for up, written by down
             self.by_fd[upstream.fileno()] = (down, up, conn)
-            self.ep.register(client.fileno(), _EPOLLIN)
-            self.ep.register(upstream.fileno(), _EPOLLIN)
+            for sock in (client, upstream):
+                self.ep.register(sock.fileno(), _EPOLLIN)
+                self.masks[sock.fileno()] = _EPOLLIN
 
     def _mask(self, reading: _Direction, writing: _Direction) -> int:
         mask = 0
@@ -441,6 +445,7 @@ class _Pump:
             fd = s.fileno()
             if fd >= 0:
                 self.by_fd.pop(fd, None)
+                self.masks.pop(fd, None)
                 if fd in self.silenced:
                     self.silenced.discard(fd)
                     continue
@@ -483,8 +488,11 @@ class _Pump:
                     self.ep.unregister(fd)
                 try:
                     for sock, r_dir, w_dir in ((client, up, down), (upstream, down, up)):
-                        if sock.fileno() not in self.silenced:
-                            self.ep.modify(sock.fileno(), self._mask(r_dir, w_dir))
+                        sfd = sock.fileno()
+                        mask = self._mask(r_dir, w_dir)
+                        if sfd not in self.silenced and self.masks.get(sfd) != mask:
+                            self.ep.modify(sfd, mask)        # only on change: none at all in steady flow
+                            self.masks[sfd] = mask
                 except OSError:
                     self._close(conn)
 
