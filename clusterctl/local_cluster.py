@@ -234,7 +234,7 @@ class LocalCluster:
         from clusterctl.api.cli import init_data_dir
         from clusterctl.api import config as cfgmod
         if not self.config_path.exists():
-            port = self.port or 6443
+            port = self.port or (6443 if _port_is_free(6443) else free_port())
             init_data_dir(self.data_dir, port=port, extra={"components": COMPONENTS}, force=True)
             return port
         if self.port:
@@ -410,6 +410,15 @@ class LocalCluster:
             self._teardown_slot(self._names.slot)
             with contextlib.suppress(OSError):
                 (self.data_dir / "lab.json").unlink()
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def _address_is(node: dict, address: str) -> bool:

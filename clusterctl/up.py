@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                                        "then, in another terminal:\n  export KUBECONFIG=~/.clusterctl/up/kubeconfig\n  clusterctl get nodes\n")
     p.add_argument("--nodes", type=int, default=2, help="number of node agents (default 2)")
     p.add_argument("--data-dir", default=str(DEFAULT_DIR), help=f"cluster state (default {DEFAULT_DIR})")
-    p.add_argument("--port", type=int, default=None, help="API server port on 127.0.0.1 (default 6443, or the data dir's)")
+    p.add_argument("--port", type=int, default=None, help="API server port on 127.0.0.1 (default: the data dir's, else 6443 if free, else any free port)")
     p.add_argument("--demo", action="store_true", help="deploy a demo web app in namespace 'demo' and print how to curl it")
     p.add_argument("--ready-timeout", type=float, default=90.0, help=argparse.SUPPRESS)
     return p
