@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from clusterctl.client.errors import Conflict
 from clusterctl.client.rest import ApiClient
 from clusterctl.controllers.manager import ControllerManager, ControllerManagerConfig, run_controllers
 from clusterctl.scheduler.scheduler import Scheduler, SchedulerConfig
@@ -51,6 +52,15 @@ class Env:
             await asyncio.sleep(interval)
         raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
+    async def patch(self, resource: str, name: str, body: dict, **kwargs: Any) -> dict:
+        """A PATCH that retries the API server's 409 (controllers write the same objects concurrently)."""
+        for attempt in range(20):
+            try:
+                return await self.api.patch(resource, name, body, **kwargs)
+            except Conflict:
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError(f"PATCH {resource}/{name} kept conflicting")
+
     async def pods(self, namespace: str = "default", selector: str | None = None) -> list[dict]:
         return (await self.api.list("pods", namespace=namespace, label_selector=selector))["items"]
 
@@ -61,10 +71,12 @@ class Env:
                 raise AssertionError(f"{t.get_name()} crashed") from t.exception()
 
     async def stop(self) -> None:
-        self.check_alive()
-        for t in reversed(self.tasks):
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            self.check_alive()
+        finally:
+            for t in reversed(self.tasks):
+                t.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 @pytest.fixture

@@ -43,8 +43,11 @@ async def test_cronjob_fires_on_schedule_and_honours_forbid(env):
     got = await env.wait_for("first job", lambda: _count(env, 1))
     assert got[0]["metadata"]["name"] == f"tick-{first_tick // 60}"
     assert got[0]["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
-    cj = await env.api.get("cronjobs", "tick", namespace="default")
-    assert cj["status"]["lastScheduleTime"] and len(cj["status"]["active"]) == 1
+    async def status():
+        cj = await env.api.get("cronjobs", "tick", namespace="default")
+        s = cj.get("status") or {}
+        return s if s.get("lastScheduleTime") and len(s.get("active") or []) == 1 else None
+    await env.wait_for("lastScheduleTime and active", status)
 
     # Forbid: the next tick comes while the first job still runs → no second job
     clock.now = first_tick + 61
@@ -52,7 +55,7 @@ async def test_cronjob_fires_on_schedule_and_honours_forbid(env):
     assert len(await jobs(env)) == 1
 
     # the first job finishes: the due tick now runs (it stays due until a deadline would pass)
-    await env.api.patch("jobs", got[0]["metadata"]["name"], {"status": {"conditions": [
+    await env.patch("jobs", got[0]["metadata"]["name"], {"status": {"conditions": [
         {"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
         "completionTime": "2026-01-01T00:00:00Z", "startTime": "2026-01-01T00:00:00Z", "succeeded": 1}},
         namespace="default", subresource="status")
@@ -60,13 +63,13 @@ async def test_cronjob_fires_on_schedule_and_honours_forbid(env):
     assert got[1]["metadata"]["name"] == f"tick-{first_tick // 60 + 1}"
 
     # suspended: ticks pass, nothing runs
-    await env.api.patch("cronjobs", "tick", {"spec": {"suspend": True, "concurrencyPolicy": "Allow"}}, namespace="default")
+    await env.patch("cronjobs", "tick", {"spec": {"suspend": True, "concurrencyPolicy": "Allow"}}, namespace="default")
     await asyncio.sleep(0.2)
     clock.now = first_tick + 121
     await asyncio.sleep(0.5)
     assert len(await jobs(env)) == 2
     # Allow runs alongside the still-active second job
-    await env.api.patch("cronjobs", "tick", {"spec": {"suspend": False}}, namespace="default")
+    await env.patch("cronjobs", "tick", {"spec": {"suspend": False}}, namespace="default")
     clock.now = first_tick + 181
     got = await env.wait_for("third job alongside the active one", lambda: _count(env, 3))
     assert got[2]["metadata"]["name"] == f"tick-{first_tick // 60 + 3}"

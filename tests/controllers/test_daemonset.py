@@ -39,7 +39,7 @@ async def test_daemonset_covers_late_node_skips_tainted_and_rolls(env):
         return s if s.get("desiredNumberScheduled") == 3 and s.get("numberReady") == 3 and s.get("numberAvailable") == 3 else None
     await env.wait_for("status", status)
 
-    await env.api.patch("daemonsets", "agent", {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "agent:v2"}]}}}},
+    await env.patch("daemonsets", "agent", {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "agent:v2"}]}}}},
                         namespace="default", type="strategic")
     pods = await env.wait_for("rolled to v2", lambda: placed({"ds-0", "ds-1", "ds-late-0"}, "agent:v2"))
     assert len({p["metadata"]["labels"][REVISION_LABEL] for p in pods}) == 1

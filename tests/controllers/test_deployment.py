@@ -99,7 +99,7 @@ async def test_rolling_update_bounds_undo_and_history(env):
         watcher.pods[p["metadata"]["name"]] = p
     watcher.armed = True
     try:
-        await env.api.patch("deployments", "web", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "registry.local/web:v2"}]}}}},
+        await env.patch("deployments", "web", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "registry.local/web:v2"}]}}}},
                             namespace="default", type="strategic")
         await rolled_out(env, "web", "registry.local/web:v2")
         await kubectl(env, "rollout", "status", "deployment/web", "--timeout=20s")
@@ -144,7 +144,7 @@ async def test_pause_resume_restart_and_recreate(env):
     await env.api.create(deployment("api", "img:v1", replicas=2))
     await rolled_out(env, "api", "img:v1")
     await kubectl(env, "rollout", "pause", "deployment/api")
-    await env.api.patch("deployments", "api", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "img:v2"}]}}}},
+    await env.patch("deployments", "api", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "img:v2"}]}}}},
                         namespace="default", type="strategic")
     await asyncio.sleep(0.5)
     sets = (await env.api.list("replicasets", namespace="default", label_selector="app=api"))["items"]
@@ -179,7 +179,7 @@ async def test_pause_resume_restart_and_recreate(env):
 
     task = asyncio.create_task(follow())
     try:
-        await env.api.patch("deployments", "batch", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "img:v2"}]}}}},
+        await env.patch("deployments", "batch", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "img:v2"}]}}}},
                             namespace="default", type="strategic")
         await rolled_out(env, "batch", "img:v2")
     finally:

@@ -105,7 +105,7 @@ async def test_rolling_update_never_thins_the_ready_endpoints(env):
 
     task = asyncio.create_task(follow())
     try:
-        await env.api.patch("deployments", "zd", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "img:v2"}]}}}},
+        await env.patch("deployments", "zd", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "img:v2"}]}}}},
                             namespace="default", type="strategic")
         await rolled_out(env, "zd", "img:v2")
         await env.wait_for("endpoints settled on v2", lambda: _all_v2(env, images))

@@ -20,7 +20,7 @@ def test_formula_and_tolerance():
 async def set_usage(env, millis: int) -> None:
     for pod in await env.pods(selector="app=busy"):
         if P.is_active(pod):
-            await env.api.patch("pods", pod["metadata"]["name"], {"metadata": {"annotations": {CPU_USAGE_ANNOTATION: str(millis)}}},
+            await env.patch("pods", pod["metadata"]["name"], {"metadata": {"annotations": {CPU_USAGE_ANNOTATION: str(millis)}}},
                                 namespace="default")
 
 

@@ -46,7 +46,7 @@ async def test_statefulset_creates_in_order_and_scales_down_in_reverse(env):
         assert pod["spec"]["hostname"] == "web-1" and pod["spec"]["subdomain"] == "web"
         assert pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == "web-1"
 
-        await env.api.patch("statefulsets", "web", {"spec": {"replicas": 1}}, namespace="default")
+        await env.patch("statefulsets", "web", {"spec": {"replicas": 1}}, namespace="default")
         await env.wait_for("scaled to one", lambda: status(1))
         await env.wait_for("deletions seen", lambda: _true(len(deleted) >= 2))
         assert deleted[:2] == ["web-2", "web-1"], "scale-down goes from the highest ordinal"
