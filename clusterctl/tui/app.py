@@ -537,7 +537,12 @@ class ClusterApp(App):
             status = self.main.query_one("#status", Static)
         except Exception:
             return
-        conn = "● connected" if self.source.connected else f"✖ DISCONNECTED ({self.source.detail}) — reconnecting"
+        if self.source.connected:
+            conn = "● connected"
+        elif self.source.detail == "connecting":
+            conn = "… connecting"
+        else:
+            conn = f"✖ DISCONNECTED ({self.source.detail}) — reconnecting"
         if self.source.client is None:
             conn = "● static data"
         ro = "  [read-only]" if self.readonly else ""

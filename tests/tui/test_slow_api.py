@@ -1,0 +1,52 @@
+"""A slow API server never freezes input: every API call runs in an informer task or a worker.
+
+The "server" is a real socket that accepts connections and never answers, the slowest API there is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from textual.widgets import Static
+
+from clusterctl.client.kubeconfig import ClusterCredentials
+from clusterctl.client.rest import ApiClient
+from clusterctl.tui._table import ResourceTable
+from clusterctl.tui.app import live_app
+
+
+async def test_keys_answer_while_the_api_never_does() -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accept, then say nothing
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = ApiClient(ClusterCredentials(server=f"http://127.0.0.1:{port}", token="t"), retries=0, request_timeout=30)
+    app = live_app(client)
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause(0.2)
+            assert held, "the informers reached the server"
+            status = str(app.main.query_one("#status", Static).render())
+            assert "connecting" in status and "● connected" not in status
+            for alias, resource in (("no", "nodes"), ("deploy", "deployments"), ("svc", "services"), ("po", "pods")):
+                started = time.monotonic()
+                await pilot.press("colon", *alias, "enter")
+                await pilot.pause()
+                assert time.monotonic() - started < 2.0
+                widget = app.current_widget()
+                assert isinstance(widget, ResourceTable) and widget.kind.resource == resource
+            await pilot.press("question_mark")
+            await pilot.pause()
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is app.main
+    finally:
+        await client.close()
+        for w in held:
+            w.close()
+        server.close()
+        await server.wait_closed()
