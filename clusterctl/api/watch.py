@@ -6,7 +6,9 @@ R. A revision older than the retained history answers one ERROR event carrying a
 Status (what client-go and the Python client expect), then ends. Label/field selectors apply to
 transitions: an object that stops matching is DELETED for this watcher, one that starts matching
 is ADDED. ``allowWatchBookmarks`` adds BOOKMARK events every ``timings.bookmark_interval``
-carrying the last revision this watcher was sent (so a resume from it never skips an event).
+carrying the newest revision this watcher is complete up to: the store's revision when the store
+stream reports every event up to it delivered (``WatchStream.progress()``, tinydb), else the last
+revision sent — a resume from a bookmark never skips an event.
 
 Each watch has a pump task reading the store's watch into a bounded queue; a client too slow to
 drain it fills the queue, the store ends that one watch (it re-watches from its last revision),
@@ -176,7 +178,7 @@ async def _follow(ctx: ApiContext, stream: _Stream, prefix: str, after: int, lab
                 item = await asyncio.wait_for(queue.get(), timeout=wait)
             except asyncio.TimeoutError:
                 if bookmarks and loop.time() >= next_bookmark:
-                    await stream.bookmark(last_rv)
+                    await stream.bookmark(_bookmark_revision(gen, queue, last_rv))
                     next_bookmark = loop.time() + interval
                 continue
             if item is _END:
@@ -198,6 +200,17 @@ async def _follow(ctx: ApiContext, stream: _Stream, prefix: str, after: int, lab
     finally:
         pump_task.cancel()
         await asyncio.gather(pump_task, return_exceptions=True)
+
+
+def _bookmark_revision(gen, queue: asyncio.Queue, last_rv: int) -> int:
+    """The newest revision this watcher is complete up to: the store stream's progress when
+    nothing is waiting between it and the client (an empty queue means the pump holds nothing:
+    everything the stream yielded was sent), else the last revision sent."""
+    progress = getattr(gen, "progress", None)
+    if progress is None or not queue.empty():
+        return last_rv
+    reached = progress()
+    return last_rv if reached is None else max(last_rv, reached)
 
 
 def _event_type(ctx: ApiContext, event: Event, labels, fields, filtering: bool) -> str | None:

@@ -20,9 +20,10 @@ from clusterctl.store.base import Event, StoreError, WatchOverflow
 class Subscriber:
     """One watcher's buffer and state, filled by a producer, drained by ``deliver``."""
 
-    __slots__ = ("prefix", "buffer", "limit", "wake", "overflowed", "closed", "error", "last_revision")
+    __slots__ = ("prefix", "buffer", "limit", "wake", "overflowed", "closed", "error", "last_revision", "seen")
 
-    def __init__(self, prefix: str, limit: int, after_revision: int, replay: Iterable[Event] = ()):
+    def __init__(self, prefix: str, limit: int, after_revision: int, replay: Iterable[Event] = (),
+                 seen: int = 0):
         self.prefix = prefix
         self.buffer: collections.deque[Event] = collections.deque(replay)
         self.limit = limit
@@ -31,6 +32,9 @@ class Subscriber:
         self.closed = False
         self.error: StoreError | None = None
         self.last_revision = after_revision
+        #: the newest revision of any batch offered (under this prefix or not): with an empty
+        #: buffer, every event of this prefix up to ``seen`` has been delivered
+        self.seen = seen
 
     def offer(self, events: list[Event]) -> bool:
         """Buffer one batch's events under the prefix; False when the watcher has fallen behind.
@@ -43,6 +47,8 @@ class Subscriber:
             self.wake.set()
             return False
         prefix = self.prefix
+        if events:
+            self.seen = events[-1].revision
         before = len(self.buffer)
         self.buffer.extend(event for event in events if event.key.startswith(prefix))
         if len(self.buffer) != before:
@@ -54,6 +60,42 @@ class Subscriber:
         self.closed = True
         self.error = error
         self.wake.set()
+
+
+class WatchStream:
+    """A store watch: an async iterator of events that can also tell how far it has got.
+
+    ``progress()`` is a revision R such that every event of the watched prefix with revision
+    <= R has already been yielded — possibly newer than the last event yielded (writes to other
+    prefixes advance it) — or None when that is not known right now (events still buffered,
+    history still replaying). The API server puts it in BOOKMARK events.
+    """
+
+    __slots__ = ("_gen", "subscriber", "replaying")
+
+    def __init__(self) -> None:
+        self._gen: AsyncIterator[Event] | None = None
+        self.subscriber: Subscriber | None = None
+        self.replaying = True
+
+    def attach(self, gen: AsyncIterator[Event]) -> "WatchStream":
+        self._gen = gen
+        return self
+
+    def __aiter__(self) -> "WatchStream":
+        return self
+
+    def __anext__(self):
+        return self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()
+
+    def progress(self) -> int | None:
+        sub = self.subscriber
+        if sub is None or self.replaying or sub.buffer or sub.overflowed or sub.error is not None:
+            return None
+        return max(sub.last_revision, sub.seen)
 
 
 async def deliver(subscriber: Subscriber, after_revision: int) -> AsyncIterator[Event]:

@@ -56,7 +56,7 @@ from clusterctl.store.base import (
     RevisionConflict,
     StoreError,
 )
-from clusterctl.store.fanout import Subscriber, deliver
+from clusterctl.store.fanout import Subscriber, WatchStream, deliver
 from clusterctl.store.recovery import Change, RecoveredState, compact_json, make_change, recover
 from clusterctl.store.snapshot import SNAPSHOT_NAME, write_snapshot
 from clusterctl.store.wal import SegmentWriter, WalFailed, frame, remove_segments_through, segment_name
@@ -511,25 +511,34 @@ class TinyDBStore:
         self._trim_history()
         return self._compact_revision
 
-    async def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:
+    def watch(self, prefix: str, *, after_revision: int) -> WatchStream:
         """Events under ``prefix`` with revision > ``after_revision``: replayed history, then live.
 
         Raises ``Compacted`` on first iteration if ``after_revision`` is older than the retained
         history; ends with ``WatchOverflow`` (a ``Compacted``) if the consumer falls more than
-        ``watch_buffer`` live events behind; ends normally when the store closes.
+        ``watch_buffer`` live events behind; ends normally when the store closes. Events up to
+        and including ``after_revision`` are never delivered, even when it is in the future.
+        The returned stream's ``progress()`` reports how far it is complete (``fanout.WatchStream``).
         """
+        stream = WatchStream()
+        return stream.attach(self._watch(prefix, after_revision, stream))
+
+    async def _watch(self, prefix: str, after_revision: int, stream: WatchStream) -> AsyncIterator[Event]:
         self._trim_history()
         if after_revision < self._compact_revision:
             raise Compacted(after_revision, self._compact_revision)
         start = bisect.bisect_right(self._history, after_revision, lo=self._history_start,
                                     key=lambda change: change.revision)
         replay = [change for change in self._history[start:] if change.key.startswith(prefix)]
-        watcher = Subscriber(prefix, self.watch_buffer, after_revision)
+        # every event up to the current revision is either in `replay` or before after_revision
+        watcher = Subscriber(prefix, self.watch_buffer, after_revision, seen=self._revision)
+        stream.subscriber = watcher
         self._watchers.add(watcher)
         try:
             for change in replay:
                 watcher.last_revision = change.revision
                 yield change.event()
+            stream.replaying = False
             async for event in deliver(watcher, after_revision):
                 yield event
         finally:

@@ -157,3 +157,26 @@ def test_shared_watch_cache(tmp_path):
         api.close()
     finally:
         cp.stop()
+
+
+def test_bookmark_carries_the_store_revision_once_caught_up(control_plane):
+    """Writes elsewhere advance the store; a caught-up watcher's bookmark says so (a resume from
+    it skips nothing of its own namespace), while it never claims a revision it has not reached."""
+    cp = control_plane
+    cp.request("POST", "/api/v1/namespaces", body={"metadata": {"name": "bm-quiet"}})
+    cp.request("POST", "/api/v1/namespaces", body={"metadata": {"name": "bm-busy"}})
+    rv = int(cp.request("GET", "/api/v1/namespaces/bm-quiet/configmaps").json()["metadata"]["resourceVersion"])
+    last = 0
+    for i in range(3):
+        created = cp.request("POST", "/api/v1/namespaces/bm-busy/configmaps", body=_cm(f"c{i}")).json()
+        last = int(created["metadata"]["resourceVersion"])
+    assert last > rv
+    req = urllib.request.Request(
+        f"{cp.url}/api/v1/namespaces/bm-quiet/configmaps?watch=1&allowWatchBookmarks=true"
+        f"&resourceVersion={rv}&timeoutSeconds=2",
+        headers={"Authorization": f"Bearer {cp.token}"})
+    with urllib.request.urlopen(req, context=cp.ssl_context(), timeout=10) as resp:
+        lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    bookmarks = [int(e["object"]["metadata"]["resourceVersion"]) for e in lines if e["type"] == "BOOKMARK"]
+    assert [e for e in lines if e["type"] != "BOOKMARK"] == []
+    assert bookmarks and bookmarks[0] >= last
