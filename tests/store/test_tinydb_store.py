@@ -230,3 +230,45 @@ async def test_full_disk_write_is_refused_and_not_applied(tmp_path):
         await store.close()
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=True)  # lazy: even if a failed test left files open
+
+
+async def test_watch_progress_tells_how_far_a_watch_is_complete(tmp_path):
+    store = await opened(tmp_path)
+    try:
+        await store.create(PODS + "quiet/a", {"n": 1})
+        start = store.revision
+        await store.create(PODS + "busy/x", {"n": 1})
+        watch = store.watch(PODS + "quiet/", after_revision=start)
+        assert watch.progress() is None  # not subscribed yet
+        waiter = asyncio.ensure_future(watch.__anext__())
+        await asyncio.sleep(0.05)
+        assert watch.progress() == store.revision  # nothing of its prefix since `start`
+        await store.create(PODS + "busy/y", {"n": 1})
+        assert watch.progress() == store.revision  # a write elsewhere advances it
+        await store.create(PODS + "quiet/b", {"n": 1})
+        mine = store.revision
+        assert watch.progress() is None or watch.progress() < mine  # buffered, not yet delivered
+        event = await asyncio.wait_for(waiter, 5)
+        assert event.revision == mine
+        assert watch.progress() == mine
+        await watch.aclose()
+    finally:
+        await store.close()
+
+
+async def test_watch_from_a_future_revision_skips_queued_and_later_writes_up_to_it(tmp_path):
+    store = await opened(tmp_path)
+    try:
+        start = store.revision
+        # writes queued (revisions allocated) but not yet applied when the watch subscribes
+        writes = [asyncio.ensure_future(store.create(PODS + f"default/p{i}", {"n": i})) for i in range(4)]
+        watch = store.watch(PODS, after_revision=start + 3)
+        first = asyncio.ensure_future(watch.__anext__())
+        await asyncio.gather(*writes)
+        await store.create(PODS + "default/p4", {"n": 4})
+        got = [await asyncio.wait_for(first, 5)]
+        got.append(await asyncio.wait_for(watch.__anext__(), 5))
+        assert [e.revision for e in got] == [start + 4, start + 5]
+        await watch.aclose()
+    finally:
+        await store.close()
