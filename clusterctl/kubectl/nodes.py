@@ -198,6 +198,35 @@ async def run_drain(args: argparse.Namespace, s: Session) -> int:
     return 0
 
 
+async def node_summary(s: Session, node: str) -> dict:
+    """A node's ``/stats/summary``: through the API server's node proxy if it has one, else from
+    the agent's own endpoint (``status.daemonEndpoints`` on its InternalIP), with our bearer token
+    (agents accept cluster-admin tokens; their serving certificate is self-signed, as kubelet's)."""
+    try:
+        return await s.client.request("GET", f"/api/v1/nodes/{node}/proxy/stats/summary")
+    except ApiError:
+        pass
+    import ssl
+
+    import aiohttp
+    obj = await s.client.get("nodes", node)
+    st = obj.get("status") or {}
+    port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    ip = next((a["address"] for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), None)
+    if not port or not ip:
+        return {}
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
+            async with session.get(f"https://{ip}:{port}/stats/summary", headers=s.client._auth_headers(),
+                                   timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                return await resp.json() if resp.status == 200 else {}
+    except (aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError):
+        return {}
+
+
 def _millicores(text: str | None) -> int:
     return int(parse_quantity(text or "0") * 1000)
 
@@ -240,10 +269,7 @@ async def run_top(args: argparse.Namespace, s: Session) -> int:
         if not node or (pod.get("status") or {}).get("phase") != "Running":
             continue
         if node not in by_node:
-            try:
-                summary = await s.client.request("GET", f"/api/v1/nodes/{node}/proxy/stats/summary")
-            except ApiError:
-                summary = {}
+            summary = await node_summary(s, node)
             by_node[node] = {(p["podRef"]["namespace"], p["podRef"]["name"]): p for p in summary.get("pods") or []}
         stats = by_node[node].get((pod["metadata"]["namespace"], pod["metadata"]["name"]))
         if stats is None:

@@ -155,3 +155,23 @@ def test_walkthrough(up: Up, tool: str) -> None:
     run("delete", "deployment", app)
     _wait(lambda: not run("get", "pods", "-l", f"app={app}", "-o", "name").strip(), what="pods gone")
     assert run("get", "deployments", "-o", "name").strip() == ""
+
+
+def test_logs_exec_top_on_real_nodes(up: Up) -> None:
+    run = _tool("clusterctl", up)
+    image = push_httpd_image(f"{up.registry}/web-tools:v1", "tools\n")
+    run("create", "deployment", "tools", f"--image={image}", "--port=8080")
+    _wait(lambda: run("get", "deploy", "tools").splitlines()[1].split()[1] == "1/1", what="tools 1/1")
+    assert run("exec", "deploy/tools", "--", "cat", "/www/index.html") == "tools\n"
+    r = subprocess.run([*CLUSTERCTL, "exec", "deploy/tools", "--", "sh", "-c", "echo oops >&2; exit 3"], capture_output=True, text=True,
+                       env={**os.environ, "KUBECONFIG": str(up.data_dir / "kubeconfig")})
+    assert r.returncode == 3 and r.stderr == "oops\n"
+    r = subprocess.run([*CLUSTERCTL, "exec", "-i", "deploy/tools", "--", "cat"], input="from stdin\n", capture_output=True, text=True,
+                       env={**os.environ, "KUBECONFIG": str(up.data_dir / "kubeconfig")})
+    assert r.returncode == 0 and r.stdout == "from stdin\n"
+    pod_ip = json.loads(run("get", "pods", "-l", "app=tools", "-o", "json"))["items"][0]["status"]["podIP"]
+    assert run("exec", "deploy/tools", "--", "wget", "-qO-", f"http://{pod_ip}:8080/") == "tools\n"
+    _wait(lambda: "response:200" in run("logs", "deploy/tools"), what="httpd access log line")
+    _wait(lambda: re.search(r"node-1\s+\d+m\s+\d+%\s+\d+Mi", run("top", "nodes")), what="node usage published")
+    assert re.search(r"tools-\S+\s+\d+m\s+\d+Mi", run("top", "pods"))
+    run("delete", "deploy", "tools")
