@@ -27,8 +27,8 @@ from clusterctl.bootstrap.wheelhouse import build_wheelhouse
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 
-def controller_vars(version: str | None) -> dict:
-    wh = build_wheelhouse(version)
+def controller_vars(version: str | None, source: str | None = None) -> dict:
+    wh = build_wheelhouse(version, source_root=Path(source).resolve()) if source else build_wheelhouse(version)
     return {
         "clusterctl_wheelhouse": str(wh.archive),
         "clusterctl_release": wh.key,
@@ -51,6 +51,8 @@ def run_playbook(playbook: str, inventory: list[str], extra: dict, passthrough: 
 def _common(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("-i", "--inventory", action="append", required=True, help="inventory file or folder")
+    p.add_argument("--source", help="build the product wheel from this source tree (holding clusterctl/ and "
+                                    "node_runtime/) instead of the one running this command")
     return p
 
 
@@ -58,7 +60,7 @@ def bootstrap_main(argv: list[str]) -> int:
     p = _common("clusterctl bootstrap", "from an inventory to a running cluster (playbooks/bootstrap.yml)")
     p.add_argument("--kubeconfig-out", help="where the admin kubeconfig goes (default: kubeconfig beside the inventory)")
     args, rest = p.parse_known_args(argv)
-    extra = controller_vars(None)
+    extra = controller_vars(None, args.source)
     if args.kubeconfig_out:
         extra["clusterctl_kubeconfig_dest"] = str(Path(args.kubeconfig_out).resolve())
     return run_playbook("bootstrap.yml", args.inventory, extra, rest)
@@ -68,7 +70,7 @@ def upgrade_main(argv: list[str]) -> int:
     p = _common("clusterctl upgrade", "inventory-driven rolling upgrade (playbooks/upgrade.yml)")
     p.add_argument("--to", dest="version", help="the version to install (default: the controller's)")
     args, rest = p.parse_known_args(argv)
-    return run_playbook("upgrade.yml", args.inventory, controller_vars(args.version), rest)
+    return run_playbook("upgrade.yml", args.inventory, controller_vars(args.version, args.source), rest)
 
 
 def remove_node_main(argv: list[str]) -> int:
