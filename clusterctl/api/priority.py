@@ -12,6 +12,8 @@ number without looking the class up again. The rules, on create only:
   when nobody stored them (Kubernetes creates them at start);
 - a Pod may not bring its own ``spec.priority`` (or ``spec.preemptionPolicy``) differing from what
   the class gives: 403 Forbidden naming both values.
+
+Updates that omit these admitted fields keep the stored values (``keep_admitted_priority``).
 """
 
 from __future__ import annotations
@@ -87,3 +89,15 @@ async def admit_pod_priority(ctx: ApiContext, pod: dict) -> None:
                               f"priority admission controller computed {policy} from the given PriorityClass name")
     spec["priority"] = value
     spec["preemptionPolicy"] = policy
+
+
+def keep_admitted_priority(old: dict, new: dict) -> None:
+    """An update that omits what admission filled in (``priorityClassName`` of the global default,
+    ``priority``, ``preemptionPolicy``) keeps the stored values, as for Service allocations:
+    clients that PUT back the body they created are not refused for "changing" the spec."""
+    ospec, nspec = old.get("spec"), new.get("spec")
+    if not isinstance(ospec, dict) or not isinstance(nspec, dict):
+        return
+    for f in ("priorityClassName", "priority", "preemptionPolicy"):
+        if f not in nspec and f in ospec:
+            nspec[f] = ospec[f]

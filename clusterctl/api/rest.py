@@ -29,7 +29,7 @@ from clusterctl.api import decoding, errors
 from clusterctl.api.context import ApiContext
 from clusterctl.api.errors import ApiError
 from clusterctl.api.kinds import KindInfo
-from clusterctl.api.priority import admit_pod_priority
+from clusterctl.api.priority import admit_pod_priority, keep_admitted_priority
 from clusterctl.api.selectors import LabelSelector, FieldSelector, parse_field_selector, parse_label_selector
 from clusterctl.api.validation import DecodeError
 from clusterctl.store.base import Compacted, Item, KeyExists, KeyNotFound, RevisionConflict
@@ -480,6 +480,8 @@ def prepare_update(ctx: ApiContext, info: KindInfo, old: dict, new: dict) -> dic
     merge_string_data(info, new)
     if info.kind == "Service" and not info.group:
         _keep_allocations(old, new)
+    elif info.kind == "Pod" and not info.group:
+        keep_admitted_priority(old, new)
     default_and_validate(info, new, old)
     if old_meta.get("deletionTimestamp"):
         added = [f for f in (meta.get("finalizers") or []) if f not in (old_meta.get("finalizers") or [])]

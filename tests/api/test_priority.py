@@ -88,3 +88,17 @@ def test_no_class_is_zero_then_global_default(apis):
         assert err.value.status == 403
     finally:
         sched.delete_priority_class("everyone")
+
+
+def test_put_without_the_admitted_fields_keeps_them(apis, control_plane):
+    core, sched = apis
+    core.create_namespace({"metadata": {"name": "prio-e"}})
+    sched.create_priority_class(_pc("kept", 9))
+    body = _pod("p", priorityClassName="kept")
+    core.create_namespaced_pod("prio-e", body)
+    body["metadata"]["labels"] = {"rev": "2"}
+    body["spec"].pop("priorityClassName")
+    r = control_plane.request("PUT", "/api/v1/namespaces/prio-e/pods/p", body=body)
+    assert r.status == 200, r.body
+    got = core.read_namespaced_pod("p", "prio-e")
+    assert (got.spec.priority, got.spec.priority_class_name, got.metadata.labels) == (9, "kept", {"rev": "2"})
