@@ -43,6 +43,7 @@ from clusterctl.client.rest import ApiClient, Obj
 from clusterctl.tui._actions import ClusterActions, TuiActionError, describe, explain_pending, to_yaml
 from clusterctl.tui._dialogs import ChoiceScreen, ConfirmScreen, HelpScreen, InputScreen
 from clusterctl.tui._feed import FeedState, FeedView, follow_feed
+from clusterctl.tui._hosts import HostProbe, HostsView
 from clusterctl.tui._kinds import KINDS, resolve_alias
 from clusterctl.tui._overview import Overview
 from clusterctl.tui._rollout import RolloutView
@@ -197,7 +198,8 @@ class ClusterApp(App):
 
     def __init__(self, source: ClusterSource, *, actions: ClusterActions | None = None, readonly: bool = False,
                  feed: Path | None = None, start_view: str = "pods", context: str = "",
-                 now: Callable[[], datetime] | None = None, flush_delay: float = 0.02, feed_interval: float = 0.1) -> None:
+                 now: Callable[[], datetime] | None = None, flush_delay: float = 0.02, feed_interval: float = 0.1,
+                 hosts: HostProbe | None = None, hosts_interval: float = 30.0) -> None:
         super().__init__()
         self.source = source
         self.actions = actions or ClusterActions(None, readonly=readonly)
@@ -206,6 +208,8 @@ class ClusterApp(App):
         self.feed_path = feed
         self.feed_state = FeedState()
         self.feed_interval = feed_interval
+        self.hosts = hosts
+        self.hosts_interval = hosts_interval
         self.context = context
         self.now = now or (lambda: datetime.now(timezone.utc))
         self.flush_delay = flush_delay
@@ -288,6 +292,8 @@ class ClusterApp(App):
             return Overview(self.source, now=self.now, classes="view")
         if state.view == "feed":
             return FeedView(self.feed_state, classes="view")
+        if state.view == "hosts":
+            return HostsView(self.hosts, interval=self.hosts_interval, classes="view")
         if state.view == "rollout":
             return RolloutView(self.source, state.target or "", now=self.now, classes="view")
         table = ResourceTable(self.source, KINDS[state.view], now=self.now, view_filter=state.filter, classes="view")
@@ -326,9 +332,6 @@ class ClusterApp(App):
         view = resolve_alias(words[0])
         if view is None:
             self._flash(f"unknown resource {words[0]!r} (try :po, :deploy, :svc, :no, :ns, :ev, :overview, :feed)")
-            return
-        if view == "hosts":
-            self._flash("the Hosts view is not built yet")
             return
         if view == "rollout":
             self.open_rollout()
@@ -560,6 +563,8 @@ class ClusterApp(App):
             text = f"{widget.kind.name}({scope})[{widget.row_count}]"
         elif self.state.view == "rollout":
             text = f"Rollout({self.state.target})"
+        elif self.state.view == "hosts":
+            text = f"Hosts({len(self.hosts.hosts) if self.hosts else 0})"
         elif self.state.view == "feed":
             text = f"Provisioning feed({self.feed_path or 'no --feed file'})"
         else:
