@@ -36,6 +36,7 @@ class Up:
         self.registry = ""
 
     def start(self, *extra: str, timeout: float = 120.0) -> str:
+        offset = self.log.stat().st_size if self.log.exists() else 0
         out = open(self.log, "ab")
         self.proc = subprocess.Popen([*CLUSTERCTL, "up", "--nodes", "2", "--data-dir", str(self.data_dir), "--port", str(free_port()), *extra],
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
@@ -43,7 +44,7 @@ class Up:
         out.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = self.log.read_text(errors="replace")
+            text = self.log.read_bytes()[offset:].decode(errors="replace")
             if "Ctrl-C stops the cluster" in text:
                 m = re.search(r"registry: (\S+)", text)
                 self.registry = m.group(1) if m else ""
@@ -175,3 +176,29 @@ def test_logs_exec_top_on_real_nodes(up: Up) -> None:
     _wait(lambda: re.search(r"node-1\s+\d+m\s+\d+%\s+\d+Mi", run("top", "nodes")), what="node usage published")
     assert re.search(r"tools-\S+\s+\d+m\s+\d+Mi", run("top", "pods"))
     run("delete", "deploy", "tools")
+
+
+def _pids_of(pattern: str) -> list[int]:
+    r = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return [int(p) for p in r.stdout.split()]
+
+
+def test_sigkill_to_up_takes_the_control_plane_and_up_resumes_the_cluster(tmp_path: Path) -> None:
+    u = Up(tmp_path / "crash")
+    try:
+        u.start()
+        run = _tool("clusterctl", u)
+        run("create", "configmap", "keep", "--from-literal=k=v")
+        cp_pattern = f"control-plane --config {u.data_dir}/control-plane.yaml"
+        assert len(_pids_of(cp_pattern)) == 1
+        os.killpg(u.proc.pid, signal.SIGKILL)
+        u.proc.wait()
+        _wait(lambda: not _pids_of(cp_pattern), timeout=10, what="the control plane to die with up's group")
+        text = u.start()  # same data dir: resumes
+        assert "control plane: resuming" in text
+        assert run("get", "configmap", "keep", "-o", "jsonpath={.data.k}") == "v"
+        assert [line.split()[1] for line in run("get", "nodes", "--no-headers").splitlines()] == ["Ready", "Ready"]
+    finally:
+        u.stop()
+    assert u.proc.returncode == 0
+    assert not _pids_of(f"control-plane --config {u.data_dir}/control-plane.yaml")
