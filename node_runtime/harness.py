@@ -27,6 +27,22 @@ FAST_TIMINGS = {"lease_renew": 1.0, "status_update": 1.0, "crashloop_base": 0.2,
                 "configmap_sync": 0.2, "default_grace": 30.0}
 
 
+def wait_serving(cp, timeout: float = 30.0) -> None:
+    """Wait until the control plane has installed its SIGHUP handler (it prints "serving" after
+    that): ``node_token`` reloads tokens with SIGHUP, which would kill a server still booting."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if "serving" in cp.log_file.read_text(errors="replace"):
+                return
+        except OSError:
+            pass
+        if cp.process is not None and cp.process.poll() is not None:
+            raise RuntimeError(f"control plane exited with {cp.process.returncode}:\n{cp.log_tail()}")
+        time.sleep(0.05)
+    raise TimeoutError(f"control plane did not report serving within {timeout}s:\n{cp.log_tail()}")
+
+
 def agent_config(cp, registry_address: str | None, data_dir: Path, node_name: str, *, timings: dict | None = None,
                  extra: dict | None = None) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)

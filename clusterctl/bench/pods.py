@@ -127,6 +127,8 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     components = ["clusterctl.scheduler.scheduler:scheduler_component"] if args.placement == "scheduler" else []
     cp = start_control_plane(work / "cp", extra={"log_level": "WARNING", "components": components},
                              store={"backend": "tinydb"})
+    from node_runtime.harness import wait_serving
+    wait_serving(cp)
     agents: list[AgentProcess] = []
     tag = os.urandom(3).hex()
     nodes = [f"bench-{tag}-{i}" for i in range(args.nodes)]

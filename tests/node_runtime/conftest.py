@@ -35,6 +35,8 @@ def control_plane(tmp_path_factory):
                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
     log.close()
     cp.wait_ready()
+    from node_runtime.harness import wait_serving
+    wait_serving(cp)
     yield cp
     cp.stop()
 

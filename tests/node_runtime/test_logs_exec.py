@@ -89,6 +89,11 @@ async def test_logs_follow_previous_and_exec(agent, images, control_plane):
                    lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1 and running(p))
     out = await akubectl(cp, "logs", "talker", "--previous")
     assert out.returncode == 0 and out.stdout.startswith("line-1\n"), out.stderr
+    # what kubectl shows for the pod: READY, STATUS, RESTARTS (with the last restart's age), IP, NODE
+    out = await akubectl(cp, "get", "pod", "talker", "-o", "wide", "--no-headers")
+    cols = out.stdout.split()
+    assert cols[:4] == ["talker", "1/1", "Running", "1"], out.stdout
+    assert agent.node_name in cols and "127.0.0.1" in cols
 
 
 async def test_agent_endpoint_requires_admin(agent, control_plane):
