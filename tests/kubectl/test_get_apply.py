@@ -110,3 +110,35 @@ def test_create_builtins_and_patch(cluster):
     assert cluster.ok("patch", "cm", "cfg", "-n", "tmp-ns", "--type=merge", "-p", '{"data":{"mode":"slow"}}').strip() == "configmap/cfg patched"
     assert cluster.ok("get", "cm", "cfg", "-n", "tmp-ns", "-o", "jsonpath={.data.mode}") == "slow"
     cluster.ok("delete", "ns", "tmp-ns")
+
+
+def test_get_watch_prints_a_row_per_change(cluster):
+    import os
+    import selectors
+    import subprocess
+    import sys
+    import time
+    cluster.ok("create", "configmap", "before")
+    proc = subprocess.Popen([sys.executable, "-m", "clusterctl", "--kubeconfig", str(cluster.cp.kubeconfig), "get", "configmaps", "-w"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        lines: list[str] = []
+
+        def read_until(pred, timeout=20.0):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not pred():
+                if sel.select(timeout=0.2):
+                    lines.append(proc.stdout.readline())
+            assert pred(), lines
+
+        read_until(lambda: any(line.startswith("before ") for line in lines))  # the initial table
+        cluster.ok("create", "configmap", "watched", "--from-literal=a=1")
+        read_until(lambda: any(line.startswith("watched ") for line in lines))
+        row = next(line for line in lines if line.startswith("watched ")).split()
+        assert row[1] == "1"  # DATA column from the server's table
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    cluster.ok("delete", "cm", "watched", "before")
