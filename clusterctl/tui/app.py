@@ -560,7 +560,7 @@ class ClusterApp(App):
         widget = self.current_widget()
         if isinstance(widget, ResourceTable):
             scope = widget.view_filter.describe() if widget.kind.namespaced else widget.view_filter.describe().replace("ns=all", "").strip()
-            text = f"{widget.kind.name}({scope})[{widget.row_count}]"
+            text = f"{widget.kind.name}({scope})[{widget.row_count}]" if scope else f"{widget.kind.name}[{widget.row_count}]"
         elif self.state.view == "rollout":
             text = f"Rollout({self.state.target})"
         elif self.state.view == "hosts":
