@@ -136,9 +136,15 @@ async def run(cfg: ControlPlaneConfig, *, components: list | None = None, ready:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP (reload tokens) may come while the server is still starting: its default action
+    # would end the process, so take it from the first moment and replay it once started.
+    hup_during_start = []
+    loop.add_signal_handler(signal.SIGHUP, hup_during_start.append, True)
     await server.start()
     try:
         loop.add_signal_handler(signal.SIGHUP, server.ctx.authenticator.reload)
+        if hup_during_start:
+            server.ctx.authenticator.reload()
         kubeconfig = write_admin_kubeconfig(cfg, token, port=server.port)
         server.ctx.url = server.url
         server.ctx.kubeconfig = kubeconfig
