@@ -74,9 +74,18 @@ class Env:
         try:
             self.check_alive()
         finally:
-            for t in reversed(self.tasks):
-                t.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await cancel_all(self.tasks)
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel until every task is done: on Python 3.11 a loop around ``asyncio.wait_for`` can swallow
+    one cancellation (the inner wait finishing at the same moment), so one ``cancel()`` is not enough."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.fixture

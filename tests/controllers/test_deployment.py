@@ -191,3 +191,35 @@ async def test_pause_resume_restart_and_recreate(env):
 async def _three_sets(env, app: str):
     sets = (await env.api.list("replicasets", namespace="default", label_selector=f"app={app}"))["items"]
     return len(sets) == 3
+
+
+async def test_progress_deadline_and_revision_history_limit(env):
+    from clusterctl.sim.hollow import ANNOTATION_NEVER_READY
+    await env.start(controllers=("replicaset", "deployment"))
+    await env.add_nodes("pd-", 2)
+    d = deployment("stuck", "img:v1", replicas=2)
+    d["spec"]["revisionHistoryLimit"] = 1
+    await env.api.create(d)
+    await rolled_out(env, "stuck", "img:v1")
+    for image in ("img:v2", "img:v3"):
+        await env.patch("deployments", "stuck", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}},
+                        namespace="default", type="strategic")
+        await rolled_out(env, "stuck", image)
+
+    async def history():
+        sets = (await env.api.list("replicasets", namespace="default", label_selector="app=stuck"))["items"]
+        return sets if len(sets) == 2 else None
+    sets = await env.wait_for("only one old ReplicaSet kept", history)
+    assert sorted(s["metadata"]["annotations"]["deployment.kubernetes.io/revision"] for s in sets) == ["2", "3"]
+
+    # a template whose pods never become ready: Progressing=False ProgressDeadlineExceeded after the deadline
+    await env.patch("deployments", "stuck", {"spec": {"progressDeadlineSeconds": 1, "template": {
+        "metadata": {"annotations": {ANNOTATION_NEVER_READY: "true"}}}}}, namespace="default", type="strategic")
+
+    async def exceeded():
+        dep = await env.api.get("deployments", "stuck", namespace="default")
+        cond = next((c for c in dep["status"].get("conditions") or [] if c["type"] == "Progressing"), {})
+        return dep if cond.get("status") == "False" and cond.get("reason") == "ProgressDeadlineExceeded" else None
+    await env.wait_for("ProgressDeadlineExceeded", exceeded, timeout=10)
+    out = await kubectl(env, "rollout", "status", "deployment/stuck", "--timeout=5s", check=False)
+    assert "exceeded its progress deadline" in out, out

@@ -9,6 +9,7 @@ import pytest
 from clusterctl.controllers.manager import ControllerManagerConfig, run_controllers
 from clusterctl.sim.hollow import HollowCluster, HollowConfig
 from tests.client.live import control_plane
+from tests.controllers.conftest import Env, cancel_all
 from tests.controllers.test_deployment import deployment, rolled_out
 
 
@@ -42,13 +43,11 @@ async def test_only_the_leader_runs_controllers_and_a_successor_takes_over(env):
     lease = await env.api.get("leases", "clusterctl-controller-manager", namespace="kube-system")
     assert lease["spec"]["holderIdentity"] == "a"
 
-    a.cancel()
-    await asyncio.gather(a, return_exceptions=True)
+    await cancel_all([a])
     await env.wait_for("b takes over", lambda: _true(bool(terms["b"])), timeout=10)
     await env.api.create(replicaset("two", 3))
     await env.wait_for("pods of two by the new leader", lambda: _pods(env, "rs=two", 3))
-    b.cancel()
-    await asyncio.gather(b, return_exceptions=True)
+    await cancel_all([b])
 
 
 async def test_control_plane_component_runs_the_controllers(tmp_path):
@@ -60,15 +59,13 @@ async def test_control_plane_component_runs_the_controllers(tmp_path):
             await asyncio.wait_for(sim.started(), 15)
             await api.create(deployment("wired", "img:v1", replicas=2))
 
-            from tests.controllers.conftest import Env
             e = Env(api, tmp_path)
             await rolled_out(e, "wired", "img:v1")
             nodes = (await api.list("nodes"))["items"]
             await e.wait_for("pod CIDRs from node IPAM", lambda: _all_cidrs(api))
             assert len(nodes) == 2
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_all([task])
 
 
 async def _all_cidrs(api):
