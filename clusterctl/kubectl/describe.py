@@ -11,7 +11,7 @@ import argparse
 from datetime import datetime, timezone
 from typing import Any
 
-from clusterctl.api.tables import format_endpoints, human_duration, parse_time, service_ports
+from clusterctl.api.tables import format_endpoints, human_duration, parse_time
 from clusterctl.errors import UsageError
 from clusterctl.kubectl.get import parse_targets
 from clusterctl.kubectl.printers import format_rows
@@ -114,27 +114,9 @@ def render_events(events: list[dict]) -> str:
             age = f"{age} (x{count} over {human_duration((now - first).total_seconds())})" if first else age
         src = e.get("reportingComponent") or (e.get("source") or {}).get("component") or ""
         rows.append([e.get("type", ""), e.get("reason", ""), age, src, (e.get("message") or "").strip()])
-    table = format_rows(["Type", "Reason", "Age", "From", "Message"], rows)
-    sep = "  ----    ------    ---   ----    -------"
-    lines = table.splitlines()
-    header = lines[0]
-    dashes = "".join("-" if ch != " " else " " for ch in header)
-    del sep
-    return "Events:\n" + "\n".join("  " + line for line in [header, _dash_line(header, dashes), *lines[1:]])
-
-
-def _dash_line(header: str, _dashes: str) -> str:
-    out = []
-    word = False
-    for ch in header:
-        if ch != " ":
-            out.append("-")
-            word = True
-        else:
-            out.append(" ")
-            word = False
-    del word
-    return "".join(out)
+    header, *body = format_rows(["Type", "Reason", "Age", "From", "Message"], rows).splitlines()
+    dashes = "".join(" " if ch == " " else "-" for ch in header)
+    return "Events:\n" + "\n".join("  " + line for line in [header, dashes, *body])
 
 
 def _container_state(state: dict | None) -> tuple[str, list[tuple[str, str]]]:

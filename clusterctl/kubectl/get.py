@@ -79,11 +79,13 @@ async def run(args: argparse.Namespace, s: Session) -> int:
     objects: list[dict] = []
     single = len(targets) == 1 and len(targets[0][1]) == 1
     first = True
+    list_rv: str | None = None  # where a -w picks up: right after what was printed
     for resource, names in targets:
         rt = await s.client.resource_type(resource)
         ns = s.namespace if rt.namespaced else None
         if human:
             table = await _table(s, rt, names, args)
+            list_rv = (table.get("metadata") or {}).get("resourceVersion") or None
             if not table.get("rows") and (multi_kind or args.watch):
                 continue
             header, rows = printers.table_rows(table, wide=output == "wide", show_labels=args.show_labels,
@@ -104,6 +106,7 @@ async def run(args: argparse.Namespace, s: Session) -> int:
         else:
             result = await s.client.list(rt.plural, namespace=s.list_namespace() if rt.namespaced else None,
                                          label_selector=args.selector, field_selector=args.field_selector, api_version=rt.api_version)
+            list_rv = (result.get("metadata") or {}).get("resourceVersion") or None
             kind = rt.kind
             for item in result["items"]:
                 item.setdefault("apiVersion", rt.api_version)
@@ -116,7 +119,7 @@ async def run(args: argparse.Namespace, s: Session) -> int:
     if args.watch:
         if len(targets) != 1:
             raise UsageError("you may only specify a single resource type with --watch")
-        await _watch(s, await s.client.resource_type(targets[0][0]), targets[0][1], args)
+        await _watch(s, await s.client.resource_type(targets[0][0]), targets[0][1], args, list_rv if not targets[0][1] else None)
     return 0
 
 
@@ -135,11 +138,12 @@ async def _table(s: Session, rt: ResourceType, names: list[str], args: argparse.
     return merged
 
 
-async def _watch(s: Session, rt: ResourceType, names: list[str], args: argparse.Namespace) -> None:
+async def _watch(s: Session, rt: ResourceType, names: list[str], args: argparse.Namespace, rv: str | None) -> None:
     ns = (s.namespace if names else s.list_namespace()) if rt.namespaced else None
-    listing = await s.client.list(rt.plural, namespace=ns, label_selector=args.selector, limit=1, api_version=rt.api_version)
-    params = {"labelSelector": args.selector, "fieldSelector": args.field_selector,
-              "resourceVersion": (listing.get("metadata") or {}).get("resourceVersion")}
+    if rv is None:
+        listing = await s.client.list(rt.plural, namespace=ns, label_selector=args.selector, limit=1, api_version=rt.api_version)
+        rv = (listing.get("metadata") or {}).get("resourceVersion")
+    params = {"labelSelector": args.selector, "fieldSelector": args.field_selector, "resourceVersion": rv}
     if len(names) == 1:
         params["fieldSelector"] = f"metadata.name={names[0]}"
     human = (args.output or "") in ("", "wide")

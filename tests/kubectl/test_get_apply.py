@@ -123,14 +123,18 @@ def test_get_watch_prints_a_row_per_change(cluster):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(proc.stdout.fileno(), selectors.EVENT_READ)
         lines: list[str] = []
+        buf = b""
 
         def read_until(pred, timeout=20.0):
+            nonlocal buf
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and not pred():
                 if sel.select(timeout=0.2):
-                    lines.append(proc.stdout.readline())
+                    buf += os.read(proc.stdout.fileno(), 65536)
+                    *done, buf = buf.split(b"\n")
+                    lines.extend(line.decode() for line in done)
             assert pred(), lines
 
         read_until(lambda: any(line.startswith("before ") for line in lines))  # the initial table
