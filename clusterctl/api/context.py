@@ -33,6 +33,7 @@ log = logging.getLogger("clusterctl.api")
 ENVELOPE = "clusterctl.io/encrypted"
 RENDER_CACHE_SIZE = 4096
 _META = b'"metadata":{'
+_ENVELOPE_BYTES = b'"clusterctl.io/encrypted"'
 
 Component = Callable[["ApiContext"], Awaitable[None]]
 
@@ -102,29 +103,43 @@ class ApiContext:
     def obj(self, item: Item) -> dict:
         return self.with_rv(self.load(item), item.mod_revision)
 
-    def render_value(self, key: str, value: dict, revision: int) -> bytes:
+    def render_value(self, key: str, value: dict | None, revision: int, raw: bytes | None = None) -> bytes:
         """Serialized object with ``resourceVersion``, without copying the stored dict: the
-        canonical key order puts the top-level ``"metadata":{`` first, and the version is spliced in."""
-        if ENVELOPE in value:
-            return orjson.dumps(self.with_rv(self.secrets.open(key, value), revision))
-        raw = orjson.dumps(value)
+        canonical key order puts the top-level ``"metadata":{`` first, and the version is spliced in.
+        ``raw`` (the stored JSON, when the store keeps it) is used as is; ``value`` may then be None."""
+        if raw is None:
+            if ENVELOPE in value:
+                return orjson.dumps(self.with_rv(self.secrets.open(key, value), revision))
+            raw = orjson.dumps(value)
+        elif _ENVELOPE_BYTES in raw:
+            value = orjson.loads(raw)
+            if ENVELOPE in value:
+                return orjson.dumps(self.with_rv(self.secrets.open(key, value), revision))
         i = raw.find(_META)
         if i < 0 or b"{" in raw[1:i]:
-            return orjson.dumps(self.with_rv(value, revision))
+            return orjson.dumps(self.with_rv(orjson.loads(raw) if value is None else value, revision))
         i += len(_META)
         rv = b'"resourceVersion":"%d"' % revision
         return b"".join((raw[:i], rv, b"" if raw[i:i + 1] == b"}" else b",", raw[i:]))
 
+    def render_item(self, item: Item) -> bytes:
+        """``render_value`` of a stored item (uncached: for LIST pages)."""
+        if item.raw is not None:
+            return self.render_value(item.key, None, item.mod_revision, item.raw)
+        return self.render_value(item.key, item.value, item.mod_revision)
+
     def render(self, item: Item) -> bytes:
+        if item.raw is not None:
+            return self.render_cached(item.key, None, item.mod_revision, item.raw)
         return self.render_cached(item.key, item.value, item.mod_revision)
 
-    def render_cached(self, key: str, value: dict, revision: int) -> bytes:
+    def render_cached(self, key: str, value: dict | None, revision: int, raw: bytes | None = None) -> bytes:
         """``render_value`` through a small LRU (watch fan-out serializes each event once)."""
         cache = self._render_cache
         cached = cache.get(key)
         if cached is not None and cached[0] == revision:
             return cached[1]
-        data = self.render_value(key, value, revision)
+        data = self.render_value(key, value, revision, raw)
         cache[key] = (revision, data)
         if len(cache) > RENDER_CACHE_SIZE:
             for old in list(itertools.islice(cache, RENDER_CACHE_SIZE // 4)):

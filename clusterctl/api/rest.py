@@ -364,7 +364,7 @@ async def handle_list(ctx: ApiContext, t: Target, request: web.Request) -> web.R
                               "items": [partial_metadata(ctx.obj(i)) for i in items]})
     head = orjson.dumps({"kind": t.info.list_kind, "apiVersion": t.info.api_version, "metadata": meta})
     if len(items) <= STREAM_LIST_AFTER:
-        body = b"".join((head[:-1], b',"items":[', b",".join(ctx.render_value(i.key, i.value, i.mod_revision) for i in items), b"]}"))
+        body = b"".join((head[:-1], b',"items":[', b",".join(ctx.render_item(i) for i in items), b"]}"))
         return json_response(body)
     # Large lists are streamed in chunks: no multi-megabyte joined copies (peak memory stays flat).
     resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
@@ -372,7 +372,7 @@ async def handle_list(ctx: ApiContext, t: Target, request: web.Request) -> web.R
     await resp.prepare(request)
     await resp.write(head[:-1] + b',"items":[')
     for start in range(0, len(items), STREAM_LIST_AFTER):
-        chunk = b",".join(ctx.render_value(i.key, i.value, i.mod_revision) for i in items[start:start + STREAM_LIST_AFTER])
+        chunk = b",".join(ctx.render_item(i) for i in items[start:start + STREAM_LIST_AFTER])
         await resp.write(chunk if start == 0 else b"," + chunk)
     await resp.write(b"]}")
     await resp.write_eof()

@@ -54,18 +54,21 @@ class _Stream:
         self.params = request.query
         self.headers_sent = False
 
-    def object_bytes(self, key: str, value: dict, revision: int) -> bytes:
-        return self.ctx.render_cached(key, value, revision)
+    def object_bytes(self, key: str, value: dict | None, revision: int, raw: bytes | None) -> bytes:
+        return self.ctx.render_cached(key, value, revision, raw)
 
-    async def send(self, etype: str, key: str, value: dict, revision: int) -> None:
+    async def send(self, etype: str, key: str, value: dict | None, revision: int, raw: bytes | None = None) -> None:
+        """One event line; ``value`` may be None when ``raw`` (the stored JSON) is given."""
         if self.table:
+            if value is None:
+                value = orjson.loads(raw)
             obj = self.ctx.with_rv(self.ctx.secrets.open(key, value) if "clusterctl.io/encrypted" in value else value,
                                    revision)
             table = to_table(self.info, [obj], self.params, no_headers=self.headers_sent, now=self.ctx.clock())
             self.headers_sent = True
             line = orjson.dumps({"type": etype, "object": table}) + b"\n"
         else:
-            line = b'{"type":"' + etype.encode() + b'","object":' + self.object_bytes(key, value, revision) + b"}\n"
+            line = b'{"type":"' + etype.encode() + b'","object":' + self.object_bytes(key, value, revision, raw) + b"}\n"
         await self.resp.write(line)
 
     async def send_raw(self, etype: str, obj: dict) -> None:
@@ -121,9 +124,11 @@ async def handle_watch(ctx: ApiContext, t: Target, request: web.Request) -> web.
         if after is None or send_initial:
             result = await ctx.store.list(prefix)
             for item in result.items:
-                obj = ctx.load(item)
-                if not filtering or matches(obj, labels, fields):
-                    await stream.send("ADDED", item.key, item.value, item.mod_revision)
+                if not filtering or matches(ctx.load(item), labels, fields):
+                    if item.raw is not None:
+                        await stream.send("ADDED", item.key, None, item.mod_revision, item.raw)
+                    else:
+                        await stream.send("ADDED", item.key, item.value, item.mod_revision)
             last_rv = result.revision
             if send_initial and bookmarks:
                 await stream.bookmark(last_rv, initial_end=True)
@@ -196,7 +201,10 @@ async def _follow(ctx: ApiContext, stream: _Stream, prefix: str, after: int, lab
             last_rv = event.revision
             etype = _event_type(ctx, event, labels, fields, filtering)
             if etype is not None:
-                await stream.send(etype, event.key, event.value, event.revision)
+                if event.raw is not None:
+                    await stream.send(etype, event.key, None, event.revision, event.raw)
+                else:
+                    await stream.send(etype, event.key, event.value, event.revision)
     finally:
         pump_task.cancel()
         await asyncio.gather(pump_task, return_exceptions=True)

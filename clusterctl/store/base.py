@@ -13,8 +13,10 @@ interprets them, and never mutates a dict it was given or returned (callers copy
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import AsyncIterator, Literal, Protocol
+
+import orjson
 
 from clusterctl.errors import ClusterctlError
 
@@ -81,30 +83,90 @@ class CorruptLog(StoreError):
     """The write-ahead log or snapshot is damaged in a way recovery must not paper over."""
 
 
-@dataclass(frozen=True, slots=True)
 class Item:
-    key: str
-    value: dict
-    mod_revision: int
-    create_revision: int
-    #: ``value`` as compact JSON bytes when the backend has them at hand (else None), so the API
-    #: can serialise without encoding again. Same content as ``value``; not part of equality.
-    raw: bytes | None = field(default=None, compare=False, repr=False)
+    """One key's state. ``value`` is a dict; ``raw`` the same value as compact JSON bytes when the
+    backend has them (the API serialises without encoding again).
+
+    A backend may keep only ``raw`` (the tinydb store does, for memory: a pod is ~1 KB as JSON
+    and ~8 KB as dicts): then ``value`` decodes it on each access and is not kept — each access
+    returns a fresh dict, so read it once per use. Equality compares key, value and revisions.
+    """
+
+    __slots__ = ("key", "_value", "mod_revision", "create_revision", "raw")
+
+    def __init__(self, key: str, value: dict | None, mod_revision: int, create_revision: int,
+                 raw: bytes | None = None):
+        if value is None and raw is None:
+            raise ValueError(f"item {key}: a value or its JSON is required")
+        self.key = key
+        self._value = value
+        self.mod_revision = mod_revision
+        self.create_revision = create_revision
+        self.raw = raw
+
+    @property
+    def value(self) -> dict:
+        value = self._value
+        return orjson.loads(self.raw) if value is None else value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Item):
+            return NotImplemented
+        return (self.key, self.mod_revision, self.create_revision) == \
+            (other.key, other.mod_revision, other.create_revision) and self.value == other.value
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Item(key={self.key!r}, mod_revision={self.mod_revision}, create_revision={self.create_revision})"
 
 
 EventType = Literal["PUT", "DELETE"]
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    """One change. For DELETE, ``value`` is the last value before deletion."""
+    """One change. For DELETE, ``value`` is the last value before deletion.
 
-    type: EventType
-    key: str
-    value: dict
-    revision: int
-    prev_value: dict | None = None
-    created: bool = False  # PUT that created the key (ADDED vs MODIFIED)
+    Like ``Item``, built from dicts or from JSON bytes (``raw``, ``prev_raw``); decoded values are
+    kept once decoded (an event is short-lived and may be read by many watchers).
+    """
+
+    __slots__ = ("type", "key", "_value", "revision", "_prev_value", "created", "raw", "prev_raw")
+
+    def __init__(self, type: EventType, key: str, value: dict | None, revision: int,
+                 prev_value: dict | None = None, created: bool = False, *,
+                 raw: bytes | None = None, prev_raw: bytes | None = None):
+        self.type = type
+        self.key = key
+        self._value = value
+        self.revision = revision
+        self._prev_value = prev_value
+        self.created = created  # PUT that created the key (ADDED vs MODIFIED)
+        self.raw = raw
+        self.prev_raw = prev_raw
+
+    @property
+    def value(self) -> dict:
+        if self._value is None:
+            self._value = orjson.loads(self.raw) if self.raw is not None else {}
+        return self._value
+
+    @property
+    def prev_value(self) -> dict | None:
+        if self._prev_value is None and self.prev_raw is not None:
+            self._prev_value = orjson.loads(self.prev_raw)
+        return self._prev_value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return (self.type, self.key, self.revision, self.created, self.value, self.prev_value) == \
+            (other.type, other.key, other.revision, other.created, other.value, other.prev_value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Event({self.type}, {self.key!r}, revision={self.revision}, created={self.created})"
 
 
 @dataclass(frozen=True, slots=True)

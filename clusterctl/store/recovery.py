@@ -39,17 +39,15 @@ class Change:
     at: float
 
     def event(self) -> Event:
-        value = orjson.loads(self.value)
         if self.deleted:
-            return Event("DELETE", self.key, value, self.revision, prev_value=value)
-        prev = None if self.prev is None else orjson.loads(self.prev)
-        return Event("PUT", self.key, value, self.revision, prev_value=prev, created=self.created)
+            return Event("DELETE", self.key, None, self.revision, raw=self.value, prev_raw=self.value)
+        return Event("PUT", self.key, None, self.revision, created=self.created, raw=self.value, prev_raw=self.prev)
 
     def prev_item(self) -> Item | None:
         """The item this change replaced (None if it created the key)."""
         if self.prev is None:
             return None
-        return Item(self.key, orjson.loads(self.prev), self.prev_mod_revision, self.prev_create_revision, self.prev)
+        return Item(self.key, None, self.prev_mod_revision, self.prev_create_revision, self.prev)
 
 
 def compact_json(value: dict) -> bytes:
@@ -101,7 +99,7 @@ def apply_record(items: dict[str, Item], record: dict, where: str) -> Change:
     prev = items.get(key)
     if op == "p":
         value = record["v"]
-        item = Item(key, value, revision, record.get("c", revision), compact_json(value))
+        item = Item(key, None, revision, record.get("c", revision), compact_json(value))
         items[key] = item
         return make_change(revision, key, item, prev, at)
     if op == "d":

@@ -73,7 +73,8 @@ def write_snapshot(path: Path, items: dict[str, Item], revision: int, *, now: fl
         temporary.unlink(missing_ok=True)
         db = TinyDB(str(temporary), storage=CachingMiddleware(OrjsonStorage))
         db.table("items").insert_multiple(
-            {"k": item.key, "v": item.value, "m": item.mod_revision, "c": item.create_revision}
+            {"k": item.key, "v": orjson.Fragment(item.raw) if item.raw is not None else item.value,
+             "m": item.mod_revision, "c": item.create_revision}  # Fragment: the stored JSON as is
             for item in items.values())
         db.table("meta").insert({"format": FORMAT, "revision": revision, "count": len(items),
                                  "written_at": time.time() if now is None else now})
@@ -108,7 +109,7 @@ def read_snapshot(path: Path) -> Snapshot:
     items: dict[str, Item] = {}
     try:
         for doc in docs:
-            items[doc["k"]] = Item(doc["k"], doc["v"], doc["m"], doc["c"])
+            items[doc["k"]] = Item(doc["k"], None, doc["m"], doc["c"], bytes(memoryview(orjson.dumps(doc["v"]))))
     except (KeyError, TypeError) as exc:
         raise CorruptLog(f"snapshot {path}: malformed item document ({exc!r})") from exc
     return Snapshot(revision=int(meta["revision"]), items=items, written_at=meta.get("written_at"))

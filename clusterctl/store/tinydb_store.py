@@ -39,7 +39,6 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
@@ -282,15 +281,13 @@ class TinyDBStore:
     def _list_current(self, prefix: str, start_after: str | None, limit: int | None) -> ListResult:
         keys, index = self._keys, self._index
         position = self._first_index(prefix, start_after)
-        end = len(keys) if limit is None else min(len(keys), position + limit + 1)
-        items = []
-        for key in islice(keys, position, end):
-            if not key.startswith(prefix):
-                break
-            items.append(index[key])
-        more = limit is not None and len(items) > limit
+        # the prefix's range ends where the next prefix would start (bisect, not a scan: islice
+        # would walk every key before ``position``)
+        end = bisect.bisect_left(keys, prefix[:-1] + chr(ord(prefix[-1]) + 1), lo=position) if prefix else len(keys)
+        more = limit is not None and end - position > limit
         if more:
-            del items[limit:]
+            end = position + limit
+        items = [index[key] for key in keys[position:end]]
         return ListResult(items, self._revision, more)
 
     def _list_at(self, prefix: str, start_after: str | None, limit: int | None, revision: int) -> ListResult:
@@ -334,9 +331,9 @@ class TinyDBStore:
         self._check_writable()
         if self._current(key) is not None:
             raise KeyExists(key)
-        stored, encoded = self._encode(key, value)
+        encoded = self._encode(key, value)
         revision = self._allocated + 1
-        item = Item(key, stored, revision, revision, encoded)
+        item = Item(key, None, revision, revision, encoded)
         return await self._submit(key, revision, item, None, encoded, b'"p","c":%d,"v":%b' % (revision, encoded))
 
     async def update(self, key: str, value: dict, *, expected_revision: int | None = None) -> Item:
@@ -347,9 +344,9 @@ class TinyDBStore:
             raise KeyNotFound(key)
         if expected_revision is not None and current.mod_revision != expected_revision:
             raise RevisionConflict(key, expected_revision, current)  # the newest, even if still queued
-        stored, encoded = self._encode(key, value)
+        encoded = self._encode(key, value)
         revision = self._allocated + 1
-        item = Item(key, stored, revision, current.create_revision, encoded)
+        item = Item(key, None, revision, current.create_revision, encoded)
         return await self._submit(key, revision, item, current, encoded,
                                   b'"p","c":%d,"v":%b' % (current.create_revision, encoded))
 
@@ -363,7 +360,7 @@ class TinyDBStore:
             raise RevisionConflict(key, expected_revision, current)  # the newest, even if still queued
         revision = self._allocated + 1
         await self._submit(key, revision, None, current, None, b'"d"')
-        return Item(key, current.value, revision, current.create_revision, current.raw)
+        return Item(key, None, revision, current.create_revision, current.raw)
 
     def _check_writable(self) -> None:
         if not self._started or self._closing:
@@ -379,13 +376,12 @@ class TinyDBStore:
         return self._index.get(key)
 
     @staticmethod
-    def _encode(key: str, value: dict) -> tuple[dict, bytes]:
-        """The value's JSON and a private copy of it (callers keep theirs; we keep ours)."""
+    def _encode(key: str, value: dict) -> bytes:
+        """The value as compact JSON: the one form the store keeps (``Item.value`` decodes it)."""
         try:
-            encoded = compact_json(value)
+            return compact_json(value)
         except TypeError as exc:
             raise StoreError(f"value for {key} is not JSON-serialisable: {exc}") from exc
-        return orjson.loads(encoded), encoded
 
     async def _submit(self, key: str, revision: int, item: Item | None, prev: Item | None,
                       encoded: bytes | None, tail: bytes) -> Item | None:
@@ -458,12 +454,12 @@ class TinyDBStore:
                 if prev is None:
                     bisect.insort(keys, key)
                 index[key] = item
-                event = Event("PUT", key, item.value, revision,
-                              prev_value=None if prev is None else prev.value, created=prev is None)
+                event = Event("PUT", key, None, revision, created=prev is None, raw=item.raw,
+                              prev_raw=None if prev is None else prev.raw)
             else:
                 del index[key]
                 del keys[bisect.bisect_left(keys, key)]
-                event = Event("DELETE", key, prev.value, revision, prev_value=prev.value)
+                event = Event("DELETE", key, None, revision, raw=prev.raw, prev_raw=prev.raw)
             entry = pending.get(key)
             if entry is not None and entry[0] == revision:
                 del pending[key]
