@@ -49,8 +49,12 @@ async def test_hpa_scales_up_at_once_and_down_after_stabilisation(env):
     assert await replicas(env, 4), "new pods without samples count as idle: no runaway scale-up"
     await set_usage(env, 200)  # 400% → 4 * 8 = 32, capped at 5
     await env.wait_for("capped at maxReplicas", lambda: replicas(env, 5))
-    hpa = await env.api.get("horizontalpodautoscalers", "busy", namespace="default")
-    assert hpa["status"]["desiredReplicas"] == 5 and hpa["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"] >= 100
+
+    async def hpa_status():
+        s = (await env.api.get("horizontalpodautoscalers", "busy", namespace="default")).get("status") or {}
+        return s if s.get("desiredReplicas") == 5 and s.get("lastScaleTime") else None
+    s = await env.wait_for("HPA status", hpa_status)
+    assert s["currentMetrics"][0]["resource"]["current"]["averageUtilization"] >= 100
     await rolled_out(env, "busy", "img:v1")
 
     await set_usage(env, 10)  # 20% → wants 2, but the window still holds the recommendation of 5
