@@ -240,7 +240,8 @@ async def test_rollout_behind_a_node_port_drops_no_request(lab_factory, tmp_path
         client.stop_after = max(1000, len(client.results) + len(client.failures) + 100)
         await asyncio.get_running_loop().run_in_executor(None, client.join, 300)
         if client.failures:
-            Path(os.environ.get("ROLLOUT_DIAG", "/dev/null")).write_text(
+            sockets = "\n".join(f"--- {h.name} sockets\n" + run(lab, h.name, "ss", "-tni", check=False).stdout for h in lab.hosts)
+            Path(os.environ.get("ROLLOUT_DIAG", "/dev/null")).write_text(sockets + "\n" + 
                 f"{len(client.results)} ok, {len(client.failures)} failed\n" + "\n".join(client.failures[:5] + client.failures[-5:])
                 + "\n" + agents.logs())
         assert client.failures == [], (len(client.results), len(client.failures), client.failures[:5])
