@@ -23,7 +23,7 @@ from typing import Any
 
 from clusterctl.client.controller import Controller
 from clusterctl.client.errors import Conflict, NotFound
-from clusterctl.client.rest import ApiClient, Obj, object_key, split_key
+from clusterctl.client.rest import ApiClient, object_key, split_key
 from clusterctl.controllers import pods as P
 from clusterctl.controllers.shared import SharedInformers
 

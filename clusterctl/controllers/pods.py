@@ -14,7 +14,7 @@ import calendar
 import copy
 import random
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from clusterctl.api.selectors import LabelSelector, from_label_selector_object
