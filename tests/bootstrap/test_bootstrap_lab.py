@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterctl.bootstrap.cli import bootstrap_main
+from clusterctl.bootstrap.cli import bootstrap_main, remove_node_main
 from clusterctl.bootstrap.lab_inventory import snapshot_source, write_lab_inventory
 
 pytestmark = [pytest.mark.lab]
@@ -37,12 +37,18 @@ def source(tmp_path_factory) -> Path:
     return snapshot_source(tmp_path_factory.mktemp("source"))
 
 
-@pytest.mark.timeout(240)
-def test_bootstrap_four_hosts_then_rerun_changes_nothing(lab_factory, tmp_path, source):
-    lab = lab_factory(4)
+def in_host(lab, host: str, script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(lab.exec_argv(host, "sh", "-c", script), capture_output=True, text=True, timeout=30)
+
+
+LABELS = {"h2": {"node_labels": "zone=a,disk=ssd"}, "h3": {"node_labels": "zone=b", "node_taints": "dedicated=db:NoSchedule"}}
+
+
+@pytest.mark.timeout(300)
+def test_bootstrap_four_hosts_rerun_add_a_fifth_and_remove_it(lab_factory, tmp_path, source):
+    lab = lab_factory(5)
     inv = write_lab_inventory(lab, tmp_path / "inv" / "inventory.ini", control_plane=["h1"], workers=["h2", "h3", "h4"],
-                              host_vars={"h2": {"node_labels": "zone=a,disk=ssd"},
-                                         "h3": {"node_labels": "zone=b", "node_taints": "dedicated=db:NoSchedule"}})
+                              host_vars=LABELS)
     first = tmp_path / "first.json"
     assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(first), "-e", "clusterctl_ready_timeout=60"]) == 0
 
@@ -62,6 +68,24 @@ def test_bootstrap_four_hosts_then_rerun_changes_nothing(lab_factory, tmp_path, 
     assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(second)]) == 0
     assert {name: h["changed"] for name, h in recap(second).items()} == {"h1": 0, "h2": 0, "h3": 0, "h4": 0}
     assert all(h["failed"] == 0 for h in recap(second).values())
+
+    # a fifth host added to the inventory joins on the next run; nothing else changes
+    write_lab_inventory(lab, inv, control_plane=["h1"], workers=["h2", "h3", "h4", "h5"], host_vars=LABELS)
+    third = tmp_path / "third.json"
+    assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(third),
+                           "-e", "clusterctl_ready_timeout=60"]) == 0
+    nodes = {n["metadata"]["name"]: n for n in kubectl_json(kubeconfig, "get", "nodes")["items"]}
+    assert sorted(nodes) == ["h2", "h3", "h4", "h5"]
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in nodes["h5"]["status"]["conditions"])
+    changed = {name: h["changed"] for name, h in recap(third).items()}
+    assert changed["h2"] == changed["h3"] == changed["h4"] == 0 and changed["h5"] > 0
+
+    # remove-node drains h5, deletes its Node and uninstalls it
+    assert remove_node_main(["-i", str(inv), "h5"]) == 0
+    assert sorted(n["metadata"]["name"] for n in kubectl_json(kubeconfig, "get", "nodes")["items"]) == ["h2", "h3", "h4"]
+    gone = in_host(lab, "h5", "ls -d /opt/clusterctl /etc/clusterctl/node-runtime.yaml /var/lib/clusterctl/node 2>&1; "
+                              "ps -eo args | grep -q '[n]ode-runtime --config' && echo RUNNING")
+    assert "No such file" in gone.stdout and gone.stdout.count("No such file") == 3 and "RUNNING" not in gone.stdout
 
 
 @pytest.mark.timeout(120)
