@@ -40,14 +40,16 @@ def node_pod_cidr(node: dict) -> str | None:
     return spec.get("podCIDR") or next(iter(spec.get("podCIDRs") or []), None)
 
 
-def desired_routes(nodes: list[dict], self_name: str) -> dict[str, str]:
-    """``{pod CIDR: via address}`` for every other node that has both (pure)."""
+def desired_routes(nodes: list[dict], self_name: str, local_addresses: set[str] = frozenset()) -> dict[str, str]:
+    """``{pod CIDR: via address}`` for every other node that has both (pure). A node whose
+    address is one of ours shares this namespace (several agents on one machine): its bridge is
+    already a local route, no gateway needed."""
     out: dict[str, str] = {}
     for node in nodes:
         if (node.get("metadata") or {}).get("name") == self_name:
             continue
         cidr, via = node_pod_cidr(node), node_internal_ip(node)
-        if cidr and via:
+        if cidr and via and via not in local_addresses:
             out[str(ipaddress.ip_network(cidr, strict=False))] = via
     return out
 
@@ -102,7 +104,8 @@ class HostRoutes:
         await ip_batch([f"route add unreachable {c} proto {ROUTE_PROTO}" for c in self.guard_cidrs if c not in existing])
 
     async def sync(self, nodes: list[dict]) -> dict[str, str]:
-        want = desired_routes(nodes, self.node_name)
+        local = {a["local"] for link in await ip_json("addr", "show") for a in link.get("addr_info") or [] if a.get("local")}
+        want = desired_routes(nodes, self.node_name, local)
         have = {r["dst"]: r.get("gateway", "") for r in await ip_json("route", "show", "proto", ROUTE_PROTO)
                 if r.get("gateway") and r.get("dst")}
         lines = [f"route replace {cidr} via {via} proto {ROUTE_PROTO}" for cidr, via in want.items() if have.get(cidr) != via]

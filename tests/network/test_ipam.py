@@ -33,3 +33,4 @@ def test_leases_survive_a_restart_and_a_changed_cidr_is_refused(tmp_path):
     again.release("a")
     again.release("b")
     assert PodIPAM("10.244.4.0/24", tmp_path / "ipam.json").allocate("c") == "10.244.4.2"
+
