@@ -54,6 +54,11 @@ async def test_dead_node_pods_are_recreated_elsewhere_after_grace_and_toleration
     before = await env.pods(selector="app=survivor")
     victim = before[0]["spec"]["nodeName"]
     on_victim = {p["metadata"]["uid"] for p in before if p["spec"]["nodeName"] == victim}
+    # a pod that tolerates the outage longer than this test: it must be marked not ready, not evicted
+    patient = [dict(t, tolerationSeconds=600) for t in FAST_TOLERATIONS]
+    await env.api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "patient", "namespace": "default"},
+                          "spec": {"nodeName": victim, "tolerations": patient, "containers": [{"name": "c", "image": "img"}]}})
+    await env.wait_for("patient running", lambda: _ready(env, "patient", True))
     stopped = time.monotonic()
     sim.stop_node(victim)
 
@@ -74,6 +79,8 @@ async def test_dead_node_pods_are_recreated_elsewhere_after_grace_and_toleration
     assert time.monotonic() - stopped >= 1.0 + 1.0, "not before grace + toleration"
     lifecycle = env.managers[-1].get(NodeLifecycleController)
     assert lifecycle.evictions == len(on_victim)
+    await env.wait_for("pods on the silent node marked not ready", lambda: _ready(env, "patient", False))
+    assert not P.is_terminating(await env.api.get("pods", "patient", namespace="default"))
 
     # the node comes back: its taints go
     sim.start_node(victim)
@@ -82,6 +89,10 @@ async def test_dead_node_pods_are_recreated_elsewhere_after_grace_and_toleration
         node = await env.api.get("nodes", victim)
         return not any(t["key"] == UNREACHABLE for t in node["spec"].get("taints") or [])
     await env.wait_for("taints removed after the node is back", untainted, timeout=10)
+
+
+async def _ready(env, name: str, want: bool) -> bool:
+    return P.is_ready(await env.api.get("pods", name, namespace="default")) == want
 
 
 async def test_control_plane_restart_after_long_downtime_evicts_nothing(tmp_path):
