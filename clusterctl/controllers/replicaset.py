@@ -129,8 +129,8 @@ class ReplicaSetController(Controller):
                 await self._set_owner(pod, None, uid)
         if P.is_terminating(rs) or selector is None or selector.empty:
             return owned
-        for pod in self.pods.by_index("namespace", ns):
-            if P.controller_ref(pod) is None and P.is_active(pod) and P.matches(selector, pod):
+        for pod in self.pods.by_index("orphans", ns):
+            if P.is_active(pod) and P.matches(selector, pod):
                 adopted = await self._set_owner(pod, rs, uid)
                 if adopted is not None:
                     owned.append(adopted)

@@ -22,8 +22,17 @@ def index_by_controller_uid(obj: Obj) -> list[str]:
     return []
 
 
+def index_orphans_by_namespace(obj: Obj) -> list[str]:
+    """Objects without a controlling owner, by namespace: what adoption has to look at."""
+    meta = obj.get("metadata") or {}
+    if any(ref.get("controller") for ref in meta.get("ownerReferences") or []):
+        return []
+    return [meta.get("namespace") or ""]
+
+
 _INDEXERS = {
-    "pods": {"owner": index_by_controller_uid, "node": index_pods_by_node, "any_owner": index_by_owner_uid},
+    "pods": {"owner": index_by_controller_uid, "node": index_pods_by_node, "any_owner": index_by_owner_uid,
+             "orphans": index_orphans_by_namespace},
 }
 
 
