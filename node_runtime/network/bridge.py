@@ -59,7 +59,7 @@ class BridgeNetwork:
 
     def __init__(self, node_name: str, node_ip: str, state_dir: Path, *, pod_cidr: str | None = None,
                  cluster_cidr: str = DEFAULT_CLUSTER_CIDR, service_cidr: str = DEFAULT_SERVICE_CIDR,
-                 ip_forward: bool = True, cidr_wait: float = 5.0):
+                 ip_forward: bool = True, cidr_wait: float = 5.0, linger: float = 1.0):
         self.node_name = node_name
         self.node_ip = node_ip
         self.state_dir = Path(state_dir)
@@ -67,6 +67,8 @@ class BridgeNetwork:
         self.service_cidr = service_cidr
         self.ip_forward = ip_forward
         self.cidr_wait = cidr_wait
+        self.linger = linger
+        self._lingering: dict[str, asyncio.Task] = {}
         self.bridge = bridge_name(node_name)
         self.routes = HostRoutes(node_name, guard_cidrs=[cluster_cidr, service_cidr], own_devices={self.bridge})
         self.ipam: PodIPAM | None = None
@@ -108,6 +110,10 @@ class BridgeNetwork:
 
     async def close(self, *, force: bool = False) -> None:
         """Remove bridge and routes if no pod holds an address (or ``force``)."""
+        lingering = list(self._lingering.values())
+        for task in lingering:
+            task.cancel()
+        await asyncio.gather(*lingering, return_exceptions=True)
         if self.ipam is not None and self.ipam.leases and not force:
             log.info("node %s: %d pods keep their network; bridge kept", self.node_name, len(self.ipam.leases))
             return
@@ -153,9 +159,29 @@ class BridgeNetwork:
         return PodAddress(str(NETNS_DIR / ns), addr)
 
     async def teardown(self, pod: dict) -> None:
+        """Remove the pod's namespace ``linger`` seconds from now (its address stays leased until then).
+
+        The pod's processes are gone already; for a moment its namespace keeps answering: the
+        FIN/RST of sockets its processes left, and RSTs to late packets, still get out. Deleted
+        at once, the veth would take them along and a proxy's open connection to the pod would
+        hang on silence (ARP for a vanished IP) instead of failing at once.
+        """
         if (pod.get("spec") or {}).get("hostNetwork"):
             return
-        await self._remove(pod)
+        uid = pod["metadata"]["uid"]
+        if self.linger <= 0:
+            await self._remove(pod)
+            return
+        if uid not in self._lingering:
+            task = asyncio.get_running_loop().create_task(self._remove_later(pod))
+            self._lingering[uid] = task
+            task.add_done_callback(lambda _t, u=uid: self._lingering.pop(u, None))
+
+    async def _remove_later(self, pod: dict) -> None:
+        try:
+            await asyncio.sleep(self.linger)
+        finally:   # cancelled (agent stopping): remove now, shielded so nothing is left half-done
+            await asyncio.shield(self._remove(pod))
 
     async def _remove(self, pod: dict) -> None:
         ns, veth = self.netns_name(pod), self.veth_name(pod)

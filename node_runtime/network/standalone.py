@@ -80,7 +80,7 @@ async def main(action: str, args: dict) -> dict:
     if action == "http-backend":
         await http_backend(int(args["port"]))
         return result
-    net = BridgeNetwork(args["node"], args["ip"], Path(args["state"]), pod_cidr=args["cidr"])
+    net = BridgeNetwork(args["node"], args["ip"], Path(args["state"]), pod_cidr=args["cidr"], linger=0)
     await net.start()
     if action == "start":
         result["routes"] = await net.sync_routes(args.get("nodes") or [])
