@@ -15,6 +15,8 @@ import asyncio
 import importlib
 import sys
 
+import aiohttp
+
 from clusterctl.client.errors import ApiError, ClientError
 
 #: verb family modules, in help order
@@ -87,6 +89,14 @@ def main(argv: list[str]) -> int:
         return 1
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        # the few requests verbs send through the client's session directly (tables, watch, logs -f, exec)
+        server = getattr(args, "_server", "the server")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            print(f"The connection to the server {exc.host}:{exc.port} was refused - did you specify the right host or port?", file=sys.stderr)
+        else:
+            print(f"error: talking to {server}: {exc or type(exc).__name__}", file=sys.stderr)
         return 1
 
 

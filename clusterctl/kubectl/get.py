@@ -80,6 +80,7 @@ async def run(args: argparse.Namespace, s: Session) -> int:
     single = len(targets) == 1 and len(targets[0][1]) == 1
     first = True
     list_rv: str | None = None  # where a -w picks up: right after what was printed
+    widths: list[int] = []
     for resource, names in targets:
         rt = await s.client.resource_type(resource)
         ns = s.namespace if rt.namespaced else None
@@ -98,6 +99,7 @@ async def run(args: argparse.Namespace, s: Session) -> int:
             if not first:
                 print()
             first = False
+            widths = printers.column_widths(header, rows)
             text = printers.format_rows(header, rows)
             print("\n".join(text.splitlines()[1:]) if args.no_headers else text)
         elif names:
@@ -119,7 +121,7 @@ async def run(args: argparse.Namespace, s: Session) -> int:
     if args.watch:
         if len(targets) != 1:
             raise UsageError("you may only specify a single resource type with --watch")
-        await _watch(s, await s.client.resource_type(targets[0][0]), targets[0][1], args, list_rv if not targets[0][1] else None)
+        await _watch(s, await s.client.resource_type(targets[0][0]), targets[0][1], args, list_rv if not targets[0][1] else None, widths)
     return 0
 
 
@@ -138,7 +140,8 @@ async def _table(s: Session, rt: ResourceType, names: list[str], args: argparse.
     return merged
 
 
-async def _watch(s: Session, rt: ResourceType, names: list[str], args: argparse.Namespace, rv: str | None) -> None:
+async def _watch(s: Session, rt: ResourceType, names: list[str], args: argparse.Namespace, rv: str | None,
+                 widths: list[int]) -> None:
     ns = (s.namespace if names else s.list_namespace()) if rt.namespaced else None
     if rv is None:
         listing = await s.client.list(rt.plural, namespace=ns, label_selector=args.selector, limit=1, api_version=rt.api_version)
@@ -155,6 +158,6 @@ async def _watch(s: Session, rt: ResourceType, names: list[str], args: argparse.
             _, rows = printers.table_rows(obj, wide=args.output == "wide", show_labels=args.show_labels,
                                           namespace_column=s.all_namespaces and rt.namespaced)
             for row in rows:
-                print("   ".join(row), flush=True)
+                print(printers.format_row(row, widths), flush=True)
         else:
             print(printers.print_objects([obj], args.output, single=True), flush=True)

@@ -26,12 +26,22 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def format_rows(header: list[str], rows: list[list[str]]) -> str:
-    """kubectl's tabwriter: min width 0, padding 3, left-aligned, no trailing spaces."""
+def column_widths(header: list[str], rows: list[list[str]]) -> list[int]:
     widths = [len(h) for h in header]
     for row in rows:
         for i, c in enumerate(row):
             widths[i] = max(widths[i], len(c))
+    return widths
+
+
+def format_row(row: list[str], widths: list[int]) -> str:
+    """One row padded to ``widths`` (``-w`` rows line up under the first table)."""
+    return "   ".join(c.ljust(widths[i]) if i < len(widths) and i < len(row) - 1 else c for i, c in enumerate(row)).rstrip()
+
+
+def format_rows(header: list[str], rows: list[list[str]]) -> str:
+    """kubectl's tabwriter: min width 0, padding 3, left-aligned, no trailing spaces."""
+    widths = column_widths(header, rows)
     lines = []
     for row in [header, *rows]:
         parts = [c.ljust(widths[i]) if i < len(row) - 1 else c for i, c in enumerate(row)]
