@@ -12,7 +12,8 @@ from clusterctl.cli import KUBECTL_VERBS
 
 def test_cordon_uncordon(cluster):
     assert cluster.ok("cordon", "hollow-1").strip() == "node/hollow-1 cordoned"
-    assert cluster.ok("get", "node", "hollow-1").splitlines()[1].split()[1] == "Ready,SchedulingDisabled"
+    status = cluster.ok("get", "node", "hollow-1").splitlines()[1].split()[1]
+    assert status == "Ready,SchedulingDisabled", cluster.ok("get", "node", "hollow-1", "-o", "yaml")
     assert cluster.ok("cordon", "hollow-1").strip() == "node/hollow-1 already cordoned"
     assert cluster.ok("uncordon", "hollow-1").strip() == "node/hollow-1 uncordoned"
     assert cluster.ok("get", "node", "hollow-1").splitlines()[1].split()[1] == "Ready"
