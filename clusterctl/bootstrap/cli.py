@@ -66,11 +66,43 @@ def bootstrap_main(argv: list[str]) -> int:
     return run_playbook("bootstrap.yml", args.inventory, extra, rest)
 
 
+def upgrade_plan(inventory: list[str], *, version: str, release: str, serial: str | int = "20%",
+                 max_fail_percentage: int = 0, on_failure: str = "pause") -> str:
+    """The upgrade, step by step, as ``upgrade.yml`` will run it (batches cut as the executor does)."""
+    from clusterctl.provision.executor import _serial_batches
+    from clusterctl.provision.inventory import load_inventory
+    inv = load_inventory(inventory)
+    control_plane, workers = inv.select("control_plane"), inv.select("workers")
+    batches = _serial_batches(workers, [serial], lambda v: v) if workers else []
+    lines = [f"upgrade to {version} (release {release})",
+             f"1. preflight on {len(control_plane) + len(workers)} hosts; stop before any change if one fails",
+             "2. stage the release on every host (installed beside the running one, not active)",
+             "3. control plane, one host at a time (stop, back up the store, switch, start, API on the new version):"]
+    lines += [f"     {h}" for h in control_plane]
+    lines.append(f"4. workers in {len(batches)} batch(es) of serial={serial}, max_fail_percentage={max_fail_percentage}, "
+                 f"on failure: {on_failure}; per node cordon, drain, switch, restart, health gate, uncordon:")
+    lines += [f"     batch {i}: {', '.join(b)}" for i, b in enumerate(batches, 1)]
+    lines.append("nodes already on the release and schedulable are skipped (a rerun resumes)")
+    return "\n".join(lines)
+
+
 def upgrade_main(argv: list[str]) -> int:
     p = _common("clusterctl upgrade", "inventory-driven rolling upgrade (playbooks/upgrade.yml)")
     p.add_argument("--to", dest="version", help="the version to install (default: the controller's)")
+    p.add_argument("--check", action="store_true", help="print the plan (hosts, order, batches) and change nothing")
+    p.add_argument("--serial", default="20%", help="workers upgraded at once: a number or a percentage (default 20%%)")
+    p.add_argument("--max-fail-percentage", type=int, default=0, help="failed workers tolerated per batch, in percent")
+    p.add_argument("--on-failure", choices=["pause", "rollback"], default="pause",
+                   help="pause: leave the failed node cordoned on the new release; rollback: switch it back")
     args, rest = p.parse_known_args(argv)
-    return run_playbook("upgrade.yml", args.inventory, controller_vars(args.version, args.source), rest)
+    extra = controller_vars(args.version, args.source)
+    if args.check:
+        print(upgrade_plan(args.inventory, version=extra["clusterctl_version"], release=extra["clusterctl_release"],
+                           serial=args.serial, max_fail_percentage=args.max_fail_percentage, on_failure=args.on_failure))
+        return 0
+    extra.update(upgrade_serial=args.serial, upgrade_max_fail_percentage=args.max_fail_percentage,
+                 upgrade_on_failure=args.on_failure)
+    return run_playbook("upgrade.yml", args.inventory, extra, rest)
 
 
 def remove_node_main(argv: list[str]) -> int:
