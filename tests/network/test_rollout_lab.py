@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
+import sysconfig
 import subprocess
 import threading
 import time
@@ -26,7 +26,9 @@ from clusterctl.client.rest import ApiClient
 from tests.network.test_bridge import HOST_PYTHON, in_pod, run
 
 LAB_AGENT = str(Path(__file__).with_name("lab_agent.py"))
-SITE_PACKAGES = str(Path(__file__).resolve().parents[2] / ".venv" / "lib" / "python3.11" / "site-packages")
+# the agent runs on the host's python3 (the venv's interpreter lives under /root, private in a lab
+# host) with this environment's packages; both are CPython 3.11
+SITE_PACKAGES = sysconfig.get_paths()["purelib"]
 DNS_IP = "10.96.0.10"
 NODE_PORT = 30123
 AGENT_TIMINGS = {"lease_renew": 1.0, "status_update": 1.0, "crashloop_base": 0.2, "crashloop_max": 1.0,
