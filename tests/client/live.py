@@ -61,7 +61,7 @@ async def control_plane(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[
         yield client, kubeconfig
     finally:
         if client is not None:
-            await client.close()
+            await asyncio.wait_for(client.close(), 10)
         if proc.returncode is None:
             proc.terminate()
             try:
@@ -70,3 +70,21 @@ async def control_plane(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[
                 proc.kill()
                 await proc.wait()
         log.close()
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]], *, timeout: float = 15.0) -> None:
+    """Cancel until every task is done, then fail if some still run after ``timeout``.
+
+    On Python 3.11 a loop around ``asyncio.wait_for`` can swallow one cancellation (the inner wait
+    finishing at the same moment), so one ``cancel()`` is not enough; a component that never
+    stops is a bug, reported here instead of hanging the suite.
+    """
+    pending = {t for t in tasks if not t.done()}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    if pending:
+        raise AssertionError(f"components did not stop when cancelled: {[t.get_coro() for t in pending]}")
+    await asyncio.gather(*tasks, return_exceptions=True)

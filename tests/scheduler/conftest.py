@@ -13,7 +13,7 @@ import pytest
 from clusterctl.client.rest import ApiClient
 from clusterctl.scheduler.scheduler import Scheduler, SchedulerConfig
 from clusterctl.sim.hollow import HollowCluster, HollowConfig
-from tests.client.live import control_plane
+from tests.client.live import cancel_all, control_plane
 
 
 class Env:
@@ -51,9 +51,7 @@ class Env:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_all(self.tasks)
 
 
 @pytest.fixture
