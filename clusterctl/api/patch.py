@@ -112,7 +112,10 @@ def _json_equal(a: Any, b: Any) -> bool:
 
 @_bounded
 def apply_merge_patch(obj: dict, patch: dict) -> dict:
-    """Apply a JSON merge patch (RFC 7386) and return the new object."""
+    """Apply a JSON merge patch (RFC 7386) and return the new object.
+
+    ``obj`` is not modified, but the result shares its unpatched subtrees: pass a copy you own
+    if you will modify the result."""
     if not isinstance(patch, dict):
         raise PatchError(f"merge patch must be a JSON object, got {_json_kind(patch)}")
     result = _merge_patch(obj, patch)
@@ -122,9 +125,12 @@ def apply_merge_patch(obj: dict, patch: dict) -> dict:
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:
+    # Only the dicts on the patch's paths are copied; the rest of the result shares the target's
+    # values (callers pass a copy they own: the API hands in a freshly decoded object). Patch
+    # values are copied: a retried update applies the same patch document again.
     if not isinstance(patch, dict):
         return _copy(patch)
-    result = {k: _copy(v) for k, v in target.items()} if isinstance(target, dict) else {}
+    result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)

@@ -568,7 +568,11 @@ async def update_with(ctx: ApiContext, t: Target, mutate, *, expected: int | Non
         old = ctx.load(item)
         if authorize_old is not None:
             authorize_old(old)
-        new = mutate(deep_copy(old), item)
+        # the mutator's own copy: a second decode of the stored JSON is cheaper than copying `old`
+        # (Secrets are stored sealed: their raw bytes are not the object)
+        own = orjson.loads(item.raw) if item.raw is not None and not (info.kind == "Secret" and not info.group) \
+            else deep_copy(old)
+        new = mutate(own, item)
         if new is None:
             return Outcome(ctx.with_rv(old, item.mod_revision), 200, warnings or [])
         try:
@@ -662,6 +666,18 @@ def check_patched(patched: Any, params: Mapping[str, str], *, group: str, versio
     return decoding.warnings_for(report) if fv == "Warn" else []
 
 
+def _touched(patched: Any, doc: Any) -> Any:
+    """What field validation must see of a patch result: with a merge or strategic patch (an
+    object) only the top-level fields the patch names can have changed — the rest is the stored,
+    already validated object — so the walk skips them (a node's status patch of a pod does not
+    re-walk its spec). JSON patches (a list of ops) may touch anything: the whole result.
+    The view shares the result's values, so the walk's pruning of unknown fields reaches them."""
+    if not isinstance(patched, dict) or not isinstance(doc, dict):
+        return patched
+    view = {k: v for k, v in patched.items() if k in doc or k in ("apiVersion", "kind")}
+    return view
+
+
 async def handle_patch(ctx: ApiContext, t: Target, request: web.Request, raw: bytes, authorize_old=None) -> web.Response:
     info = t.info
     mt, doc = parse_patch(raw, request.headers.get("Content-Type"))
@@ -672,7 +688,11 @@ async def handle_patch(ctx: ApiContext, t: Target, request: web.Request, raw: by
     def mutate(old: dict, item: Item) -> dict:
         current = ctx.with_rv(old, item.mod_revision)
         patched = apply_patch(info, info.group, info.version, info.kind, current, mt, doc)
-        state["warnings"] = check_patched(patched, params, group=info.group, version=info.version, kind=info.kind)
+        checked = _touched(patched, doc)
+        state["warnings"] = check_patched(checked, params, group=info.group, version=info.version, kind=info.kind)
+        if checked is not patched:  # the walk drops unknown fields: top-level ones from the view only
+            for k in [k for k in patched if k not in checked and k in doc]:
+                del patched[k]
         rv = _expected_revision(patched)
         if rv is not None and rv != item.mod_revision:
             raise errors.conflict(info.plural, t.name or "", info.group)

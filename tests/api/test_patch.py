@@ -779,3 +779,23 @@ def test_random_patches_only_ever_raise_patch_error():
                 attempt()
             except PatchError:
                 pass
+
+
+def test_patch_field_validation_sees_what_the_patch_touches(control_plane):
+    """Merge/strategic patches are field-validated on the fields they name (the rest is the stored
+    object): Strict rejects an unknown field in them, Warn/Ignore drop it — top level included."""
+    cp = control_plane
+    cp.request("POST", "/api/v1/namespaces/default/configmaps", body={"metadata": {"name": "fv"}, "data": {"a": "1"}})
+    path = "/api/v1/namespaces/default/configmaps/fv"
+    merge = "application/merge-patch+json"
+    r = cp.request("PATCH", path + "?fieldValidation=Strict", body={"data": {"b": "2"}, "bogus": 1}, content_type=merge)
+    assert r.status == 400 and 'unknown field "bogus"' in r.json()["message"]
+    r = cp.request("PATCH", path + "?fieldValidation=Strict", body={"metadata": {"lables": {"x": "y"}}},
+                   content_type="application/strategic-merge-patch+json")
+    assert r.status == 400 and 'unknown field "metadata.lables"' in r.json()["message"]
+    r = cp.request("PATCH", path + "?fieldValidation=Warn", body={"data": {"b": "2"}, "bogus": 1}, content_type=merge)
+    assert r.status == 200 and 'unknown field "bogus"' in str(r.headers.get("Warning"))
+    got = cp.request("GET", path).json()
+    assert got["data"] == {"a": "1", "b": "2"} and "bogus" not in got
+    r = cp.request("PATCH", path, body={"data": {"c": 3}}, content_type=merge)
+    assert r.status in (400, 422)  # a wrong type in a touched field is still caught
