@@ -86,3 +86,23 @@ def test_label_and_annotate(cluster):
     assert "labels" not in json.loads(cluster.ok("get", "cm", "meta", "-o", "json"))["metadata"] or \
         json.loads(cluster.ok("get", "cm", "meta", "-o", "json"))["metadata"]["labels"] == {}
     cluster.ok("delete", "cm", "meta")
+
+
+def test_rollout_pause_resume_restart(cluster):
+    cluster.ok("create", "deployment", "paused", "--image=registry.local/p:v1")
+    cluster.ok("rollout", "status", "deploy/paused", "--timeout=30")
+    assert cluster.ok("rollout", "pause", "deploy/paused").strip() == "deployment.apps/paused paused"
+    assert cluster.ok("rollout", "pause", "deploy/paused").strip() == "deployment.apps/paused already paused"
+    cluster.ok("set", "image", "deploy/paused", "*=registry.local/p:v2")
+    assert cluster.run("rollout", "status", "deploy/paused", "--watch=false").code == 1  # not rolled out while paused
+    assert len(cluster.ok("rollout", "history", "deploy/paused").strip().splitlines()) == 3  # name, header, revision 1 only
+    assert cluster.ok("rollout", "resume", "deploy/paused").strip() == "deployment.apps/paused resumed"
+    cluster.ok("rollout", "status", "deploy/paused", "--timeout=30")
+    assert _pods(cluster, "app=paused") and all(p["spec"]["containers"][0]["image"].endswith(":v2")
+                                                for p in _pods(cluster, "app=paused") if not p["metadata"].get("deletionTimestamp"))
+    assert cluster.ok("rollout", "restart", "deploy/paused").strip() == "deployment.apps/paused restarted"
+    dep = json.loads(cluster.ok("get", "deploy", "paused", "-o", "json"))
+    assert "kubectl.kubernetes.io/restartedAt" in dep["spec"]["template"]["metadata"]["annotations"]
+    cluster.ok("rollout", "status", "deploy/paused", "--timeout=30")
+    assert [line.split()[0] for line in cluster.ok("rollout", "history", "deploy/paused").splitlines()[2:5]] == ["1", "2", "3"]
+    cluster.ok("delete", "deploy", "paused")
