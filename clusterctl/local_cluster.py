@@ -167,6 +167,7 @@ class LocalCluster:
     node_procs: list[NodeProcess] = field(default_factory=list)
     _servers: list[Any] = field(default_factory=list)
     _names: Any = None
+    _lock_file: Any = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -197,6 +198,7 @@ class LocalCluster:
     async def start(self, status: Callable[[str], None] = lambda _m: None, *, ready_timeout: float = 60.0) -> None:
         self._check_machine()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
         state = self._read_state()
         status("control plane: initialising" if not self.config_path.exists() else "control plane: resuming")
         port = self._init_control_plane()
@@ -217,6 +219,22 @@ class LocalCluster:
         self._start_nodes(configs, ports)
         await self._wait_api(status)
         await self._wait_nodes_ready(status, ready_timeout)
+
+    def _lock(self) -> None:
+        """One ``up`` per data dir: a second one would tear down the first one's network."""
+        import fcntl
+        self._lock_file = open(self.data_dir / "up.lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "?"
+            self._lock_file.close()
+            self._lock_file = None
+            raise LocalClusterError(f"another clusterctl up (pid {holder}) is running on {self.data_dir}") from None
+        self._lock_file.truncate(0)
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
 
     def _check_machine(self) -> None:
         if os.geteuid() != 0:
@@ -410,6 +428,9 @@ class LocalCluster:
             self._teardown_slot(self._names.slot)
             with contextlib.suppress(OSError):
                 (self.data_dir / "lab.json").unlink()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
 
 def _port_is_free(port: int) -> bool:
