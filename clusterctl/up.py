@@ -169,9 +169,12 @@ async def _up(args: argparse.Namespace) -> int:
         await stop.wait()
         return 0
     finally:
-        print("\nstopping...", file=sys.stderr, flush=True)
+        started = cluster.cp_process is not None or cluster.node_procs
+        if started:
+            print("\nstopping...", file=sys.stderr, flush=True)
         await cluster.stop()
-        print("stopped", file=sys.stderr, flush=True)
+        if started:
+            print("stopped", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str]) -> int:
