@@ -59,7 +59,7 @@ class BridgeNetwork:
 
     def __init__(self, node_name: str, node_ip: str, state_dir: Path, *, pod_cidr: str | None = None,
                  cluster_cidr: str = DEFAULT_CLUSTER_CIDR, service_cidr: str = DEFAULT_SERVICE_CIDR,
-                 ip_forward: bool = True, cidr_wait: float = 5.0, linger: float = 1.0):
+                 ip_forward: bool = True, cidr_wait: float = 5.0, linger: float = 3.0):
         self.node_name = node_name
         self.node_ip = node_ip
         self.state_dir = Path(state_dir)
@@ -159,7 +159,7 @@ class BridgeNetwork:
         return PodAddress(str(NETNS_DIR / ns), addr)
 
     async def teardown(self, pod: dict) -> None:
-        """Remove the pod's namespace ``linger`` seconds from now (its address stays leased until then).
+        """Remove the pod's namespace ``linger`` seconds (default 3) from now, address leased till then.
 
         The pod's processes are gone already; for a moment its namespace keeps answering: the
         FIN/RST of sockets its processes left, and RSTs to late packets, still get out. Deleted
