@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellKey, ColumnKey, RowKey
 
 from clusterctl.api.selectors import LabelSelector, parse_label_selector
 from clusterctl.client.rest import Obj
@@ -146,9 +147,13 @@ class ResourceTable(DataTable):
             self.move_cursor(row=self.get_row_index(keep), animate=False)
 
     def apply_changes(self, keys: Iterable[str], stamps: Iterable[tuple[str, float]] = ()) -> None:
-        """Fold changed object keys into the table: cell updates, removals, a rebuild on additions."""
+        """Fold changed object keys into the table: cell updates, removals, a rebuild on additions.
+
+        Changed cells are written in place and only their rows are refreshed (``update_cell``
+        would repaint the whole table for each cell)."""
         now = self.now()
-        added = False
+        added = removed = widened = False
+        changed_rows: list[str] = []
         for key in keys:
             obj = self.source.get(self.kind.resource, key)
             cells, style = self._row(obj, now) if obj is not None else ([], "")
@@ -156,28 +161,53 @@ class ResourceTable(DataTable):
             if key in self._cells:
                 if not visible:
                     self.remove_row(key)
-                    self._layout_version += 1
-                    self._cell_cache.clear()
+                    removed = True
                     del self._cells[key]
                     self._styles.pop(key, None)
                     continue
                 old, old_style = self._cells[key], self._styles.get(key, "")
-                if old_style != style:
-                    for col, cell in zip(self.kind.columns, cells):
-                        self.update_cell(key, col, Text(cell, style=style, no_wrap=True))
-                else:
-                    for col, before, cell in zip(self.kind.columns, old, cells):
-                        if before != cell:
-                            self.update_cell(key, col, Text(cell, style=style, no_wrap=True))
                 if old != cells or old_style != style:
+                    row = self._data[RowKey(key)]
+                    for col, before, cell in zip(self.kind.columns, old, cells):
+                        if before != cell or old_style != style:
+                            row[ColumnKey(col)] = Text(cell, style=style, no_wrap=True)
+                            if len(cell) > self.columns[ColumnKey(col)].content_width:
+                                self._updated_cells.add(CellKey(RowKey(key), ColumnKey(col)))
+                                self._require_update_dimensions = True
+                                widened = True
                     self._row_version[key] = self._row_version.get(key, 0) + 1
+                    changed_rows.append(key)
                 self._cells[key], self._styles[key] = cells, style
             elif visible:
                 added = True
-        if added:
-            self.rebuild()
-        self.pending_stamps.extend(stamps)
-        self.refresh()
+        stamps = list(stamps)
+        if added or removed or widened:
+            if changed_rows:
+                self._update_count += 1
+            if added:
+                self.rebuild()
+            else:
+                self._layout_version += 1
+                self._cell_cache.clear()
+                self.refresh()
+            self.pending_stamps.extend(stamps)
+            return
+        if changed_rows:
+            self._update_count += 1  # DataTable's own row cache is keyed by it; ours by row version
+        top = self.scroll_offset.y
+        bottom = top + self.size.height
+        on_screen = False
+        for key in changed_rows:
+            index = self.get_row_index(key)
+            self.refresh_row(index)
+            on_screen = on_screen or top <= index + 1 <= bottom  # +1: the header line
+        if on_screen:
+            self.pending_stamps.extend(stamps)
+        elif stamps and self.on_rendered is not None:
+            # nothing visible changed: the screen already shows the new state (reported apart)
+            done = time.monotonic()
+            for label, t0 in stamps:
+                self.on_rendered(f"{label}_offscreen", done - t0)
 
     def _render_cell(self, row_index, column_index, base_style, width, cursor=False, hover=False):  # type: ignore[override]
         if row_index < 0 or column_index < 0:
@@ -190,6 +220,27 @@ class ResourceTable(DataTable):
             if len(self._cell_cache) > 50_000:
                 self._cell_cache.clear()
             hit = self._cell_cache[key] = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        return hit
+
+    def _render_line(self, y, x1, x2, base_style):  # type: ignore[override]
+        # the same per-row-version caching for whole lines: a cursor move or one row's update
+        # re-renders the rows it touched, not every visible line
+        try:
+            row_key, offset = self._get_offsets(y)
+        except LookupError:
+            return super()._render_line(y, x1, x2, base_style)
+        row_index = self._row_locations.get(row_key)
+        row_index = -1 if row_index is None else row_index
+        cursor = self.cursor_coordinate.row == row_index
+        hover = self.hover_coordinate.row == row_index
+        key = ("line", row_key, offset, x1, x2, self.size.width, cursor, hover, base_style, self.cursor_type, self.show_cursor,
+               self._show_hover_cursor, self._pseudo_class_state, self._row_version.get(row_key.value, 0), self._layout_version,
+               self.fixed_rows, self.fixed_columns, tuple(c.content_width for c in self.columns.values()))
+        hit = self._cell_cache.get(key)
+        if hit is None:
+            if len(self._cell_cache) > 50_000:
+                self._cell_cache.clear()
+            hit = self._cell_cache[key] = super()._render_line(y, x1, x2, base_style)
         return hit
 
     def render_lines(self, crop):  # type: ignore[override]

@@ -22,6 +22,7 @@ informers retry and re-list by themselves).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ from clusterctl.tui._rollout import RolloutView
 from clusterctl.tui._source import ClusterSource
 from clusterctl.tui._table import ResourceTable, ViewFilter
 from clusterctl.tui._text import LogScreen, TextScreen
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,6 +105,13 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         self.tui.start_views()
+
+    def on_screen_resume(self) -> None:
+        # rows changed under a dialog or the log view were refreshed line by line while hidden:
+        # repaint the whole view on coming back
+        widget = self.tui.current_widget()
+        if widget is not None:
+            widget.refresh()
 
     @property
     def tui(self) -> ClusterApp:
@@ -199,7 +209,7 @@ class ClusterApp(App):
     def __init__(self, source: ClusterSource, *, actions: ClusterActions | None = None, readonly: bool = False,
                  feed: Path | None = None, start_view: str = "pods", context: str = "",
                  now: Callable[[], datetime] | None = None, flush_delay: float = 0.02, feed_interval: float = 0.1,
-                 hosts: HostProbe | None = None, hosts_interval: float = 30.0) -> None:
+                 hosts: HostProbe | None = None, hosts_interval: float = 30.0, age_interval: float = 10.0) -> None:
         super().__init__()
         self.source = source
         self.actions = actions or ClusterActions(None, readonly=readonly)
@@ -210,6 +220,7 @@ class ClusterApp(App):
         self.feed_interval = feed_interval
         self.hosts = hosts
         self.hosts_interval = hosts_interval
+        self.age_interval = age_interval
         self.context = context
         self.now = now or (lambda: datetime.now(timezone.utc))
         self.flush_delay = flush_delay
@@ -237,6 +248,8 @@ class ClusterApp(App):
         self.source.start()
         self.show(self.state)
         self._update_status()
+        if self.age_interval > 0:
+            self.set_interval(self.age_interval, self._refresh_ages)
         if self.feed_path is not None:
             self.run_worker(self._follow_feed(), group="feed", exclusive=True)
 
@@ -252,6 +265,14 @@ class ClusterApp(App):
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(self.flush_delay, self._flush)
 
+    def _refresh_ages(self) -> None:
+        """AGE and LAST SEEN cells move with the clock, not with events: recompute the visible view."""
+        widget = self.current_widget()
+        if isinstance(widget, ResourceTable):
+            widget.apply_changes(widget.shown_keys())
+        elif isinstance(widget, (Overview, RolloutView)):
+            widget.recompute()
+
     def _on_state(self, connected: bool, detail: str) -> None:
         self._update_status()
         if connected:
@@ -262,6 +283,13 @@ class ClusterApp(App):
 
     def _flush(self) -> None:
         self._flush_handle = None
+        try:
+            self._apply_dirty()
+        except Exception as exc:  # a loop callback's error would vanish into asyncio's log: show it
+            log.exception("tui: applying changes failed")
+            self._flash(f"internal error applying changes: {type(exc).__name__}: {exc}")
+
+    def _apply_dirty(self) -> None:
         dirty, self._dirty = self._dirty, {}
         stamps, self._stamps = self._stamps, []
         widget = self.current_widget()
@@ -545,11 +573,13 @@ class ClusterApp(App):
         elif self.source.detail == "connecting":
             conn = "… connecting"
         else:
-            conn = f"✖ DISCONNECTED ({self.source.detail}) — reconnecting"
+            detail = (self.source.detail.splitlines() or [""])[0]
+            detail = detail if len(detail) <= 60 else detail[:57] + "..."
+            conn = f"✖ DISCONNECTED — reconnecting ({detail})"
         if self.source.client is None:
             conn = "● static data"
         ro = "  [read-only]" if self.readonly else ""
-        status.update(Text(f"clusterctl {self.context}  {conn}{ro}"))
+        status.update(Text(f"clusterctl {self.context}  {conn}{ro}", no_wrap=True, overflow="ellipsis"))
         status.set_class(not self.source.connected, "disconnected")
 
     def _update_title(self) -> None:

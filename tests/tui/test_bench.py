@@ -13,7 +13,9 @@ def test_bench_tui_reports_event_and_key_latency() -> None:
     result = json.loads(out)
     assert result["pods"] == 200
     assert result["events"] >= 200  # every pod changed at least once
-    assert result["event_samples"] == result["events"]  # every event reached the screen
+    # every event reached the table, and the on-screen ones were drawn
+    assert result["event_samples"] + result["offscreen_event_samples"] == result["events"]
+    assert result["event_samples"] > 0
     assert result["key_presses"] >= 4
     for key in ("event_to_screen_p99_ms", "key_to_redraw_p99_ms"):
         assert 0 < result[key] < 10_000, key
