@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from clusterctl.bootstrap.packages import fetch_deb, inventory_store
 from clusterctl.bootstrap.wheelhouse import build_wheelhouse
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
@@ -61,6 +62,8 @@ def bootstrap_main(argv: list[str]) -> int:
     p.add_argument("--kubeconfig-out", help="where the admin kubeconfig goes (default: kubeconfig beside the inventory)")
     args, rest = p.parse_known_args(argv)
     extra = controller_vars(None, args.source)
+    if inventory_store(args.inventory) == "etcd":
+        extra["clusterctl_etcd_deb"] = str(fetch_deb("etcd-server"))
     if args.kubeconfig_out:
         extra["clusterctl_kubeconfig_dest"] = str(Path(args.kubeconfig_out).resolve())
     return run_playbook("bootstrap.yml", args.inventory, extra, rest)

@@ -28,11 +28,14 @@ def _vars_value(value) -> str:
 
 
 def write_lab_inventory(lab, dest: Path, *, control_plane: list[str], workers: list[str],
-                        host_vars: dict[str, dict] | None = None, worker_vars: dict | None = None) -> Path:
+                        host_vars: dict[str, dict] | None = None, worker_vars: dict | None = None,
+                        control_plane_vars: dict | None = None) -> Path:
     """Write ``dest`` (an INI inventory) for ``lab``; returns its path."""
     host_vars = host_vars or {}
     lines = [lab.inventory_path.read_text().rstrip(), "", "[control_plane]"]
     lines += [name for name in control_plane]
+    if control_plane_vars:
+        lines += ["", "[control_plane:vars]"] + [f"{k}={_vars_value(v)}" for k, v in control_plane_vars.items()]
     lines += ["", "[workers]"]
     for name in workers:
         extra = " ".join(f"{k}={_host_value(v)}" for k, v in (host_vars.get(name) or {}).items())
