@@ -25,19 +25,36 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(config: AgentConfig, stop_pods: bool) -> int:
-    from node_runtime.agent import Agent
-    agent = Agent(config)
+    from node_runtime.agent import Agent, make_client
+    net = None
+    if config.network == "bridge":
+        from node_runtime.network.node import NodeNetwork
+        client = make_client(config)
+        net = NodeNetwork(config, client, cluster_cidr=config.cluster_cidr, service_cidr=config.service_cidr)
+        agent = Agent(config, client=client, network=net.pods)
+    elif config.network == "loopback":
+        agent = Agent(config)
+    else:
+        print(f"node-runtime: unknown network {config.network!r} (bridge or loopback)", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(agent.run())
+    net_task = asyncio.create_task(net.run()) if net is not None else None
     stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    task.cancel()
-    stopper.cancel()
-    await asyncio.gather(task, stopper, return_exceptions=True)
+    waited = {task, stopper} | ({net_task} if net_task else set())
+    done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+    for t in waited:
+        t.cancel()
+    await asyncio.gather(*waited, return_exceptions=True)
     await agent.shutdown(stop_pods=stop_pods)
+    if net is not None:
+        await net.close()
+    if net_task is not None and net_task in done and not net_task.cancelled() and net_task.exception() is not None:
+        logging.getLogger("node_runtime").error("node network failed: %s", net_task.exception())
+        return 1
     if task in done and task.exception() is not None:
         logging.getLogger("node_runtime").error("agent failed: %s", task.exception())
         return 1

@@ -68,6 +68,12 @@ class AgentConfig:
     listen_address: str | None = None     # the agent's HTTPS endpoint (logs, exec, stats); None = ``address``
     listen_port: int = 0                  # 0 = any free port; published in Node.status.daemonEndpoints
     max_pods: int = 110
+    #: "bridge": real pod network (netns + bridge + host-gw routes), Service proxy and DNS
+    #: (``node_runtime.network.node.NodeNetwork``); "loopback": a netns per pod with only ``lo``
+    #: (no proxy) — what hollow test setups and the pods benchmark use.
+    network: str = "loopback"
+    cluster_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.96.0.0/12"
     timings: Timings = field(default_factory=Timings)
 
     @property
