@@ -55,7 +55,7 @@ def parse_wrk(text: str) -> tuple[float, float, int]:
     return rps, p99, errors + (int(non2xx.group(1)) if non2xx else 0)
 
 
-def measure(duration: float, connections: int, mode: str = "splice") -> dict:
+def measure(duration: float, connections: int, mode: str = "threads") -> dict:
     from clusterctl.lab import Lab
     lab = Lab(Path(tempfile.mkdtemp(prefix="bench-proxy-")), owner_pid=os.getpid())
     lab.up(2)
@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--mode", choices=["splice", "threads", "asyncio"], default="splice",
+    p.add_argument("--mode", choices=["splice", "threads", "asyncio"], default="threads",
                    help="how the proxy moves bytes (default: splice, one epoll thread)")
     args = p.parse_args(argv)
     result = measure(args.duration, args.connections, args.mode)

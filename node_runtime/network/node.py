@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class NodeNetwork:
     def __init__(self, config, client: ApiClient, *, cluster_cidr: str = DEFAULT_CLUSTER_CIDR,
                  service_cidr: str = DEFAULT_SERVICE_CIDR, proxy: bool = True,
-                 dns_upstream: tuple[str, int] | None = None, proxy_mode: str = "splice"):
+                 dns_upstream: tuple[str, int] | None = None, proxy_mode: str = "threads"):
         self.config = config
         self.client = client
         self.pods = BridgeNetwork(config.node_name, config.address, Path(config.data_dir) / "network",
