@@ -199,8 +199,9 @@ class ResourceTable(DataTable):
         on_screen = False
         for key in changed_rows:
             index = self.get_row_index(key)
-            self.refresh_row(index)
-            on_screen = on_screen or top <= index + 1 <= bottom  # +1: the header line
+            if top <= index + 1 <= bottom:  # +1: the header line; rows out of view need no repaint
+                self.refresh_row(index)
+                on_screen = True
         if on_screen:
             self.pending_stamps.extend(stamps)
         elif stamps and self.on_rendered is not None:
@@ -210,11 +211,14 @@ class ResourceTable(DataTable):
                 self.on_rendered(f"{label}_offscreen", done - t0)
 
     def _render_cell(self, row_index, column_index, base_style, width, cursor=False, hover=False):  # type: ignore[override]
+        # content-addressed: "Running", "default", "node-a" render once for every row showing them
         if row_index < 0 or column_index < 0:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         row_key = self._row_locations.get_key(row_index)
-        key = (row_key, column_index, base_style, width, cursor, hover, self._show_hover_cursor, self._pseudo_class_state,
-               self._row_version.get(row_key.value, 0), self._layout_version)
+        column_key = self._column_locations.get_key(column_index)
+        value = self._data[row_key].get(column_key)
+        content = (value.plain, str(value.style)) if isinstance(value, Text) else (str(value), "")
+        key = (column_index, content, base_style, width, cursor, hover, self._show_hover_cursor, self._pseudo_class_state)
         hit = self._cell_cache.get(key)
         if hit is None:
             if len(self._cell_cache) > 50_000:

@@ -53,6 +53,7 @@ from clusterctl.tui._table import ResourceTable, ViewFilter
 from clusterctl.tui._text import LogScreen, TextScreen
 
 log = logging.getLogger(__name__)
+AGE_SLICES = 10
 
 
 @dataclass
@@ -221,6 +222,7 @@ class ClusterApp(App):
         self.hosts = hosts
         self.hosts_interval = hosts_interval
         self.age_interval = age_interval
+        self._age_slice = 0
         self.context = context
         self.now = now or (lambda: datetime.now(timezone.utc))
         self.flush_delay = flush_delay
@@ -249,7 +251,7 @@ class ClusterApp(App):
         self.show(self.state)
         self._update_status()
         if self.age_interval > 0:
-            self.set_interval(self.age_interval, self._refresh_ages)
+            self.set_interval(self.age_interval / AGE_SLICES, self._refresh_ages)
         if self.feed_path is not None:
             self.run_worker(self._follow_feed(), group="feed", exclusive=True)
 
@@ -266,10 +268,15 @@ class ClusterApp(App):
             self._flush_handle = asyncio.get_running_loop().call_later(self.flush_delay, self._flush)
 
     def _refresh_ages(self) -> None:
-        """AGE and LAST SEEN cells move with the clock, not with events: recompute the visible view."""
+        """AGE and LAST SEEN cells move with the clock, not with events: recompute the view's rows
+        a slice at a time (every row once per ``age_interval``; no burst of 1,000 rows at once)."""
         widget = self.current_widget()
         if isinstance(widget, ResourceTable):
-            widget.apply_changes(widget.shown_keys())
+            keys = widget.shown_keys()
+            size = max(1, -(-len(keys) // AGE_SLICES))
+            start = (self._age_slice % AGE_SLICES) * size
+            self._age_slice += 1
+            widget.apply_changes(keys[start:start + size])
         elif isinstance(widget, (Overview, RolloutView)):
             widget.recompute()
 
