@@ -264,7 +264,5 @@ def _key(obj: Obj) -> str:
 
 
 def _sort_key(kind: KindView) -> Callable[[tuple[str, list[str], str]], object]:
-    if kind.resource == "events":
-        # newest first: by the event's own time stamps is not in the cells; key order is creation order
-        return lambda row: row[0]
+    """Rows sort by object key (namespace/name), as kubectl lists them."""
     return lambda row: row[0]

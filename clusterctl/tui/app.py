@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -609,10 +608,6 @@ class ClusterApp(App):
         if text != self._title_text:  # an unchanged title must not cost a layout pass per flush
             self._title_text = text
             title.update(Text(text))
-
-
-def monotonic() -> float:
-    return time.monotonic()
 
 
 def live_app(client: ApiClient, **kwargs: Any) -> ClusterApp:
