@@ -6,9 +6,12 @@ write-ahead log takes those, and the snapshot is rebuilt from the in-memory inde
 temporary name, fsync'd, and renamed over ``snapshot.json`` so a crash leaves either the old or
 the new snapshot, never a mix. Storage is orjson (TinyDB's default json module is far slower).
 
-File layout (TinyDB tables): ``items`` with one document per key (``k`` key, ``v`` value,
-``m`` mod_revision, ``c`` create_revision) and ``meta`` with one document (``revision``,
-``written_at``, ``count``, ``format``).
+File layout (TinyDB tables): ``items`` with one document per key (``k`` key, ``j`` the value's
+compact JSON as a string, ``m`` mod_revision, ``c`` create_revision) and ``meta`` with one
+document (``revision``, ``written_at``, ``count``, ``format``). Format 2 keeps values as JSON
+strings because the store keeps them as bytes: reading one back is a string copy, not a tree of
+dicts for the whole file at once (each is still parsed once, alone, to refuse a damaged one).
+Format 1 (``v``: the value as an object) is still read.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from clusterctl.store.base import CorruptLog, Item, StoreError
 from clusterctl.store.wal import fsync_dir
 
 SNAPSHOT_NAME = "snapshot.json"
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 class OrjsonStorage(Storage):
@@ -73,8 +77,8 @@ def write_snapshot(path: Path, items: dict[str, Item], revision: int, *, now: fl
         temporary.unlink(missing_ok=True)
         db = TinyDB(str(temporary), storage=CachingMiddleware(OrjsonStorage))
         db.table("items").insert_multiple(
-            {"k": item.key, "v": orjson.Fragment(item.raw) if item.raw is not None else item.value,
-             "m": item.mod_revision, "c": item.create_revision}  # Fragment: the stored JSON as is
+            {"k": item.key, "j": (item.raw if item.raw is not None else orjson.dumps(item.value)).decode(),
+             "m": item.mod_revision, "c": item.create_revision}
             for item in items.values())
         db.table("meta").insert({"format": FORMAT, "revision": revision, "count": len(items),
                                  "written_at": time.time() if now is None else now})
@@ -103,13 +107,19 @@ def read_snapshot(path: Path) -> Snapshot:
     if len(meta_docs) != 1:
         raise CorruptLog(f"snapshot {path} has {len(meta_docs)} meta documents, expected 1")
     meta = meta_docs[0]
-    if meta.get("format") != FORMAT or meta.get("count") != len(docs):
+    if meta.get("format") not in READABLE_FORMATS or meta.get("count") != len(docs):
         raise CorruptLog(f"snapshot {path}: format {meta.get('format')!r}, {len(docs)} items but meta says "
                          f"{meta.get('count')!r}")
     items: dict[str, Item] = {}
     try:
         for doc in docs:
-            items[doc["k"]] = Item(doc["k"], None, doc["m"], doc["c"], bytes(memoryview(orjson.dumps(doc["v"]))))
-    except (KeyError, TypeError) as exc:
+            if "j" in doc:
+                raw = doc["j"].encode()
+                if not isinstance(orjson.loads(raw), dict):
+                    raise TypeError(f"value of {doc['k']!r} is not an object")
+            else:
+                raw = bytes(memoryview(orjson.dumps(doc["v"])))
+            items[doc["k"]] = Item(doc["k"], None, doc["m"], doc["c"], raw)
+    except (KeyError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
         raise CorruptLog(f"snapshot {path}: malformed item document ({exc!r})") from exc
     return Snapshot(revision=int(meta["revision"]), items=items, written_at=meta.get("written_at"))

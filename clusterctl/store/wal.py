@@ -110,11 +110,18 @@ def read_segment(path: Path, *, is_last: bool) -> tuple[list[tuple[int, dict]], 
     Raises ``CorruptLog`` for a bad record followed by valid ones, for a bad record in a segment
     that is not the newest, and for a record whose checksum holds but whose JSON does not parse.
     """
+    torn: list[TornTail] = []
+    records = list(scan_segment(path, is_last=is_last, torn=torn))
+    return records, (torn[0] if torn else None)
+
+
+def scan_segment(path: Path, *, is_last: bool, torn: list[TornTail]) -> Iterator[tuple[int, dict]]:
+    """``read_segment`` one record at a time (recovery applies each before decoding the next, so
+    a segment's records never all exist as dicts at once); a torn tail is appended to ``torn``."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise StoreError(f"cannot read write-ahead log {path}: {exc.strerror or exc}") from exc
-    records: list[tuple[int, dict]] = []
     offset = 0
     while offset < len(data):
         parsed = _parse_at(data, offset)
@@ -128,16 +135,16 @@ def read_segment(path: Path, *, is_last: bool) -> tuple[list[tuple[int, dict]], 
                 raise CorruptLog(
                     f"write-ahead log {path} is corrupt at byte offset {offset}: a damaged record at the "
                     f"end of a segment that is not the newest; refusing to load it")
-            return records, TornTail(path, offset, len(data) - offset)
+            torn.append(TornTail(path, offset, len(data) - offset))
+            return
         payload, next_offset = parsed
         try:
             record = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise CorruptLog(f"write-ahead log {path} is corrupt at byte offset {offset}: "
                              f"checksum matches but the record is not JSON ({exc})") from exc
-        records.append((offset, record))
+        yield offset, record
         offset = next_offset
-    return records, None
 
 
 def truncate_torn_tail(torn: TornTail) -> None:
@@ -243,9 +250,10 @@ def iter_records(directory: Path, *, repair: bool) -> Iterator[dict]:
     """
     segments = list_segments(directory)
     for index, (_, path) in enumerate(segments):
-        records, torn = read_segment(path, is_last=index == len(segments) - 1)
-        for _, record in records:
+        tails: list[TornTail] = []
+        for _, record in scan_segment(path, is_last=index == len(segments) - 1, torn=tails):
             yield record
+        torn = tails[0] if tails else None
         if torn is not None:
             if repair:
                 truncate_torn_tail(torn)

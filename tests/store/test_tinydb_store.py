@@ -272,3 +272,32 @@ async def test_watch_from_a_future_revision_skips_queued_and_later_writes_up_to_
         await watch.aclose()
     finally:
         await store.close()
+
+
+def test_snapshot_keeps_values_as_json_and_reads_format_1(tmp_path):
+    import orjson
+
+    from clusterctl.store import CorruptLog
+    from clusterctl.store.snapshot import read_snapshot, write_snapshot
+    from clusterctl.store.base import Item
+
+    items = {PODS + "default/a": Item(PODS + "default/a", None, 7, 3, b'{"n":1,"s":"x\\"y"}'),
+             PODS + "default/b": Item(PODS + "default/b", {"n": 2}, 8, 8)}
+    path = tmp_path / "snapshot.json"
+    write_snapshot(path, items, 8)
+    back = read_snapshot(path)
+    assert back.revision == 8 and back.items == items
+    assert back.items[PODS + "default/a"].raw == b'{"n":1,"s":"x\\"y"}'
+    # a damaged value inside an intact file is refused
+    data = orjson.loads(path.read_bytes())
+    first = next(iter(data["items"]))
+    data["items"][first]["j"] = '{"n":1'
+    path.write_bytes(orjson.dumps(data))
+    with pytest.raises(CorruptLog):
+        read_snapshot(path)
+    # format 1 (values as objects) still loads
+    data = {"items": {"1": {"k": PODS + "default/old", "v": {"n": 3}, "m": 2, "c": 2}},
+            "meta": {"1": {"format": 1, "revision": 2, "count": 1, "written_at": 1.0}}}
+    path.write_bytes(orjson.dumps(data))
+    old = read_snapshot(path).items[PODS + "default/old"]
+    assert old.value == {"n": 3} and old.mod_revision == 2
