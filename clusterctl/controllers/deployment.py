@@ -293,8 +293,10 @@ class DeploymentController(Controller):
         spec = d.get("spec") or {}
         surge, _ = surge_and_unavailable(d)
         rm = P.meta(rs)
-        patch = {"metadata": {"annotations": {DESIRED_REPLICAS: str(spec.get("replicas", 1)), MAX_REPLICAS: str(int(spec.get("replicas", 1)) + surge)},
-                              "resourceVersion": rm.get("resourceVersion")},
+        # no resourceVersion precondition: only this controller writes an owned RS's spec.replicas, while
+        # the ReplicaSet controller rewrites its status all the time — a precondition would turn every
+        # status write into a Conflict and a backed-off requeue in the middle of a rollout
+        patch = {"metadata": {"annotations": {DESIRED_REPLICAS: str(spec.get("replicas", 1)), MAX_REPLICAS: str(int(spec.get("replicas", 1)) + surge)}},
                  "spec": {"replicas": replicas}}
         updated = await self.client.patch("replicasets", rm["name"], patch, namespace=rm.get("namespace"))
         verb = "up" if replicas > replicas_of(rs) else "down"
