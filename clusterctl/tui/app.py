@@ -134,6 +134,7 @@ class MainScreen(Screen):
         view = self.tui.current_widget()
         if view is not None and view.can_focus:
             view.focus()
+            self.call_after_refresh(view.focus)  # a view mounted just now takes focus once it is there
 
     def action_command(self) -> None:
         self._open_bar("command")
@@ -144,11 +145,11 @@ class MainScreen(Screen):
     @on(Input.Submitted, "#bar")
     def _bar_submitted(self, event: Input.Submitted) -> None:
         mode = getattr(event.input, "mode", "command")
-        self._close_bar()
         if mode == "command":
             self.tui.run_command(event.value)
         else:
             self.tui.set_filter(event.value)
+        self._close_bar()
 
     def action_back(self) -> None:
         bar = self.query_one("#bar", Input)
