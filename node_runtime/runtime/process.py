@@ -352,6 +352,18 @@ async def _read_byte(fd: int, timeout: float) -> bool:
         loop.remove_reader(fd)
 
 
+async def _until_readable(fd: int) -> None:
+    """Wait until a pidfd becomes readable (its process exited), then close it."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
 async def _wait_child(proc: subprocess.Popen) -> int:
     if proc.poll() is not None:
         return proc.returncode
@@ -361,14 +373,7 @@ async def _wait_child(proc: subprocess.Popen) -> int:
         while proc.poll() is None:
             await asyncio.sleep(0.05)
         return proc.returncode
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
-    try:
-        await done
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
+    await _until_readable(fd)
     proc.wait()
     return proc.returncode
 
@@ -381,14 +386,7 @@ async def _wait_pid(pid: int, ticks: int) -> None:
     if _start_ticks(pid) != ticks:
         os.close(fd)
         return
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
-    try:
-        await done
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
+    await _until_readable(fd)
 
 
 def _last_line(path: str) -> str:
