@@ -36,6 +36,8 @@ OVERLAID = ("etc", "var", "usr", "opt", "home", "srv")
 #: pod and service CIDRs of the cluster: fail locally, never leave through a route
 UNREACHABLE_CIDRS = ("10.244.0.0/16", "10.96.0.0/12")
 STAGE = "/run/clusterctl-lab/stage"
+#: machine folders a host does not see, because its own /tmp and /root cover them
+HIDDEN = ("/tmp", "/root")
 DATA_MOUNT = "/var/lib/clusterctl"
 SSHD_PID_FILE = "/run/clusterctl-lab-sshd.pid"
 
@@ -181,6 +183,8 @@ class BootSpec:
     tini: str | None
     cgroups: tuple[CgroupMount, ...]
     cgroup_links: tuple[tuple[str, str], ...]
+    #: machine paths under HIDDEN shown read-only at the same path inside the host
+    shared: tuple[str, ...] = ()
 
 
 def fstab_escape(path: str) -> str:
@@ -200,10 +204,15 @@ def filesystem_fstab(spec: BootSpec) -> str:
             f"lab-{folder} /{folder} overlay lowerdir=/{folder},upperdir={stage}/upper/{folder},"
             f"workdir={stage}/work/{folder} 0 0"
         )
+    # shared paths are parked under the stage before /root and /tmp cover them, then put back
+    for i, path in enumerate(spec.shared):
+        lines.append(f"{fstab_escape(path)} {stage}/share/{i} none bind,ro,X-mount.mkdir 0 0")
     lines += [
         f"{stage}/data {DATA_MOUNT} none bind,X-mount.mkdir 0 0",
         f"{stage}/root /root none bind 0 0",
         f"{stage}/tmp /tmp none bind 0 0",
+        *(f"{stage}/share/{i} {fstab_escape(path)} none bind,ro,X-mount.mkdir 0 0"
+          for i, path in enumerate(spec.shared)),
         # the machine's /dev is shared (pty allocation needs its devpts), but not its shared memory
         "lab-shm /dev/shm tmpfs mode=1777,size=64m,nosuid,nodev 0 0",
         # last: the tmpfs on /run hides the staging mountpoint (the mounts above keep their paths)
@@ -266,3 +275,26 @@ def write_boot_files(spec: BootSpec) -> None:
     spec.layout.boot_dir.mkdir(exist_ok=True)
     (spec.layout.boot_dir / "fstab").write_text(filesystem_fstab(spec))
     (spec.layout.boot_dir / "fstab.cgroup").write_text(cgroup_fstab(spec))
+
+
+def product_paths() -> tuple[str, ...]:
+    """Where this clusterctl and its Python live, when a host would not see them otherwise.
+
+    Lab hosts run the product too (node agents, the network's standalone driver): a checkout or
+    virtualenv under /tmp or /root (CI clones, pyenv) is shown to every host read-only, at the
+    same path. Everything else of the machine is visible already (overlays or not covered).
+    """
+    import sys
+
+    import clusterctl
+
+    candidates = {
+        Path(clusterctl.__file__).resolve().parent.parent,
+        Path(sys.prefix).resolve(),
+        Path(sys.base_prefix).resolve(),
+        Path(sys.executable).resolve().parent.parent,
+    }
+    hidden = [p for p in {str(c) for c in candidates}
+              if any(p == h or p.startswith(h + "/") for h in HIDDEN) and p not in HIDDEN]
+    # a path inside another shared one needs no mount of its own
+    return tuple(sorted(p for p in hidden if not any(p != q and p.startswith(q + "/") for q in hidden)))

@@ -33,7 +33,8 @@ from pathlib import Path
 
 from clusterctl.lab import network
 from clusterctl.lab.boot import (
-    SSHD_PID_FILE, BootSpec, HostLayout, boot_script, machine_cgroup_links, machine_cgroup_mounts, sshd_config, write_boot_files,
+    SSHD_PID_FILE, BootSpec, HostLayout, boot_script, machine_cgroup_links, machine_cgroup_mounts, product_paths, sshd_config,
+    write_boot_files,
 )
 from clusterctl.lab.errors import HostBootFailed, HostNotFound, LabError
 from clusterctl.lab.inventory import inventory_text, known_hosts_text, ssh_option_path, write_atomically
@@ -415,7 +416,7 @@ class Lab:
         tools = self.tools
         return BootSpec(
             hostname=host.name, ip=host.ip, prefixlen=24, layout=HostLayout(host.state_dir), sshd=tools.sshd,
-            tini=tools.tini, cgroups=cgroups, cgroup_links=cgroup_links,
+            tini=tools.tini, cgroups=cgroups, cgroup_links=cgroup_links, shared=product_paths(),
         )
 
     def _boot(self, spec: BootSpec, host: LabHost) -> None:

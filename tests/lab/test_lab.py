@@ -476,3 +476,21 @@ def test_cli_up_then_ssh_then_down(tmp_path: Path) -> None:
         down = subprocess.run([CLUSTERCTL, "lab", "down", "--dir", str(lab_dir)], capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     assert not any(n.startswith(lab.hosts[0].netns.split("-")[0] + "-") for n in existing_netns()) if lab.hosts else True
+
+
+def test_hosts_see_this_product_and_its_python(lab3):
+    """A checkout or virtualenv under /tmp or /root (CI clones, pyenv) is shown read-only inside
+    every host at the same path, so hosts can run this very clusterctl."""
+    import clusterctl
+
+    host = lab3.hosts[0]
+    package_dir = Path(clusterctl.__file__).resolve().parent
+    probe = f"import sys; sys.path.insert(0, {str(package_dir.parent)!r}); import clusterctl; print(clusterctl.__file__)"
+    out = subprocess.run(lab3.exec_argv(host.name, sys.executable, "-c", probe), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(package_dir))
+    if any(str(package_dir).startswith(h + "/") for h in ("/tmp", "/root")):
+        # shown read-only: a host cannot change the machine's checkout
+        marker = package_dir / "lab-was-here"
+        touch = subprocess.run(lab3.exec_argv(host.name, "touch", str(marker)), capture_output=True, text=True, timeout=30)
+        assert touch.returncode != 0 and not marker.exists()
