@@ -603,7 +603,7 @@ class ClusterApp(App):
         elif self.state.view == "hosts":
             text = f"Hosts({len(self.hosts.hosts) if self.hosts else 0})"
         elif self.state.view == "feed":
-            text = f"Provisioning feed({self.feed_path or 'no --feed file'})"
+            text = f"Provisioning feed({self.feed_path.name if self.feed_path else 'no --feed file'})"
         else:
             text = "Overview"
         if text != self._title_text:  # an unchanged title must not cost a layout pass per flush
