@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
+from clusterctl.client.wakeup import wait_event
 
 K = TypeVar("K", bound=Hashable)
 
@@ -124,10 +125,7 @@ class WorkQueue(Generic[K]):
             timeout = None
             if self._delayed:
                 timeout = max(0.0, self._delayed[0][0] - self._clock())
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._wakeup, timeout)
 
     def done(self, key: K) -> None:
         self._processing.discard(key)

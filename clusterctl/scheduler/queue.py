@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from clusterctl.scheduler.framework import PodInfo
+from clusterctl.client.wakeup import wait_event
 
 
 @dataclass
@@ -157,10 +158,7 @@ class SchedulingQueue:
                 timeout = max(0.001, self._backoff[0][0] - self._clock())
             if self._unschedulable:
                 timeout = min(timeout or self.unschedulable_timeout, self.unschedulable_timeout / 4)
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._wakeup, timeout)
 
     def close(self) -> None:
         self._closed = True

@@ -34,6 +34,7 @@ from typing import Any
 from clusterctl.client.errors import AlreadyExists, ApiConnectionError, ApiError, Conflict, NotFound
 from clusterctl.client.informer import Informer, index_pods_by_node
 from clusterctl.client.rest import ApiClient, Obj, object_key
+from clusterctl.client.wakeup import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +230,7 @@ class HollowCluster:
                     task.add_done_callback(running.discard)
                 self._wake.clear()
                 timeout = max(0.0, self._due[0][0] - self._clock()) if self._due else None
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(self._wake, timeout)
         finally:
             for task in running:
                 task.cancel()
