@@ -74,10 +74,7 @@ class CronJobController(Controller):
         self.watch(self.jobs, self._owner_key)
 
     def _owner_key(self, job: Obj) -> str | None:
-        ref = P.controller_ref(job)
-        if ref is None or ref.get("kind") != "CronJob":
-            return None
-        return f"{P.meta(job).get('namespace')}/{ref.get('name')}"
+        return P.controller_key(job, "CronJob")
 
     async def reconcile(self, key: str) -> None:
         cj = self.cronjobs.get(key)

@@ -101,10 +101,7 @@ class DaemonSetController(Controller):
             self.queue.add(object_key(ds))
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = P.controller_ref(pod)
-        if ref is None or ref.get("kind") != "DaemonSet":
-            return None
-        return f"{P.meta(pod).get('namespace')}/{ref.get('name')}"
+        return P.controller_key(pod, "DaemonSet")
 
     def _pod_added(self, pod: Obj) -> None:
         key = self._owner_key(pod)

@@ -148,16 +148,13 @@ class DeploymentController(Controller):
         self.pods.add_handler(on_add=self._pod_changed, on_update=lambda _o, n: self._pod_changed(n), on_delete=self._pod_changed)
 
     def _owner_key(self, rs: Obj) -> str | None:
-        ref = P.controller_ref(rs)
-        if ref is None or ref.get("kind") != "Deployment":
-            return None
-        return f"{P.meta(rs).get('namespace')}/{ref.get('name')}"
+        return P.controller_key(rs, "Deployment")
 
     def _pod_changed(self, pod: Obj) -> None:
-        ref = P.controller_ref(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
+        rs_key = P.controller_key(pod, "ReplicaSet")
+        if rs_key is None:
             return
-        rs = self.sets.get(f"{P.meta(pod).get('namespace')}/{ref.get('name')}")
+        rs = self.sets.get(rs_key)
         if rs is not None:
             key = self._owner_key(rs)
             if key:

@@ -64,10 +64,7 @@ class JobController(Controller):
         self.pods.add_handler(on_add=self._pod_added, on_update=lambda _o, n: self._pod_changed(n), on_delete=self._pod_deleted)
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = P.controller_ref(pod)
-        if ref is None or ref.get("kind") != "Job":
-            return None
-        return f"{P.meta(pod).get('namespace')}/{ref.get('name')}"
+        return P.controller_key(pod, "Job")
 
     def _pod_added(self, pod: Obj) -> None:
         key = self._owner_key(pod)

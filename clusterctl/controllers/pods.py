@@ -74,6 +74,14 @@ def controller_ref(obj: Obj) -> dict[str, Any] | None:
     return None
 
 
+def controller_key(obj: Obj, kind: str) -> str | None:
+    """The work-queue key (``namespace/name``) of ``obj``'s controller when it is a ``kind``."""
+    ref = controller_ref(obj)
+    if ref is None or ref.get("kind") != kind:
+        return None
+    return f"{meta(obj).get('namespace')}/{ref.get('name')}"
+
+
 def owner_reference(owner: Obj, *, block: bool = True) -> dict[str, Any]:
     m = meta(owner)
     return {"apiVersion": owner.get("apiVersion"), "kind": owner.get("kind"), "name": m.get("name"), "uid": m.get("uid"),

@@ -54,12 +54,11 @@ class ReplicaSetController(Controller):
     # ----------------------------------------------------------------- event handlers
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = P.controller_ref(pod)
-        if ref is None or ref.get("kind") != self.kind:
+        key = P.controller_key(pod, self.kind)
+        if key is None:
             return None
-        key = f"{P.meta(pod).get('namespace')}/{ref.get('name')}"
         owner = self.sets.get(key)
-        if owner is None or P.meta(owner).get("uid") != ref.get("uid"):
+        if owner is None or P.meta(owner).get("uid") != P.controller_ref(pod).get("uid"):
             return None
         return key
 

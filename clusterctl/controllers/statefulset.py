@@ -56,10 +56,7 @@ class StatefulSetController(Controller):
         self.watch(self.pods, self._owner_key)
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = P.controller_ref(pod)
-        if ref is None or ref.get("kind") != "StatefulSet":
-            return None
-        return f"{P.meta(pod).get('namespace')}/{ref.get('name')}"
+        return P.controller_key(pod, "StatefulSet")
 
     async def reconcile(self, key: str) -> None:
         sts = self.sets.get(key)
