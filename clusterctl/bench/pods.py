@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from clusterctl.bench import print_result, run_in_workdir
 from clusterctl.client.errors import AlreadyExists
 from clusterctl.client.rest import ApiClient
 
@@ -269,12 +268,6 @@ async def _leftovers(data_dir: Path, node: str) -> None:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.dir:
-        work = Path(args.dir)
-        work.mkdir(parents=True, exist_ok=True)
-        result = asyncio.run(run_bench(args, work))
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-pods-") as tmp:
-            result = asyncio.run(run_bench(args, Path(tmp)))
-    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    result = run_in_workdir(args.dir, "bench-pods-", lambda work: run_bench(args, work))
+    print_result(result, as_json=args.json)
     return 0 if result["pods_running"] == args.pods else 1

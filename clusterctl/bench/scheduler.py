@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from typing import Any
 import psutil
 import yaml
 
+from clusterctl.bench import print_result, run_in_workdir
 from clusterctl.client.errors import AlreadyExists
 from clusterctl.client.rest import ApiClient
 
@@ -243,12 +242,6 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.dir:
-        work = Path(args.dir)
-        work.mkdir(parents=True, exist_ok=True)
-        result = asyncio.run(run_bench(args, work))
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-scheduler-") as tmp:
-            result = asyncio.run(run_bench(args, Path(tmp)))
-    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    result = run_in_workdir(args.dir, "bench-scheduler-", lambda work: run_bench(args, work))
+    print_result(result, as_json=args.json)
     return 0 if result["pods_bound"] == args.pods else 1
