@@ -87,11 +87,14 @@ class Cgroup:
         if self.version == 2:
             v = self._read("unified", "memory.current")
         else:
+            # the working set as kubelet computes it: usage minus inactive file cache (anon RSS
+            # alone reads 0 for a process whose pages are all file-backed)
+            usage = self._read("memory", "memory.usage_in_bytes")
             stat = self._read("memory", "memory.stat") or ""
-            m = re.search(r"^total_rss (\d+)", stat, re.M) or re.search(r"^rss (\d+)", stat, re.M)
-            if m:
-                return int(m.group(1))
-            v = self._read("memory", "memory.usage_in_bytes")
+            m = re.search(r"^total_inactive_file (\d+)", stat, re.M)
+            if usage and usage.strip().isdigit():
+                return max(0, int(usage) - (int(m.group(1)) if m else 0))
+            return 0
         return int(v) if v and v.strip().isdigit() else 0
 
     def cpu_usage_ns(self) -> int:
