@@ -189,12 +189,21 @@ class LeaderElector:
         self._observed = lease
 
     async def _release(self) -> None:
-        try:
-            lease = await self.client.get("leases", self.lease_name, namespace=self.namespace)
-            spec = lease.get("spec") or {}
-            if spec.get("holderIdentity") != self.identity:
+        # A renewal cancelled in flight may have reached the server after all: the lease we read
+        # then is newer than the one we hold, so a conflict means "read again", not "give up"
+        # (giving up leaves the followers waiting for a whole lease duration).
+        for _ in range(3):
+            try:
+                lease = await self.client.get("leases", self.lease_name, namespace=self.namespace)
+                spec = lease.get("spec") or {}
+                if spec.get("holderIdentity") != self.identity:
+                    return
+                spec = dict(spec, holderIdentity="", leaseDurationSeconds=1, renewTime=micro_time())
+                await self.client.update(dict(lease, spec=spec))
                 return
-            spec = dict(spec, holderIdentity="", leaseDurationSeconds=1, renewTime=micro_time())
-            await self.client.update(dict(lease, spec=spec))
-        except (ApiError, ApiConnectionError) as exc:
-            log.warning("leader election: releasing lease failed: %s", exc)
+            except Conflict:
+                continue
+            except (ApiError, ApiConnectionError) as exc:
+                log.warning("leader election: releasing lease failed: %s", exc)
+                return
+        log.warning("leader election: releasing lease %s/%s failed: it kept changing under us", self.namespace, self.lease_name)

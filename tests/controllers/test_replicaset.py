@@ -34,6 +34,12 @@ async def test_adopts_orphans_releases_relabelled_and_reports_status(env):
     await env.add_nodes("rs-", 2)
     await env.api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stray", "namespace": "default", "labels": {"rs": "keep"}},
                           "spec": {"containers": [{"name": "c", "image": "img"}]}})
+
+    # the orphan must not be the pod a set deletes first (an unscheduled one would be, rightly,
+    # if the set saw it only after making two pods of its own): let it run first
+    async def stray_ready():
+        return P.is_ready(await env.api.get("pods", "stray", namespace="default"))
+    await env.wait_for("stray running", stray_ready)
     created = await env.api.create(rs("keep", 2))
     uid = created["metadata"]["uid"]
 

@@ -59,8 +59,11 @@ def test_tui_shows_demo_pods_and_their_logs(up: tuple[Path, str], tmp_path: Path
     try:
         tmux.wait("connected", lambda s: "● connected" in s)
         tmux.command("po demo")
-        tmux.wait("2 demo pods Running", lambda s: sum(1 for ln in s.splitlines() if " web-" in ln and " Running " in ln) == 2)
-        for _ in range(10):  # a key sent while the command bar still has focus is typed into it
+        # the first view (pods in all namespaces) already shows the demo's pods: wait for the
+        # command's own view, or the next key may still be typed into the command bar
+        tmux.wait("2 demo pods Running", lambda s: "Pods(ns=demo)" in s
+                  and sum(1 for ln in s.splitlines() if " web-" in ln and " Running " in ln) == 2)
+        for _ in range(10):  # the view may take focus a moment after it shows
             tmux.keys("l", literal=True)
             try:
                 tmux.wait("log view", lambda s: "Logs demo/web-" in s, timeout=1.5)
