@@ -1,13 +1,17 @@
-"""Bootstrap on real lab hosts over real SSH: inventory → running cluster → a rerun changes nothing.
+"""Bootstrap on real lab hosts over real SSH: inventory → running cluster → the seed app answers
+through a NodePort → a rerun changes nothing.
 
 The product is built into a wheelhouse from a snapshot of the source (the shared working tree may
 change under the test), uploaded and installed into a venv on every host; the control plane and
 node runtimes run under the provisioner's service supervisor (the lab has no systemd). Nodes are
-checked with the real kubectl through the kubeconfig written back beside the inventory.
+checked with the real kubectl through the kubeconfig written back beside the inventory. The workers
+run the default ``bridge`` network (pod network, Service proxy, cluster DNS); the seed app's image
+comes from a registry on the controller's side (``seed_app.GatewayRegistry``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -16,6 +20,7 @@ import pytest
 
 from clusterctl.bootstrap.cli import bootstrap_main, remove_node_main
 from clusterctl.bootstrap.lab_inventory import snapshot_source, write_lab_inventory
+from tests.bootstrap.seed_app import GatewayRegistry, kubectl_apply, push_seed_images, seed_app, wait_for_page
 
 pytestmark = [pytest.mark.lab]
 
@@ -45,10 +50,19 @@ LABELS = {"h2": {"node_labels": "zone=a,disk=ssd"}, "h3": {"node_labels": "zone=
 
 
 @pytest.mark.timeout(300)
-def test_bootstrap_four_hosts_rerun_add_a_fifth_and_remove_it(lab_factory, tmp_path, source):
+def test_bootstrap_four_hosts_seed_app_rerun_add_a_fifth_and_remove_it(lab_factory, tmp_path, source):
     lab = lab_factory(5)
+    registry = GatewayRegistry(lab, tmp_path / "registry")
+    try:
+        bootstrap_serve_rerun_add_remove(lab, tmp_path, source, registry)
+    finally:
+        registry.stop()
+
+
+def bootstrap_serve_rerun_add_remove(lab, tmp_path: Path, source: Path, registry: GatewayRegistry) -> None:
+    images = asyncio.run(push_seed_images(registry, tmp_path / "images"))
     inv = write_lab_inventory(lab, tmp_path / "inv" / "inventory.ini", control_plane=["h1"], workers=["h2", "h3", "h4"],
-                              host_vars=LABELS)
+                              host_vars=LABELS, worker_vars=registry.worker_vars)
     first = tmp_path / "first.json"
     assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(first), "-e", "clusterctl_ready_timeout=60"]) == 0
 
@@ -64,13 +78,22 @@ def test_bootstrap_four_hosts_rerun_add_a_fifth_and_remove_it(lab_factory, tmp_p
     assert "zone" not in nodes["h4"]["metadata"]["labels"]
     assert sum(h["changed"] for h in recap(first).values()) > 0
 
+    # the seed app: pods on the untainted workers, answering through the NodePort of every worker
+    kubectl_apply(kubeconfig, seed_app(images["v1"], replicas=2), tmp_path / "seed.yaml")
+    for worker in ("h2", "h3", "h4"):
+        wait_for_page(lab.host(worker).ip, "hello v1")
+    pods = kubectl_json(kubeconfig, "get", "pods", "-l", "app=web")["items"]
+    assert len(pods) == 2 and {p["spec"]["nodeName"] for p in pods} <= {"h2", "h4"}
+    assert all(p["status"]["podIP"].startswith("10.244.") for p in pods)
+
     second = tmp_path / "second.json"
     assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(second)]) == 0
     assert {name: h["changed"] for name, h in recap(second).items()} == {"h1": 0, "h2": 0, "h3": 0, "h4": 0}
     assert all(h["failed"] == 0 for h in recap(second).values())
 
     # a fifth host added to the inventory joins on the next run; nothing else changes
-    write_lab_inventory(lab, inv, control_plane=["h1"], workers=["h2", "h3", "h4", "h5"], host_vars=LABELS)
+    write_lab_inventory(lab, inv, control_plane=["h1"], workers=["h2", "h3", "h4", "h5"], host_vars=LABELS,
+                        worker_vars=registry.worker_vars)
     third = tmp_path / "third.json"
     assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(third),
                            "-e", "clusterctl_ready_timeout=60"]) == 0
