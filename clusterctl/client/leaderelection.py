@@ -109,8 +109,9 @@ class LeaderElector:
                 # A renewal that hangs must not outlive the deadline: cap it by the time left.
                 left = self.renew_deadline - (self._clock() - self._last_renew)
                 try:
-                    renewed = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=max(left, 0.001))
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(max(left, 0.001)):  # not wait_for: 3.11's can swallow a cancel
+                        renewed = await self.try_acquire_or_renew()
+                except TimeoutError:
                     renewed = False
                 if renewed:
                     continue

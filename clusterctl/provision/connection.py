@@ -173,11 +173,9 @@ class HostConnection:
         # (``cat``, ``read``) would wait forever; give it an empty, closed stdin instead
         feed = {"input": stdin} if stdin else {"stdin": asyncssh.DEVNULL}
         try:
-            proc = await asyncio.wait_for(
-                self._conn.run(full, check=False, encoding=None, **feed),
-                timeout=timeout,
-            )
-        except asyncio.TimeoutError as exc:
+            async with asyncio.timeout(timeout):  # not wait_for: Python 3.11's can swallow a cancel
+                proc = await self._conn.run(full, check=False, encoding=None, **feed)
+        except TimeoutError as exc:
             raise CommandTimeout(f"{self.spec.name}: command timed out after {timeout}s: {command[:120]}") from exc
         except (OSError, asyncssh.Error) as exc:
             raise HostUnreachable(self.spec.name, f"connection lost: {exc}") from exc

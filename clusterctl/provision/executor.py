@@ -84,8 +84,9 @@ class LocalConnection:
         )
         data = stdin.encode() if isinstance(stdin, str) else stdin
         try:
-            out, err = await asyncio.wait_for(proc.communicate(data), timeout=timeout)
-        except asyncio.TimeoutError as exc:
+            async with asyncio.timeout(timeout):
+                out, err = await proc.communicate(data)
+        except TimeoutError as exc:
             proc.kill()
             await proc.wait()
             raise CommandTimeout(f"localhost: command timed out after {timeout}s: {command[:120]}") from exc
@@ -203,8 +204,9 @@ class HostSession:
             if timeout is None:
                 return await self._in_shell(command, stdin, become, become_user, env, cwd)
             try:
-                return await asyncio.wait_for(self._in_shell(command, stdin, become, become_user, env, cwd), timeout)
-            except asyncio.TimeoutError as exc:
+                async with asyncio.timeout(timeout):
+                    return await self._in_shell(command, stdin, become, become_user, env, cwd)
+            except TimeoutError as exc:
                 self._drop_shell()  # the command may still run; never reuse a session mid-command
                 raise CommandTimeout(f"{self.spec.name}: command timed out after {timeout}s: {command[:120]}") from exc
 

@@ -64,7 +64,8 @@ class HostProbe:
         spec = connection_spec(self.inventory, name)
         spec.connect_timeout = min(spec.connect_timeout, self.timeout)
         try:
-            conn = await asyncio.wait_for(HostConnection.open(spec), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                conn = await HostConnection.open(spec)
             try:
                 facts = await gather_facts(conn, timeout=self.timeout)
             finally:
