@@ -1,15 +1,22 @@
 """The built-in ``process`` runtime: each container is an isolated process tree on this node.
 
-A container is ``unshare`` (a ~1 MB shim that stays as the parent and reports the exit status)
-running ``launcher.py`` as PID 1 of new PID/mount/UTS/IPC namespaces, which sets up the rootfs
-(overlayfs over the image's unpacked layers, per-container upper dir) and execs the workload.
+A container is a shim that stays as its parent (and reports its exit status) and, as PID 1 of
+new PID/mount/UTS/IPC namespaces, the container's setup (overlayfs rootfs over the image's
+unpacked layers with a per-container upper dir, /proc, /dev, /sys, volumes, pivot_root, caps,
+user) ending in an exec of the workload. Two implementations, same semantics:
+
+- ``ccl-shim spec FD`` (default): the compiled shim (``shim.py`` builds ``shim/ccl-shim.c`` at
+  agent start) does everything in C from a NUL-separated spec (``c_spec``) in a memfd;
+- fallback when no C compiler is present: util-linux ``unshare --fork --kill-child`` running
+  ``launcher.py`` (from a precompiled ``.pyc``, spec marshalled in a memfd).
+
 The agent watches each shim through a pidfd, so hundreds of containers cost no threads.
 
 State lives in ``<state_dir>/containers/<id>/`` (``state.json``, the overlay upper/work dirs, the
-launcher spec). After an agent restart ``adopt()`` finds containers still running (pid + process
-start time, so a reused pid is never mistaken for ours) instead of starting duplicates; the exit
-code of an adopted container is not knowable (it is not our child), so it is reported as 137 with
-reason ``ContainerStatusUnknown``-style ``Unknown`` unless the cgroup shows an OOM kill.
+spec's names for debugging). After an agent restart ``adopt()`` finds containers still running
+(the shim's pid + process start time, so a reused pid is never mistaken for ours) instead of
+starting duplicates; the exit code of an adopted container is not knowable (it is not our
+child), so it is reported as 137 with reason ``Unknown`` unless the cgroup shows an OOM kill.
 
 Reduced mode (not root, or no namespaces/overlayfs): see ``check_capabilities``; the agent then
 runs plain processes without isolation and says so in the Node's conditions.
@@ -28,9 +35,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from node_runtime.errors import NodeRuntimeError
 from node_runtime.runtime.cgroups import Cgroup, CgroupManager
+from node_runtime.runtime.shim import DEFAULT_COMPILERS, build_shim
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 
@@ -118,12 +127,15 @@ class ProcessRuntime:
     name = "process"
     start_timeout = 60.0   # how long start() waits for the launcher to report the workload started
 
-    def __init__(self, *, node_name: str, state_dir: str | Path, cgroups: CgroupManager | None = None):
+    def __init__(self, *, node_name: str, state_dir: str | Path, cgroups: CgroupManager | None = None,
+                 compilers: Sequence[str] = DEFAULT_COMPILERS):
         self.node_name = node_name
         self.state_dir = Path(state_dir) / "containers"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.cgroups = cgroups if cgroups is not None else CgroupManager(node_name)
-        self._launcher = launcher_program(self.state_dir)
+        #: the compiled shim, or None: util-linux unshare + the Python launcher (no C compiler here)
+        self.shim: Path | None = build_shim(self.state_dir, compilers=compilers)
+        self._launcher = launcher_program(self.state_dir) if self.shim is None else ""
         self._procs: dict[str, subprocess.Popen] = {}
         self._states: dict[str, ContainerState] = {}
 
@@ -147,6 +159,8 @@ class ProcessRuntime:
         return state
 
     def _spawn(self, cfg: ContainerConfig) -> tuple[subprocess.Popen, ContainerState, int]:
+        if any("\0" in item for item in (*cfg.argv, *cfg.env, *cfg.env.values())):
+            raise NodeRuntimeError(f"container {cfg.id}: a NUL character in the command or environment")
         cdir = self.state_dir / cfg.id
         if cdir.exists():
             shutil.rmtree(cdir, True)
@@ -176,16 +190,19 @@ class ProcessRuntime:
         started_r, started_w = os.pipe()
         spec["started_fd"] = started_w
         spec_fd = os.memfd_create(f"spec-{cfg.id}"[:200], 0)
-        os.write(spec_fd, marshal.dumps(spec))
+        os.write(spec_fd, c_spec(spec) if self.shim else marshal.dumps(spec))
         os.lseek(spec_fd, 0, os.SEEK_SET)
+        if self.shim:
+            argv = [str(self.shim), "spec", str(spec_fd)]
+        else:
+            argv = [UNSHARE, "--pid", "--fork", "--kill-child", "--mount", "--uts", "--ipc", "--propagation", "private",
+                    sys.executable, "-S", "-I", self._launcher, f"fd:{spec_fd}"]
         log_path = cfg.log_path or str(cdir / "container.log")
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
             proc = subprocess.Popen(
-                [UNSHARE, "--pid", "--fork", "--kill-child", "--mount", "--uts", "--ipc",
-                 "--propagation", "private", sys.executable, "-S", "-I", self._launcher, f"fd:{spec_fd}"],
-                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True, pass_fds=(spec_fd, started_w),
+                argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True, pass_fds=(spec_fd, started_w),
                 start_new_session=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             )
         except OSError as exc:
@@ -213,7 +230,7 @@ class ProcessRuntime:
             await _wait_pid(state.pid, state.start_ticks)
         cg = self.cgroups.open(state.cgroup) if state.cgroup else None
         oom = bool(cg and cg.oom_killed())
-        if code == 1 and _last_line(state.log_path).startswith(_SHIM_SIGNAL_NOTE):
+        if code == 1 and self.shim is None and _last_line(state.log_path).startswith(_SHIM_SIGNAL_NOTE):
             # util-linux unshare cannot re-raise some signals its child died of; it exits 1 and
             # says so. The container was killed by a signal: report it as Kubernetes would.
             code = 137
@@ -325,6 +342,35 @@ class ProcessRuntime:
         if pid is None:
             raise NodeRuntimeError(f"container {cid} is not running")
         return [NSENTER, "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", *argv]
+
+
+def c_spec(spec: dict) -> bytes:
+    """The launcher spec in ``ccl-shim``'s format: NUL-terminated strings, each key followed by
+    its fixed number of values (``parse_spec`` in ccl-shim.c)."""
+    items: list[str] = []
+    rootfs = spec["rootfs"]
+    for lower in rootfs.get("lower") or []:
+        items += ["lower", lower]
+    if rootfs.get("upper"):
+        items += ["upper", rootfs["upper"], "work", rootfs["work"]]
+    items += ["merged", rootfs["merged"]]
+    for key in ("netns", "hostname"):
+        if spec.get(key):
+            items += [key, spec[key]]
+    for procs in spec.get("cgroup_procs") or []:
+        items += ["cgroup_procs", procs]
+    for m in spec.get("mounts") or []:
+        items += ["mount", m.get("type") or "bind", m.get("source") or "", m["target"],
+                  "1" if m.get("readonly") else "0", m.get("options") or ""]
+    items += [x for arg in spec["argv"] for x in ("arg", arg)]
+    items += [x for k, v in (spec.get("env") or {}).items() for x in ("env", f"{k}={v}")]
+    items += ["cwd", spec.get("cwd") or "/"]
+    for key in ("uid", "gid", "started_fd"):
+        if spec.get(key) is not None:
+            items += [key, str(int(spec[key]))]
+    if any("\0" in item for item in items):
+        raise NodeRuntimeError("container spec has a NUL character in a command, variable or path")
+    return b"".join(item.encode("utf-8", "surrogateescape") + b"\0" for item in items)
 
 
 async def _read_byte(fd: int, timeout: float) -> bool:

@@ -1,0 +1,68 @@
+"""The compiled container shim: ``shim/ccl-shim.c`` built by the agent, once per source version.
+
+util-linux ``unshare`` as the parent of every container costs ~1.45 MB RSS each (a dynamically
+linked program and its libc), cannot re-raise every signal its child died of, and leaves the
+container's setup to a Python launcher (~20 ms of CPU per start). ``ccl-shim`` is a few hundred
+lines of C that does the namespaces, the fork, the whole container setup and the exit-status
+reporting, at ~0.1 MB RSS and ~1 ms per start.
+
+It is shipped as source (no binary in the package, nothing architecture-specific to build at
+install time) and compiled at agent start into the state dir, named by the hash of the source so
+an upgraded agent builds the new one and old builds are simply ignored. ``-static`` when the libc
+has a static archive (fewer pages per shim), else dynamic. No compiler (or a failed build): the
+runtime falls back to ``unshare`` + ``launcher.py``, which stays supported and tested.
+
+The binary is always called ``ccl-shim`` (in a directory named by the hash), so the process name
+that ``ps`` and the benchmarks see is stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("shim") / "ccl-shim.c"
+SHIM_NAME = "ccl-shim"
+DEFAULT_COMPILERS: tuple[str, ...] = ("cc", "gcc")
+BUILD_TIMEOUT = 120.0
+
+
+def build_shim(dest_dir: Path, *, compilers: Sequence[str] = DEFAULT_COMPILERS, source: Path = SOURCE) -> Path | None:
+    """The path of a working ``ccl-shim`` built from ``source`` under ``dest_dir``, or None when
+    there is no compiler or the build failed (the caller then uses util-linux ``unshare``)."""
+    try:
+        code = source.read_bytes()
+    except OSError:
+        log.warning("container shim source %s missing: using util-linux unshare", source)
+        return None
+    target = Path(dest_dir) / f"shim-{hashlib.sha256(code).hexdigest()[:16]}" / SHIM_NAME
+    if target.is_file() and os.access(target, os.X_OK):
+        return target
+    for name in compilers:
+        cc = shutil.which(name)
+        if cc is None:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{SHIM_NAME}-{os.getpid()}")
+        for flags in (["-O2", "-static", "-s"], ["-O2", "-s"]):
+            try:
+                done = subprocess.run([cc, *flags, "-o", str(tmp), str(source)], capture_output=True, text=True,
+                                      timeout=BUILD_TIMEOUT)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.warning("building the container shim with %s failed: %s", cc, exc)
+                break
+            if done.returncode == 0:
+                os.replace(tmp, target)
+                return target
+            log.debug("%s %s: %s", cc, " ".join(flags), done.stderr.strip()[-500:])
+        log.warning("building the container shim with %s failed; trying the next compiler", cc)
+    log.warning("no C compiler built the container shim (tried %s): containers use util-linux unshare "
+                "and the Python launcher", ", ".join(compilers) or "none")
+    return None
