@@ -16,6 +16,24 @@ base64, int64 fields are JSON strings and default values (false, 0, PUT) are lef
 watch is its own HTTP stream read at the consumer's pace: TCP back-pressure and etcd's own slow
 watcher handling keep one slow consumer from stalling writers or other watchers. Several
 endpoints may be given; a connection failure moves on to the next one.
+
+Why it is shaped for throughput: every gateway request costs etcd ~0.4 ms of CPU whatever it
+carries (JSON <-> protobuf, an internal gRPC hop), and etcd only batches what is in flight at
+once. So requests are never serialised here (a pool of keep-alive connections, no lock; each
+write is exactly one compare-and-set txn, no read before it), and reads that arrive while other
+reads are in flight are merged (``_ReadBatcher``) into one read-only txn — several ranges at one
+revision, identical ones sent once. A read joins only a request sent after it was asked for, so
+merged reads stay linearizable. Values stay the JSON bytes etcd sent (``Item.raw``): the API
+server splices them into its answers, so a LIST or watch event is never decoded here.
+
+Errors: etcd is asked to fail fast when its member has no leader (``hasleader`` gRPC metadata),
+and "unavailable" answers (no leader, leader changed, request timed out, too many requests, a
+member down) are retried with capped exponential backoff for ``retry_budget`` seconds; then
+``StoreUnavailable`` (the API answers 503 + Retry-After). Reads retry freely. A write that
+surely did not apply ("no leader", refused connection) retries as is; one whose outcome is
+unknown (a timeout, a lost answer) also retries — its compare-and-set makes a second apply
+impossible — and when that retry's compare fails, the key is checked for the value this write
+put there: found, the write is reported as done; otherwise as the conflict it is.
 """
 
 from __future__ import annotations
@@ -25,7 +43,9 @@ import base64
 import collections
 import contextlib
 import gc
-from typing import AsyncIterator
+import random
+import time
+from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -44,6 +64,41 @@ from clusterctl.store.base import (
 from clusterctl.store.fanout import Subscriber, deliver
 
 API_PREFIX = "/v3"
+#: etcd's default ``--max-txn-ops``: the most ranges one merged read may carry
+MAX_TXN_OPS = 128
+#: a list without a limit joins a merged read as a range of at most this many keys; a longer
+#: one (etcd's count says so) is read again on its own, so one big LIST never rides in a merged read
+MERGED_LIST_KEYS = 256
+#: gRPC metadata (through the gateway's Grpc-Metadata- headers): fail at once with "no leader"
+#: instead of waiting for an election the member may not win
+_REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true", "Content-Type": "application/json"}
+#: etcd answers that mean "not now": retried, then StoreUnavailable
+_UNAVAILABLE_STATUSES = frozenset({429, 503, 504})
+_UNAVAILABLE_MESSAGES = ("no leader", "leader changed", "request timed out", "too many requests",
+                         "server stopped", "raft: stopped", "not capable", "timed out waiting for read index")
+#: of those, the ones etcd gives before proposing anything: a write that got them did not apply
+_NOT_APPLIED_MESSAGES = ("no leader", "too many requests", "not capable")
+
+
+class StoreUnavailable(StoreError):
+    """etcd could not serve a request within the retry budget (no leader, member down, overload).
+
+    ``retry_after`` (seconds) is a hint for the client (HTTP 503 + Retry-After). ``outcome_unknown``
+    is True for a write that may or may not have been applied.
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 1, outcome_unknown: bool = False):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+
+
+class _Unavailable(Exception):
+    """One attempt failed in a retryable way (internal to ``EtcdStore._call``)."""
+
+    def __init__(self, message: str, *, applied_maybe: bool):
+        super().__init__(message)
+        self.applied_maybe = applied_maybe
 
 
 @contextlib.contextmanager
@@ -64,6 +119,9 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+_b64decode = base64.b64decode
+
+
 def prefix_end(prefix: bytes) -> bytes:
     """The smallest key greater than every key starting with ``prefix`` (etcd's range_end)."""
     trimmed = bytearray(prefix)
@@ -75,19 +133,37 @@ def prefix_end(prefix: bytes) -> bytes:
     return b"\x00"  # every key
 
 
+def _unavailable_message(status: int, message: str) -> bool:
+    return status in _UNAVAILABLE_STATUSES or any(m in message for m in _UNAVAILABLE_MESSAGES)
+
+
 class EtcdStore:
-    """See the module docstring; ``clusterctl.store.base`` for the contract."""
+    """See the module docstring; ``clusterctl.store.base`` for the contract.
+
+    ``retry_budget`` bounds how long one call keeps retrying an unavailable etcd (backoff from
+    ``retry_backoff`` doubling up to ``retry_backoff_max``, with jitter); ``clock``/``sleep`` are
+    injectable for tests. ``read_batches`` is how many merged reads may be in flight at once.
+    """
 
     def __init__(self, endpoints: list[str], *, prefix: str = "", timeout: float = 10.0,
                  ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
-                 watch_buffer: int = 5_000, watch_replay: int = 1_000):
+                 watch_buffer: int = 5_000, watch_replay: int = 1_000, retry_budget: float = 3.0,
+                 retry_backoff: float = 0.025, retry_backoff_max: float = 0.5, read_batches: int = 2,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep):
         if not endpoints:
             raise StoreError("etcd store: no endpoints given")
         self.endpoints = [endpoint.rstrip("/") for endpoint in endpoints]
         self.prefix = prefix
+        self._raw_prefix = prefix.encode()
         self.timeout = timeout
         self.watch_buffer = watch_buffer    # per watcher, as in the tinydb backend
         self.watch_replay = watch_replay    # recent events a shared stream keeps for late joiners
+        self.retry_budget = retry_budget
+        self.retry_backoff = retry_backoff
+        self.retry_backoff_max = retry_backoff_max
+        self._clock = clock
+        self._sleep = sleep
         self._tls = (ca_file, cert_file, key_file)
         self._endpoint_index = 0
         self._session: aiohttp.ClientSession | None = None
@@ -95,6 +171,9 @@ class EtcdStore:
         self._closing = False
         self._watch_responses: set[aiohttp.ClientResponse] = set()
         self._hubs: dict[str, _WatchHub] = {}
+        self._reads = _ReadBatcher(self, max_in_flight=read_batches)
+        #: what went on the wire, for tests and ``status()``: requests sent, reads merged away, retries
+        self.stats = {"requests": 0, "merged_reads": 0, "retries": 0}
 
     # ----------------------------------------------------------------- plumbing
 
@@ -107,8 +186,11 @@ class EtcdStore:
             ssl_context = ssl.create_default_context(cafile=ca_file)
             if cert_file:
                 ssl_context.load_cert_chain(cert_file, key_file)
+        # no limit on connections: every request in flight gets its own keep-alive connection,
+        # so etcd sees them all at once and batches them into one raft entry / one fsync
         connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context if ssl_context else True)
-        self._session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
+        self._session = aiohttp.ClientSession(connector=connector, headers=_REQUIRE_LEADER,
+                                              skip_auto_headers=("User-Agent",))
         self._closing = False
         try:
             await self._call("/kv/range", {"key": _b64(b"\x00"), "count_only": True})
@@ -118,6 +200,7 @@ class EtcdStore:
 
     async def close(self) -> None:
         self._closing = True
+        self._reads.close()
         for hub in list(self._hubs.values()):
             hub.stop()
         for response in list(self._watch_responses):  # session.close() leaves streams hanging
@@ -140,7 +223,7 @@ class EtcdStore:
         return (self.prefix + key).encode()
 
     def _unkey(self, raw: str) -> str:
-        return base64.b64decode(raw).decode()[len(self.prefix):]
+        return _b64decode(raw)[len(self._raw_prefix):].decode()
 
     def _seen(self, header: dict | None) -> int:
         revision = int((header or {}).get("revision", 0))
@@ -148,38 +231,78 @@ class EtcdStore:
             self._revision = revision
         return revision
 
-    async def _call(self, path: str, body: dict) -> dict:
-        """POST one gateway call; an endpoint that cannot be connected to is skipped for the next."""
+    def _next_endpoint(self) -> None:
+        self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)
+
+    async def _call(self, path: str, body: dict, *, write: bool = False) -> dict:
+        """POST one gateway call, retrying "unavailable" answers within ``retry_budget``.
+
+        For a write (``write=True``) returns only once it surely applied or surely did not;
+        a retry after an attempt whose outcome is unknown is flagged in ``reply["_retried_unknown"]``
+        so the caller can tell its own earlier apply from someone else's write.
+        """
         if self._session is None:
             raise StoreError("etcd store is not started")
-        last_error: Exception | None = None
-        for attempt in range(len(self.endpoints)):
+        data = orjson.dumps(body)
+        deadline = self._clock() + self.retry_budget
+        backoff = self.retry_backoff
+        applied_maybe = False
+        attempt = 0
+        while True:
             url = self.endpoint + API_PREFIX + path
             try:
-                async with self._session.post(url, json=body,
-                                              timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
-                    data = await response.read()
-                    status = response.status
-            except aiohttp.ClientConnectorError as exc:
-                # nothing was sent: safe to try the next endpoint
-                last_error = exc
-                self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)
+                reply = await self._attempt(url, data)
+            except _Unavailable as exc:
+                applied_maybe = applied_maybe or (write and exc.applied_maybe)
+                attempt += 1
+                if self._closing or self._clock() >= deadline:
+                    tried = ", ".join(self.endpoints)
+                    unknown = " (this write may or may not have been applied: re-read before retrying)" \
+                        if applied_maybe else ""
+                    raise StoreUnavailable(f"etcd unavailable at {tried} after {attempt} attempt(s) in "
+                                           f"{self.retry_budget:g} s: {exc}{unknown}",
+                                           outcome_unknown=applied_maybe) from exc
+                self.stats["retries"] += 1
+                if attempt % len(self.endpoints) == 0:  # every endpoint tried once: back off
+                    await self._sleep(min(backoff, max(0.0, deadline - self._clock())) * random.uniform(0.5, 1.0))
+                    backoff = min(backoff * 2, self.retry_backoff_max)
                 continue
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-                # sent, answer lost: a write may or may not have happened, so no blind retry
-                self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)
-                raise StoreError(f"etcd at {url} did not answer ({exc!r}); the outcome of this request is "
-                                 f"unknown (re-read before retrying a write)") from exc
-            try:
-                with _collector_paused(len(data) > 1_000_000):
-                    reply = orjson.loads(data) if data else {}
-            except orjson.JSONDecodeError as exc:
-                raise StoreError(f"etcd at {url} answered {status} with non-JSON: {data[:200]!r}") from exc
-            if status != 200:
-                raise self._error(url, status, reply)
-            self._seen(reply.get("header"))
+            if applied_maybe:
+                reply["_retried_unknown"] = True
             return reply
-        raise StoreError(f"etcd unreachable at {', '.join(self.endpoints)}: {last_error!r}") from last_error
+
+    async def _attempt(self, url: str, data: bytes) -> dict:
+        """One POST. Raises ``_Unavailable`` (retryable), the mapped etcd error, or StoreError."""
+        assert self._session is not None
+        self.stats["requests"] += 1
+        try:
+            async with self._session.post(url, data=data,
+                                          timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
+                payload = await response.read()
+                status = response.status
+        except aiohttp.ClientConnectorError as exc:
+            self._next_endpoint()  # nothing was sent
+            raise _Unavailable(f"cannot connect to {url}: {exc}", applied_maybe=False) from exc
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            self._next_endpoint()  # sent, answer lost
+            raise _Unavailable(f"{url} did not answer ({exc!r})", applied_maybe=True) from exc
+        try:
+            with _collector_paused(len(payload) > 1_000_000):
+                reply = orjson.loads(payload) if payload else {}
+        except orjson.JSONDecodeError as exc:
+            if status in _UNAVAILABLE_STATUSES:
+                raise _Unavailable(f"{url} answered {status}: {payload[:200]!r}", applied_maybe=True) from exc
+            raise StoreError(f"etcd at {url} answered {status} with non-JSON: {payload[:200]!r}") from exc
+        if status != 200:
+            message = str(reply.get("message") or reply.get("error") or reply)
+            if _unavailable_message(status, message):
+                if len(self.endpoints) > 1 and "no leader" in message:
+                    self._next_endpoint()  # this member is cut off; another may have a leader
+                raise _Unavailable(f"{url} answered {status}: {message}",
+                                   applied_maybe=not any(m in message for m in _NOT_APPLIED_MESSAGES))
+            raise self._error(url, status, reply)
+        self._seen(reply.get("header"))
+        return reply
 
     @staticmethod
     def _error(url: str, status: int, reply: dict, requested: int = 0) -> StoreError:
@@ -190,37 +313,31 @@ class EtcdStore:
             return FutureRevision(f"etcd at {url}: {message}")
         return StoreError(f"etcd at {url} answered {status}: {message}")
 
-    def _decoded(self, kv: dict) -> tuple[dict, bytes]:
-        """A kv's value as a dict and as its JSON bytes."""
-        try:
-            raw = base64.b64decode(kv.get("value", ""))
-            return orjson.loads(raw), raw
-        except (ValueError, orjson.JSONDecodeError) as exc:
+    def _raw_value(self, kv: dict) -> bytes:
+        """A kv's value: the JSON bytes clusterctl wrote (decoded only when a caller reads it)."""
+        raw = _b64decode(kv.get("value", ""))
+        if raw[:1] != b"{":
             raise StoreError(f"etcd at {self.endpoint}: value of key "
-                             f"{base64.b64decode(kv.get('key', '')).decode(errors='replace')!r} is not JSON "
-                             f"(written by something other than clusterctl?): {exc}") from exc
-
-    def _value(self, kv: dict) -> dict:
-        return self._decoded(kv)[0]
+                             f"{_b64decode(kv.get('key', '')).decode(errors='replace')!r} is not a JSON object "
+                             f"(written by something other than clusterctl?): {raw[:80]!r}")
+        return raw
 
     def _item(self, kv: dict) -> Item:
-        value, raw = self._decoded(kv)
-        return Item(self._unkey(kv["key"]), value, int(kv.get("mod_revision", 0)),
-                    int(kv.get("create_revision", 0)), raw)
+        return Item(self._unkey(kv["key"]), None, int(kv.get("mod_revision", 0)),
+                    int(kv.get("create_revision", 0)), self._raw_value(kv))
 
     @staticmethod
-    def _encode(key: str, value: dict) -> tuple[dict, bytes]:
+    def _encode(key: str, value: dict) -> bytes:
         try:
-            encoded = orjson.dumps(value)
+            return orjson.dumps(value)
         except TypeError as exc:
             raise StoreError(f"value for {key} is not JSON-serialisable: {exc}") from exc
-        return orjson.loads(encoded), encoded
 
     # ----------------------------------------------------------------- reads
 
     async def get(self, key: str) -> Item | None:
-        reply = await self._call("/kv/range", {"key": _b64(self._key(key))})
-        kvs = reply.get("kvs") or []
+        response, _ = await self._reads.read({"key": _b64(self._key(key))})
+        kvs = response.get("kvs") or []
         return self._item(kvs[0]) if kvs else None
 
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None,
@@ -234,16 +351,23 @@ class EtcdStore:
         body: dict = {"key": _b64(start), "range_end": _b64(prefix_end(raw_prefix))}
         if limit is not None:
             body["limit"] = limit
-        if revision is not None:
-            body["revision"] = revision
-        try:
-            reply = await self._call("/kv/range", body)
-        except Compacted as exc:
-            raise Compacted(revision or 0, exc.compact_revision) from exc
+        reply: dict | None = None
+        if revision is None and (limit is None or limit <= MERGED_LIST_KEYS):
+            merged = dict(body, limit=limit if limit is not None else MERGED_LIST_KEYS)
+            response, at = await self._reads.read(merged)
+            if limit is not None or not response.get("more"):
+                reply = response
+        if reply is None:  # a paged list at a revision, or a long one: a range of its own
+            if revision is not None:
+                body["revision"] = revision
+            try:
+                reply = await self._call("/kv/range", body)
+            except Compacted as exc:
+                raise Compacted(revision or 0, exc.compact_revision) from exc
+            at = revision if revision is not None else int(reply["header"]["revision"])
         kvs = reply.get("kvs") or []
         with _collector_paused(len(kvs) > 1_000):
             items = [self._item(kv) for kv in kvs]
-        at = revision if revision is not None else int(reply["header"]["revision"])
         return ListResult(items, at, bool(reply.get("more")))
 
     async def count(self, prefix: str) -> int:
@@ -260,58 +384,73 @@ class EtcdStore:
             return {"key": _b64(raw), "target": "CREATE", "create_revision": 0, "result": "GREATER"}
         return {"key": _b64(raw), "target": "MOD", "mod_revision": expected_revision, "result": "EQUAL"}
 
-    def _failure(self, key: str, reply: dict, expected_revision: int | None) -> StoreError:
+    def _current(self, reply: dict) -> Item | None:
+        """The key's item from a failed txn's range (None: the key does not exist)."""
         responses = reply.get("responses") or [{}]
         kvs = (responses[0].get("response_range") or {}).get("kvs") or []
-        if not kvs:
-            return KeyNotFound(key)
-        return RevisionConflict(key, expected_revision if expected_revision is not None else 0, self._item(kvs[0]))
+        return self._item(kvs[0]) if kvs else None
 
     async def create(self, key: str, value: dict) -> Item:
         """Raises KeyExists. Returns the stored item (durable when this returns)."""
-        stored, encoded = self._encode(key, value)
+        encoded = self._encode(key, value)
         raw = _b64(self._key(key))
         reply = await self._call("/kv/txn", {
             "compare": [{"key": raw, "target": "CREATE", "create_revision": 0, "result": "EQUAL"}],
             "success": [{"request_put": {"key": raw, "value": _b64(encoded)}}],
             "failure": [{"request_range": {"key": raw}}],
-        })
+        }, write=True)
         if not reply.get("succeeded"):
+            current = self._current(reply)
+            if reply.get("_retried_unknown") and current is not None and current.raw == encoded:
+                return current  # our first attempt applied; its answer was lost
             raise KeyExists(key)
         revision = int(reply["header"]["revision"])
-        return Item(key, stored, revision, revision, encoded)
+        return Item(key, None, revision, revision, encoded)
 
     async def update(self, key: str, value: dict, *, expected_revision: int | None = None) -> Item:
         """Raises KeyNotFound, RevisionConflict. Durable when this returns."""
-        stored, encoded = self._encode(key, value)
+        encoded = self._encode(key, value)
         raw = self._key(key)
         reply = await self._call("/kv/txn", {
             "compare": [self._exists_compare(raw, expected_revision)],
             "success": [{"request_put": {"key": _b64(raw), "value": _b64(encoded), "prev_kv": True}}],
             "failure": [{"request_range": {"key": _b64(raw)}}],
-        })
+        }, write=True)
         if not reply.get("succeeded"):
-            raise self._failure(key, reply, expected_revision)
+            current = self._current(reply)
+            if current is None:
+                raise KeyNotFound(key)
+            if reply.get("_retried_unknown") and current.raw == encoded and \
+                    current.mod_revision > (expected_revision or 0):
+                return current  # our first attempt applied; its answer was lost
+            raise RevisionConflict(key, expected_revision if expected_revision is not None else 0, current)
         revision = int(reply["header"]["revision"])
         prev = (reply["responses"][0].get("response_put") or {}).get("prev_kv") or {}
-        return Item(key, stored, revision, int(prev.get("create_revision", revision)), encoded)
+        return Item(key, None, revision, int(prev.get("create_revision", revision)), encoded)
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> Item:
-        """Raises KeyNotFound, RevisionConflict. Returns the deleted item (revision = delete's)."""
+        """Raises KeyNotFound, RevisionConflict. Returns the deleted item (revision = delete's).
+
+        If etcd lost the answer to a delete and the retry finds the key gone, this is
+        ``KeyNotFound``: the key is gone, and which delete removed it cannot be told.
+        """
         raw = self._key(key)
         reply = await self._call("/kv/txn", {
             "compare": [self._exists_compare(raw, expected_revision)],
             "success": [{"request_delete_range": {"key": _b64(raw), "prev_kv": True}}],
             "failure": [{"request_range": {"key": _b64(raw)}}],
-        })
+        }, write=True)
         if not reply.get("succeeded"):
-            raise self._failure(key, reply, expected_revision)
+            current = self._current(reply)
+            if current is None:
+                raise KeyNotFound(key)
+            raise RevisionConflict(key, expected_revision if expected_revision is not None else 0, current)
         revision = int(reply["header"]["revision"])
         prev_kvs = (reply["responses"][0].get("response_delete_range") or {}).get("prev_kvs") or []
         if not prev_kvs:  # deleted between compare and delete cannot happen in one txn; be explicit anyway
             raise KeyNotFound(key)
         prev = self._item(prev_kvs[0])
-        return Item(key, prev.value, revision, prev.create_revision, prev.raw)
+        return Item(key, None, revision, prev.create_revision, prev.raw)
 
     async def compact(self, revision: int | None = None) -> int:
         """Compact etcd's history up to ``revision`` (default: current). Returns it."""
@@ -334,7 +473,8 @@ class EtcdStore:
         recent events; an older start gets a stream of its own. Raises ``Compacted`` on first
         iteration when etcd compacted ``after_revision + 1``; ``WatchOverflow`` when the consumer
         falls ``watch_buffer`` events behind; ``StoreError`` if the stream breaks (re-watch from
-        the last revision seen); ends normally when the store closes.
+        the last revision seen) — also when the etcd member loses its leader, so a watch never
+        silently stalls on a member cut off from the cluster; ends normally when the store closes.
         """
         if self._session is None:
             raise StoreError("etcd store is not started")
@@ -363,8 +503,10 @@ class EtcdStore:
         url = self.endpoint + API_PREFIX + "/watch"
         try:
             response = await self._session.post(
-                url, json=body, timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=None))
+                url, data=orjson.dumps(body),
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=None))
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            self._next_endpoint()
             raise StoreError(f"etcd watch at {url} failed: {exc!r}") from exc
         self._watch_responses.add(response)
         try:
@@ -392,9 +534,9 @@ class EtcdStore:
                             raise Compacted(after_revision, compact_revision)
                         raise StoreError(f"etcd canceled the watch at {url}: "
                                          f"{result.get('cancel_reason', 'no reason given')}")
-                    events = [self._event(raw_event) for raw_event in result.get("events") or ()]
-                    if events:
-                        yield events
+                    raw_events = result.get("events")
+                    if raw_events:
+                        yield [self._event(raw_event) for raw_event in raw_events]
             if not self._closing:
                 raise StoreError(f"etcd watch stream at {url} ended; re-watch from the last revision seen")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -410,15 +552,96 @@ class EtcdStore:
         key = self._unkey(kv["key"])
         revision = int(kv["mod_revision"])
         prev_kv = raw.get("prev_kv")
-        prev_value = self._value(prev_kv) if prev_kv and prev_kv.get("value") else None
+        prev_raw = self._raw_value(prev_kv) if prev_kv and prev_kv.get("value") else None
         if raw.get("type") == "DELETE":
-            return Event("DELETE", key, prev_value if prev_value is not None else {}, revision, prev_value=prev_value)
-        value = self._value(kv)
-        return Event("PUT", key, value, revision, prev_value=prev_value,
-                     created=kv.get("create_revision") == kv.get("mod_revision"))
+            return Event("DELETE", key, None, revision, raw=prev_raw, prev_raw=prev_raw)
+        return Event("PUT", key, None, revision, created=kv.get("create_revision") == kv.get("mod_revision"),
+                     raw=self._raw_value(kv), prev_raw=prev_raw)
 
     def status(self) -> dict:
-        return {"backend": "etcd", "endpoints": self.endpoints, "prefix": self.prefix, "revision": self._revision}
+        return {"backend": "etcd", "endpoints": self.endpoints, "prefix": self.prefix, "revision": self._revision,
+                **self.stats}
+
+
+class _ReadBatcher:
+    """Merges reads that wait at the same time into one read-only txn (see the module docstring).
+
+    ``read(range_request)`` answers ``(range_response, revision)``. At most ``max_in_flight``
+    merged requests are on the wire; reads arriving meanwhile wait for the next one, so under
+    load each request carries many reads, and alone a read goes out at once. Identical ranges
+    in one request are sent once. A caller that is cancelled just stops waiting.
+    """
+
+    def __init__(self, store: EtcdStore, *, max_in_flight: int):
+        self.store = store
+        self.max_in_flight = max(1, max_in_flight)
+        self.waiting: dict[bytes, tuple[dict, list[asyncio.Future]]] = {}
+        self.in_flight: set[asyncio.Task] = set()
+
+    async def read(self, request: dict) -> tuple[dict, int]:
+        future = asyncio.get_running_loop().create_future()
+        identity = orjson.dumps(request, option=orjson.OPT_SORT_KEYS)
+        entry = self.waiting.get(identity)
+        if entry is None:
+            self.waiting[identity] = (request, [future])
+        else:
+            entry[1].append(future)
+            self.store.stats["merged_reads"] += 1
+        self._send_some()
+        return await future
+
+    def _send_some(self) -> None:
+        while self.waiting and len(self.in_flight) < self.max_in_flight:
+            batch = []
+            for identity in list(self.waiting)[:MAX_TXN_OPS]:
+                batch.append(self.waiting.pop(identity))
+            task = asyncio.create_task(self._send(batch), name="etcd merged read")
+            self.in_flight.add(task)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task) -> None:
+        self.in_flight.discard(task)
+        if not task.cancelled():
+            self._send_some()
+
+    async def _send(self, batch: list[tuple[dict, list[asyncio.Future]]]) -> None:
+        store = self.store
+        try:
+            if len(batch) == 1:
+                reply = await store._call("/kv/range", batch[0][0])
+                responses = [reply]
+            else:
+                store.stats["merged_reads"] += len(batch) - 1
+                reply = await store._call("/kv/txn", {"success": [{"request_range": r} for r, _ in batch]})
+                responses = [r.get("response_range") or {} for r in reply.get("responses") or ()]
+                if len(responses) != len(batch):
+                    raise StoreError(f"etcd at {store.endpoint} answered {len(responses)} ranges for "
+                                     f"{len(batch)} asked")
+            revision = int(reply["header"]["revision"])
+        except asyncio.CancelledError:
+            self._fail(batch, StoreError("etcd store closed while reading"))
+            raise
+        except Exception as exc:  # every waiter gets the error it would have got alone
+            self._fail(batch, exc)
+            return
+        for response, (_, futures) in zip(responses, batch):
+            for future in futures:
+                if not future.done():
+                    future.set_result((response, revision))
+
+    @staticmethod
+    def _fail(batch: list[tuple[dict, list[asyncio.Future]]], exc: BaseException) -> None:
+        for _, futures in batch:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+
+    def close(self) -> None:
+        closed = StoreError("etcd store closed")
+        self._fail(list(self.waiting.values()), closed)
+        self.waiting.clear()
+        for task in list(self.in_flight):
+            task.cancel()
 
 
 class _WatchHub:

@@ -33,7 +33,7 @@ async def test_a_dead_endpoint_is_skipped(etcd_server):
 
 async def test_unreachable_etcd_raises_store_error_naming_the_endpoints():
     dead = f"http://127.0.0.1:{free_port()}"
-    store = EtcdStore([dead], prefix="/nowhere", timeout=2)
+    store = EtcdStore([dead], prefix="/nowhere", timeout=2, retry_budget=0.3)
     with pytest.raises(StoreError, match=dead.replace(".", r"\.")):
         await store.start()
 
