@@ -30,7 +30,7 @@ from clusterctl.controllers.shared import SharedInformers
 log = logging.getLogger(__name__)
 
 ALL_CONTROLLERS = ("replicaset", "deployment", "endpoints", "endpointslice", "garbagecollector", "nodeipam", "nodelifecycle",
-                   "daemonset", "job", "statefulset", "cronjob", "horizontalpodautoscaling")
+                   "daemonset", "job", "statefulset", "cronjob", "horizontalpodautoscaling", "disruption")
 
 
 @dataclass
@@ -113,6 +113,7 @@ def build_controllers(client: ApiClient, informers: SharedInformers, cfg: Contro
         "daemonset": ("clusterctl.controllers.daemonset", "DaemonSetController", {}),
         "job": ("clusterctl.controllers.job", "JobController", {"backoff_base": cfg.job_backoff_base, "backoff_cap": cfg.job_backoff_cap}),
         "statefulset": ("clusterctl.controllers.statefulset", "StatefulSetController", {}),
+        "disruption": ("clusterctl.controllers.disruption", "DisruptionController", {}),
         "cronjob": ("clusterctl.controllers.cronjob", "CronJobController", {"resync": cfg.cronjob_resync}),
         "horizontalpodautoscaling": ("clusterctl.controllers.hpa", "HorizontalPodAutoscalerController",
                                      {"sync_period": cfg.hpa_sync_period, "tolerance": cfg.hpa_tolerance,
