@@ -126,7 +126,15 @@ class Controller:
 
 
 class EventRecorder:
-    """Post core/v1 Events about objects; repeats of (object, reason, message) bump ``count``."""
+    """Post core/v1 Events about objects; repeats of (object, reason, message) bump ``count``.
+
+    ``emit`` is the hot-path entry: it only appends a compact reference (the involved object's
+    identity, not the object) to a bounded queue that ``writers`` background tasks drain, as
+    Kubernetes' event broadcaster does. A full queue drops the event and counts it in
+    ``dropped`` — events are best effort and must never slow or block the emitting component
+    (the scheduler emits one per binding, so a burst of 10,000 pods queues 10,000 events that
+    the writers post behind the bindings, a few at a time). ``record`` posts one at once.
+    """
 
     def __init__(self, client: ApiClient, *, component: str, host: str | None = None, clock: Callable[[], float] = time.time,
                  queue_size: int = 1000, writers: int = 4) -> None:
@@ -140,24 +148,28 @@ class EventRecorder:
         self._pending: asyncio.Queue[tuple[Obj, str, str, str]] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.dropped = 0
+        self.recorded = 0
 
     def emit(self, obj: Obj, type: str, reason: str, message: str) -> None:
-        """Record in the background, as Kubernetes' event broadcaster does: a few writers drain a
-        bounded queue, and when it is full the event is dropped (counted in ``dropped``) — events
-        are best effort and must never slow down or block the component that emits them."""
+        """Record in the background (see the class docstring); never blocks, never raises."""
         if self._pending is None:
             self._pending = asyncio.Queue(self._queue_size)
             self._tasks = [asyncio.create_task(self._drain(), name=f"events:{self.component}") for _ in range(self._writers)]
-        try:
-            self._pending.put_nowait((obj, type, reason, message))
-        except asyncio.QueueFull:
+        if self._pending.full():
             self.dropped += 1
+            return
+        self._pending.put_nowait((involved_object(obj), type, reason, message))
+
+    @property
+    def queued(self) -> int:
+        """Events waiting for a writer."""
+        return self._pending.qsize() if self._pending is not None else 0
 
     async def _drain(self) -> None:
         assert self._pending is not None
         while True:
-            obj, type, reason, message = await self._pending.get()
-            await self.record(obj, type, reason, message)
+            involved, type, reason, message = await self._pending.get()
+            await self._post(involved, type, reason, message)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -168,23 +180,24 @@ class EventRecorder:
 
     async def record(self, obj: Obj, type: str, reason: str, message: str) -> Obj | None:
         """Record an Event (``type`` Normal|Warning); never raises — events are best effort."""
-        meta = obj.get("metadata") or {}
-        namespace = meta.get("namespace") or "default"
+        return await self._post(involved_object(obj), type, reason, message)
+
+    async def _post(self, involved: Obj, type: str, reason: str, message: str) -> Obj | None:
+        namespace = involved.get("namespace") or "default"
         now = _rfc3339(self._clock())
-        key = (str(meta.get("uid") or object_key(obj)), reason, message, type)
+        key = (str(involved.get("uid") or f"{namespace}/{involved.get('name')}"), reason, message, type)
         seen = self._seen.get(key)
         try:
             if seen is not None:
                 name, ns, count = seen
                 patched = await self.client.patch("events", name, {"count": count + 1, "lastTimestamp": now}, namespace=ns)
                 self._seen[key] = (name, ns, count + 1)
+                self.recorded += 1
                 return patched
-            involved = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta.get("name"),
-                        "namespace": meta.get("namespace"), "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}
             event = {
                 "apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": f"{meta.get('name')}.{time.time_ns():x}", "namespace": namespace},
-                "involvedObject": {k: v for k, v in involved.items() if v is not None},
+                "metadata": {"name": f"{involved.get('name')}.{time.time_ns():x}", "namespace": namespace},
+                "involvedObject": involved,
                 "reason": reason, "message": message, "type": type,
                 "source": {"component": self.component, "host": self.host},
                 "reportingComponent": self.component, "reportingInstance": self.host,
@@ -194,11 +207,20 @@ class EventRecorder:
             self._seen[key] = (created["metadata"]["name"], namespace, 1)
             if len(self._seen) > 4096:
                 self._seen.pop(next(iter(self._seen)))
+            self.recorded += 1
             return created
         except (ApiError, ApiConnectionError) as exc:
             self._seen.pop(key, None)
-            log.warning("event %s %s on %s not recorded: %s", type, reason, object_key(obj), exc)
+            log.warning("event %s %s on %s/%s not recorded: %s", type, reason, namespace, involved.get("name"), exc)
             return None
+
+
+def involved_object(obj: Obj) -> Obj:
+    """An Event's ``involvedObject``: who the event is about (identity only, not the object)."""
+    meta = obj.get("metadata") or {}
+    involved = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta.get("name"),
+                "namespace": meta.get("namespace"), "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}
+    return {k: v for k, v in involved.items() if v is not None}
 
 
 def _rfc3339(ts: float) -> str:

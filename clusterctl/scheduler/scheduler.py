@@ -54,6 +54,10 @@ class SchedulerConfig:
     bind_concurrency: int = 64
     status_concurrency: int = 16
     record_scheduled_events: bool = True
+    #: Events wait here for ``event_writers`` background posts; a full queue drops (and counts) them.
+    #: Sized for a burst of 10,000+ bindings: one Scheduled Event each, posted behind the bindings.
+    event_queue_size: int = 20000
+    event_writers: int = 4
     leader_elect: bool = False
     lease_namespace: str = "kube-system"
     lease_name: str = "kube-scheduler"
@@ -111,7 +115,8 @@ class Scheduler:
                                      unschedulable_timeout=self.config.unschedulable_timeout)
         self.rng = rng or random.Random()
         self.stats = SchedulerStats()
-        self.events = EventRecorder(client, component=self.config.scheduler_name)
+        self.events = EventRecorder(client, component=self.config.scheduler_name, queue_size=self.config.event_queue_size,
+                                    writers=self.config.event_writers)
         self.pods = Informer(client, "pods")
         self.nodes = Informer(client, "nodes")
         self.nominated: dict[str, list[PodInfo]] = {}
