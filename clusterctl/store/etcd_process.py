@@ -4,10 +4,16 @@ Starts ``etcd`` with its own data directory on free loopback ports, waits until 
 gateway answers, and stops it (SIGTERM, then SIGKILL). Free ports are found by binding port 0;
 another process may grab one before etcd does, so a start that fails that way is retried on new
 ports. Output goes to ``<data_dir>/etcd.log`` (shown in the error if it does not come up).
+
+``LocalEtcdCluster`` runs several members on loopback (for elections, lost quorum, a member
+down): all are spawned before any is waited for, since none answers before a quorum is up.
+``pause``/``resume`` (SIGSTOP/SIGCONT) take a member away and back without a restart.
+Heartbeat and election timeouts are settable so tests see an election in a fraction of a second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -37,11 +43,13 @@ class LocalEtcd:
     """One etcd member on 127.0.0.1. Use as a context manager or call start()/stop()."""
 
     def __init__(self, data_dir: str | os.PathLike, *, binary: str = ETCD_BINARY, ready_timeout: float = 15.0,
-                 name: str = "clusterctl-test"):
+                 name: str = "clusterctl-test", heartbeat_ms: int | None = None, election_ms: int | None = None):
         self.data_dir = Path(data_dir)
         self.binary = binary
         self.ready_timeout = ready_timeout
         self.name = name
+        self.heartbeat_ms = heartbeat_ms
+        self.election_ms = election_ms
         self.client_port = 0
         self.peer_port = 0
         self.process: subprocess.Popen | None = None
@@ -50,49 +58,70 @@ class LocalEtcd:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.client_port}"
 
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
     def start(self) -> "LocalEtcd":
-        if shutil.which(self.binary) is None:
-            raise EtcdProcessError(f"{self.binary!r} is not on PATH (Debian package etcd-server)")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _check_binary(self.binary)
         last_error = ""
         for _ in range(4):
             self.client_port, self.peer_port = free_port(), free_port()
             try:
-                self._launch()
+                self._spawn(f"{self.name}={self.peer_url}")
+                self._wait_ready(time.monotonic() + self.ready_timeout)
                 return self
             except EtcdProcessError as exc:
                 last_error = str(exc)
                 self.stop()
         raise EtcdProcessError(last_error)
 
-    def _launch(self) -> None:
+    def _spawn(self, initial_cluster: str) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         member_dir = self.data_dir / "member-data"
-        peer = f"http://127.0.0.1:{self.peer_port}"
         args = [
             self.binary, "--name", self.name, "--data-dir", str(member_dir),
             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{self.name}={peer}", "--initial-cluster-state", "new",
+            "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", initial_cluster, "--initial-cluster-state", "new",
             "--log-level", "warn", "--logger", "zap",
         ]
+        if self.heartbeat_ms is not None:
+            args += ["--heartbeat-interval", str(self.heartbeat_ms)]
+        if self.election_ms is not None:
+            args += ["--election-timeout", str(self.election_ms)]
         env = dict(os.environ)
         env.setdefault("ETCD_UNSUPPORTED_ARCH", os.uname().machine if os.uname().machine != "x86_64" else "")
         if not env["ETCD_UNSUPPORTED_ARCH"]:
             del env["ETCD_UNSUPPORTED_ARCH"]
-        log_path = self.data_dir / "etcd.log"
-        with open(log_path, "ab") as log_file:
+        with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + self.ready_timeout
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "etcd.log"
+
+    def _wait_ready(self, deadline: float) -> None:
+        assert self.process is not None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise EtcdProcessError(f"etcd exited with {self.process.returncode} on ports "
-                                       f"{self.client_port}/{self.peer_port}: {self._log_tail(log_path)}")
+                raise EtcdProcessError(f"etcd {self.name} exited with {self.process.returncode} on ports "
+                                       f"{self.client_port}/{self.peer_port}: {self._log_tail(self.log_path)}")
             if self._ready():
                 return
             time.sleep(0.05)
-        raise EtcdProcessError(f"etcd on {self.endpoint} not ready after {self.ready_timeout} s: "
-                               f"{self._log_tail(log_path)}")
+        raise EtcdProcessError(f"etcd {self.name} on {self.endpoint} not ready: "
+                               f"{self._log_tail(self.log_path)}")
+
+    def pause(self) -> None:
+        """SIGSTOP: the member stops answering peers and clients (as if its host hung)."""
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGCONT)
 
     def _ready(self) -> bool:
         request = urllib.request.Request(self.endpoint + "/v3/kv/range", data=b'{"key":"AA=="}', method="POST")
@@ -113,6 +142,8 @@ class LocalEtcd:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)  # a paused member cannot act on SIGTERM
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=5)
@@ -125,3 +156,55 @@ class LocalEtcd:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+class LocalEtcdCluster:
+    """``size`` etcd members on 127.0.0.1 forming one cluster (``members[i]`` are ``LocalEtcd``)."""
+
+    def __init__(self, data_dir: str | os.PathLike, *, size: int = 3, binary: str = ETCD_BINARY,
+                 ready_timeout: float = 20.0, heartbeat_ms: int | None = None, election_ms: int | None = None,
+                 name: str = "clusterctl-test"):
+        self.ready_timeout = ready_timeout
+        self.binary = binary
+        self.members = [LocalEtcd(Path(data_dir) / f"m{i}", binary=binary, name=f"{name}-{i}",
+                                  heartbeat_ms=heartbeat_ms, election_ms=election_ms) for i in range(size)]
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [member.endpoint for member in self.members]
+
+    def start(self) -> "LocalEtcdCluster":
+        _check_binary(self.binary)
+        last_error = ""
+        for _ in range(3):
+            for member in self.members:
+                member.client_port, member.peer_port = free_port(), free_port()
+            initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+            try:
+                for member in self.members:
+                    member._spawn(initial)
+                deadline = time.monotonic() + self.ready_timeout
+                for member in self.members:
+                    member._wait_ready(deadline)
+                return self
+            except EtcdProcessError as exc:
+                last_error = str(exc)
+                self.stop()
+                for member in self.members:  # a half-made cluster cannot be joined again: start clean
+                    shutil.rmtree(member.data_dir / "member-data", ignore_errors=True)
+        raise EtcdProcessError(last_error)
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def __enter__(self) -> "LocalEtcdCluster":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def _check_binary(binary: str) -> None:
+    if shutil.which(binary) is None:
+        raise EtcdProcessError(f"{binary!r} is not on PATH (Debian package etcd-server)")

@@ -136,3 +136,33 @@ async def test_slow_etcd_watcher_is_ended_without_stalling_the_others(etcd_serve
         await fast.aclose()
     finally:
         await store.close()
+
+
+async def test_concurrent_reads_share_few_requests_and_long_lists_stay_whole(etcd_server):
+    from clusterctl.store.etcd_store import MERGED_LIST_KEYS
+
+    store = EtcdStore([etcd_server.endpoint], prefix="/merged", read_batches=1)
+    await store.start()
+    try:
+        written = [await store.create(f"/registry/core/configmaps/default/c{i}", {"i": i}) for i in range(5)]
+        many = MERGED_LIST_KEYS + 40
+        await asyncio.gather(*(store.create(f"/registry/core/pods/default/p{i:04d}", {"i": i}) for i in range(many)))
+        requests, merged = store.stats["requests"], store.stats["merged_reads"]
+        gets = [store.get(f"/registry/core/configmaps/default/c{i % 6}") for i in range(60)]
+        small = [store.list("/registry/core/configmaps/") for _ in range(10)]
+        got = await asyncio.gather(*gets, *small, store.list("/registry/core/pods/"))
+        for i, item in enumerate(got[:60]):
+            assert item == (written[i % 6] if i % 6 < 5 else None)
+        for listed in got[60:70]:
+            assert listed.items == written and not listed.more and listed.revision >= written[-1].mod_revision
+        pods = got[70]
+        assert len(pods.items) == many and not pods.more  # too long to ride along: read again on its own
+        assert [p.value["i"] for p in pods.items] == list(range(many))
+        sent = store.stats["requests"] - requests
+        assert sent <= 8, sent  # 71 reads
+        assert store.stats["merged_reads"] - merged >= 71 - sent
+        # a read asked for after a write completed sees that write
+        updated = await store.update("/registry/core/configmaps/default/c0", {"i": "new"})
+        assert (await store.get("/registry/core/configmaps/default/c0")) == updated
+    finally:
+        await store.close()

@@ -1,0 +1,198 @@
+"""The etcd store when etcd cannot answer: a member without a leader (a real 3-member cluster
+losing its quorum, members paused with SIGSTOP), and writes whose answer is lost on the way back
+(a loopback proxy that lets the request reach etcd and drops the reply).
+
+Reads and writes are retried with backoff within ``retry_budget``, then ``StoreUnavailable``;
+a write retried after a lost answer is told apart from someone else's write by its value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from clusterctl.store import KeyNotFound, RevisionConflict
+from clusterctl.store.etcd_process import LocalEtcdCluster
+from clusterctl.store.etcd_store import EtcdStore, StoreUnavailable
+
+KEY = "/registry/core/configmaps/default/a"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    # short raft timings, so losing and regaining a leader takes a fraction of a second
+    with LocalEtcdCluster(tmp_path / "etcd", size=3, heartbeat_ms=50, election_ms=500) as etcd:
+        yield etcd
+
+
+def _has_leader(endpoint: str) -> bool:
+    request = urllib.request.Request(endpoint + "/v3/kv/range", data=b'{"key":"AA=="}', method="POST",
+                                     headers={"Grpc-Metadata-hasleader": "true"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503 and b"no leader" in exc.read(), exc
+        return False
+    except TimeoutError:
+        return True  # still waiting on a leader it has not yet noticed is gone
+
+
+async def _wait_leaderless(endpoint: str) -> None:
+    deadline = time.monotonic() + 15
+    while await asyncio.to_thread(_has_leader, endpoint):
+        assert time.monotonic() < deadline, f"{endpoint} still has a leader with 2 of 3 members paused"
+        await asyncio.sleep(0.1)
+
+
+async def test_without_a_leader_calls_retry_then_raise_store_unavailable(cluster):
+    first, *others = cluster.members
+    store = EtcdStore([first.endpoint], prefix="/noleader", retry_budget=1.0)
+    await store.start()
+    try:
+        created = await store.create(KEY, {"v": 1})
+        for member in others:
+            member.pause()
+        await _wait_leaderless(first.endpoint)
+
+        retries = store.stats["retries"]
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="no leader") as err:
+            await store.get(KEY)
+        elapsed = time.monotonic() - started
+        assert 0.9 <= elapsed < 5, elapsed  # retried for the budget, not the 10 s request timeout
+        assert store.stats["retries"] - retries >= 3
+        assert not err.value.outcome_unknown and err.value.retry_after >= 1
+
+        with pytest.raises(StoreUnavailable, match="no leader") as err:
+            await store.update(KEY, {"v": 2}, expected_revision=created.mod_revision)
+        assert not err.value.outcome_unknown  # "no leader" comes before any proposal: not applied
+
+        # the quorum comes back while a write is retrying: the write goes through
+        store.retry_budget = 10.0
+        write = asyncio.create_task(store.update(KEY, {"v": 3}, expected_revision=created.mod_revision))
+        await asyncio.sleep(0.3)
+        assert not write.done()
+        others[0].resume()
+        updated = await asyncio.wait_for(write, 15)
+        assert (await store.get(KEY)) == updated and updated.value == {"v": 3}
+    finally:
+        for member in others:
+            member.resume()
+        await store.close()
+
+
+class AnswerDroppingProxy:
+    """Loopback TCP proxy to etcd that forwards every request and, for ``/v3/kv/txn``, waits for
+    etcd's answer (the write is done) and then closes the client connection instead of passing it on."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.dropped = 0
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                body = await reader.readexactly(length)
+                up_writer.write(head + body)
+                await up_writer.drain()
+                if head.startswith(b"POST /v3/kv/txn "):
+                    await up_reader.read(1)  # etcd has answered: the txn is applied (or refused)
+                    self.dropped += 1
+                    return
+                await _relay_response(up_reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+            up_writer.close()
+
+
+async def _relay_response(up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    head = await up_reader.readuntil(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in lines if line.startswith(b"content-length:")), None)
+    writer.write(head)
+    if length is not None:
+        writer.write(await up_reader.readexactly(length))
+    else:  # chunked
+        while True:
+            size_line = await up_reader.readuntil(b"\r\n")
+            size = int(size_line.strip().split(b";")[0], 16)
+            writer.write(size_line + await up_reader.readexactly(size + 2))
+            if size == 0:
+                break
+    await writer.drain()
+
+
+@pytest.fixture
+async def lossy_store(etcd_server):
+    """A store whose first endpoint loses every txn answer; the second is etcd itself."""
+    proxy = AnswerDroppingProxy(etcd_server.client_port)
+    url = await proxy.start()
+    stores: list[EtcdStore] = []
+
+    async def make(prefix: str) -> EtcdStore:
+        store = EtcdStore([url, etcd_server.endpoint], prefix=prefix)
+        await store.start()
+        stores.append(store)
+        return store
+
+    yield proxy, make
+    for store in stores:
+        await store.close()
+    await proxy.stop()
+
+
+async def test_a_write_whose_answer_was_lost_is_reported_as_done_once(lossy_store, etcd_server):
+    proxy, make = lossy_store
+    direct = EtcdStore([etcd_server.endpoint], prefix="/lost")
+    await direct.start()
+    try:
+        created = await (await make("/lost")).create(KEY, {"v": 1})
+        assert proxy.dropped == 1
+        stored = await direct.get(KEY)
+        assert stored == created and stored.create_revision == created.mod_revision
+
+        updated = await (await make("/lost")).update(KEY, {"v": 2}, expected_revision=created.mod_revision)
+        assert proxy.dropped == 2
+        assert (await direct.get(KEY)) == updated and updated.mod_revision > created.mod_revision
+        assert updated.create_revision == created.create_revision
+    finally:
+        await direct.close()
+
+
+async def test_a_real_conflict_stays_a_conflict_after_a_lost_answer(lossy_store, etcd_server):
+    proxy, make = lossy_store
+    direct = EtcdStore([etcd_server.endpoint], prefix="/lost-conflict")
+    await direct.start()
+    try:
+        created = await direct.create(KEY, {"v": 1})
+        newer = await direct.update(KEY, {"v": 2}, expected_revision=created.mod_revision)
+        with pytest.raises(RevisionConflict) as err:
+            await (await make("/lost-conflict")).update(KEY, {"v": 3}, expected_revision=created.mod_revision)
+        assert proxy.dropped == 1 and err.value.current == newer
+
+        with pytest.raises(KeyNotFound):  # the lost delete did happen: the key is gone
+            await (await make("/lost-conflict")).delete(KEY, expected_revision=newer.mod_revision)
+        assert proxy.dropped == 2 and await direct.get(KEY) is None
+    finally:
+        await direct.close()
