@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.add_argument("--taint", action="append", type=_taint, default=[], help="node taint key[=value]:Effect (repeatable)")
     nodes.add_argument("--lease-duration", type=int, default=40)
     nodes.add_argument("--renew-interval", type=float, default=10.0)
-    nodes.add_argument("--concurrency", type=int, default=32, help="concurrent API writes")
+    nodes.add_argument("--concurrency", type=int, default=32, help="concurrent lease/node writes")
+    nodes.add_argument("--status-writers", type=int, default=8, help="concurrent pod status writes (a coalescing FIFO)")
     nodes.add_argument("--cleanup", action="store_true", help="delete the nodes on exit")
     nodes.add_argument("-v", "--verbose", action="store_true")
     return parser
@@ -55,10 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _run(args: argparse.Namespace) -> int:
     client = ApiClient.from_kubeconfig(getattr(args, "kubeconfig", None), context=getattr(args, "context", None),
-                                       max_connections=max(8, args.concurrency + 8))
+                                       max_connections=max(8, args.concurrency + args.status_writers + 8))
     config = HollowConfig(count=args.count, prefix=args.prefix, first_index=args.first_index, ready_delay=args.ready_delay, cpu=args.cpu,
                           memory=args.memory, pods=args.pods, labels=dict(args.label), taints=args.taint, lease_duration=args.lease_duration,
-                          renew_interval=args.renew_interval, write_concurrency=args.concurrency)
+                          renew_interval=args.renew_interval, write_concurrency=args.concurrency,
+                          status_writers=args.status_writers)
     cluster = HollowCluster(client, config)
     task = asyncio.create_task(cluster.run())
     loop = asyncio.get_running_loop()

@@ -7,8 +7,12 @@ What a real node agent does, minus running anything:
   what is due through a concurrency-limited pool — never a task or timer per node;
 - watches pods with ONE shared informer (not one watch per node) and, for pods bound to its
   nodes, reports them ``Running`` after ``ready_delay`` (phase, conditions, containerStatuses,
-  podIP from the node's ``spec.podCIDR`` or a fake 10.244.x address) with concurrency-limited
-  status writes;
+  podIP from the node's ``spec.podCIDR`` or a fake 10.244.x address). Pod status writes are
+  *paced and coalesced*: due pods join one FIFO of keys (a key already waiting is not queued
+  twice, and the write reads the pod's latest state when its turn comes) that ``status_writers``
+  tasks drain — so a burst of 10,000 bindings becomes one status write per pod at the pace the
+  API server absorbs, never 10,000 concurrent tasks, and lease renewals keep their own slots
+  (``write_concurrency``) so heartbeats are not starved behind pod statuses;
 - finishes pods marked for deletion (``deletionTimestamp``) by deleting them with
   ``gracePeriodSeconds=0``, as a kubelet does once containers have stopped.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from collections import deque
 import ipaddress
 import logging
 import random
@@ -57,6 +62,8 @@ class HollowConfig:
     renew_jitter: float = 0.1
     status_interval: float = 300.0
     write_concurrency: int = 32
+    #: pod status writes in flight (a coalescing queue, apart from the lease renewals' slots)
+    status_writers: int = 8
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[Obj] = field(default_factory=list)
     first_index: int = 0
@@ -112,6 +119,9 @@ class HollowCluster:
         self._stopped: set[str] = set()
         self._nodes: dict[str, Obj] = {}
         self._sem = asyncio.Semaphore(config.write_concurrency)
+        self._status_queue: deque[str] = deque()
+        self._status_due: dict[str, str] = {}  # pod key -> "run" | "finish", while queued
+        self._status_wake = asyncio.Event()
         self.pods = Informer(client, "pods", indexers={"node": index_pods_by_node})
         self.addresses = PodAddresses()
         self._due: list[tuple[float, int, str, str]] = []  # (when, seq, action, key)
@@ -120,7 +130,7 @@ class HollowCluster:
         self._reported: dict[str, str] = {}  # pod key -> uid we reported Running/finished for
         self._deleting: set[str] = set()
         self._registered = asyncio.Event()
-        self.stats = {"lease_renewals": 0, "pod_status_writes": 0, "pod_deletes": 0, "errors": 0}
+        self.stats = {"lease_renewals": 0, "pod_status_writes": 0, "pod_status_coalesced": 0, "pod_deletes": 0, "errors": 0}
         self.pods.add_handler(on_add=self._pod_changed, on_update=lambda _o, n: self._pod_changed(n), on_delete=self._pod_deleted)
 
     # ----------------------------------------------------------------- test hooks
@@ -143,6 +153,7 @@ class HollowCluster:
 
     async def run(self) -> None:
         informer = asyncio.create_task(self.pods.run(), name="sim:pods")
+        writers = [asyncio.create_task(self._status_writer(), name=f"sim:status:{i}") for i in range(max(1, self.config.status_writers))]
         try:
             await self.register()
             now = self._clock()
@@ -154,8 +165,9 @@ class HollowCluster:
             self._registered.set()
             await self._dispatch_loop()
         finally:
-            informer.cancel()
-            await asyncio.gather(informer, return_exceptions=True)
+            for task in (informer, *writers):
+                task.cancel()
+            await asyncio.gather(informer, *writers, return_exceptions=True)
 
     async def register(self) -> None:
         """Create (or refresh) every Node and Lease, a bounded number at a time."""
@@ -248,10 +260,8 @@ class HollowCluster:
                 if key not in self._stopped:
                     await self._post_node_status(key)
                 self._schedule(self.config.status_interval, "status", key)
-            elif action == "run":
-                await self._report_running(key)
-            elif action == "finish":
-                await self._report_finished(key)
+            elif action in ("run", "finish"):
+                self._queue_status(action, key)
         except asyncio.CancelledError:
             raise
         except (ApiError, ApiConnectionError) as exc:
@@ -262,6 +272,40 @@ class HollowCluster:
         except Exception:
             self.stats["errors"] += 1
             log.exception("hollow nodes: %s %s crashed", action, key)
+
+    # ----------------------------------------------------------------- paced pod status writes
+
+    def _queue_status(self, action: str, key: str) -> None:
+        if key in self._status_due:
+            self.stats["pod_status_coalesced"] += 1
+            if action == "finish":  # a later transition supersedes the waiting one
+                self._status_due[key] = action
+            return
+        self._status_due[key] = action
+        self._status_queue.append(key)
+        self._status_wake.set()
+
+    async def _status_writer(self) -> None:
+        """One of ``status_writers`` tasks draining the FIFO of pods whose status is due."""
+        while True:
+            while not self._status_queue:
+                self._status_wake.clear()
+                await wait_event(self._status_wake, None)
+            key = self._status_queue.popleft()
+            action = self._status_due.pop(key, None)
+            try:
+                if action == "run":
+                    await self._report_running(key)
+                elif action == "finish":
+                    await self._report_finished(key)
+            except asyncio.CancelledError:
+                raise
+            except (ApiError, ApiConnectionError) as exc:
+                self.stats["errors"] += 1
+                log.warning("hollow nodes: %s %s failed: %s", action, key, exc)
+            except Exception:
+                self.stats["errors"] += 1
+                log.exception("hollow nodes: %s %s crashed", action, key)
 
     # ----------------------------------------------------------------- heartbeats
 
@@ -407,12 +451,11 @@ class HollowCluster:
 
     async def _write_pod_status(self, pod: Obj, status: Obj) -> None:
         meta = pod["metadata"]
-        async with self._sem:
-            try:
-                await self.client.patch("pods", meta["name"], {"status": status}, namespace=meta.get("namespace"), subresource="status")
-                self.stats["pod_status_writes"] += 1
-            except NotFound:
-                return
+        try:  # the status writers bound these; the lease slots (``_sem``) stay free for heartbeats
+            await self.client.patch("pods", meta["name"], {"status": status}, namespace=meta.get("namespace"), subresource="status")
+            self.stats["pod_status_writes"] += 1
+        except NotFound:
+            return
 
     async def _delete_pod(self, pod: Obj) -> None:
         meta = pod["metadata"]

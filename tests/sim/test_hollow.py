@@ -112,3 +112,34 @@ async def test_a_stopped_node_stops_heartbeating_and_ignores_its_pods(api: ApiCl
         return (await api.get("pods", "orphan", namespace="default")).get("status", {}).get("phase") == "Running"
 
     await wait_for(running)
+
+
+async def test_pod_status_writes_are_paced_one_per_pod_and_coalesced(api: ApiClient) -> None:
+    """A burst of bindings becomes exactly one status write per pod through a few writers, and a
+    pod whose write is already waiting is not queued twice."""
+    sim = HollowCluster(api, HollowConfig(count=2, status_writers=2, renew_interval=0.3))
+    task = asyncio.create_task(sim.run())
+    try:
+        await asyncio.wait_for(sim.started(), 15)
+        # Held back from the writers, a due pod queued twice is one entry (and one write later).
+        sim._status_due["default/held"] = "run"
+        sim._queue_status("run", "default/held")
+        assert sim.stats["pod_status_coalesced"] == 1 and list(sim._status_queue).count("default/held") == 0
+        sim._status_due.pop("default/held")
+
+        names = [f"burst-{i}" for i in range(30)]
+        await asyncio.gather(*(api.create(pod(name, f"hollow-{i % 2}")) for i, name in enumerate(names)))
+
+        async def all_running() -> bool:
+            items = (await api.list("pods", namespace="default"))["items"]
+            return sum(1 for p in items if p["metadata"]["name"] in names and p.get("status", {}).get("phase") == "Running") == len(names)
+
+        await wait_for(all_running, 15)
+        assert sim.stats["pod_status_writes"] == len(names)
+        renewals = sim.stats["lease_renewals"]
+        await asyncio.sleep(0.8)
+        assert sim.stats["lease_renewals"] > renewals, "heartbeats go on beside the status writers"
+        assert sim.stats["pod_status_writes"] == len(names), "nothing changed: no further writes"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
