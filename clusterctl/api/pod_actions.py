@@ -123,8 +123,8 @@ async def handle_eviction(ctx: ApiContext, t: Target, request: web.Request, raw:
     if not isinstance(opts, dict):
         raise errors.bad_request("deleteOptions must be an object")
     async with ctx.lock(f"eviction/{t.namespace}"):
-        for _ in range(8):
-            item = await get_item(ctx, t)
+        item = await get_item(ctx, t)
+        while True:  # a lost compare-and-set is retried against the write that won (rest.update_with)
             pod = ctx.load(item)
             if authorize_old is not None:
                 authorize_old(pod)
@@ -133,7 +133,7 @@ async def handle_eviction(ctx: ApiContext, t: Target, request: web.Request, raw:
                 await _check_budgets(ctx, t.namespace or "", pod)
             try:
                 await delete_object(ctx, t.info, item, deep_copy(opts))
-            except RevisionConflict:
+            except RevisionConflict as exc:
+                item = exc.current
                 continue
             return json_response(_success({"name": t.name, "kind": "pods"}), 201)
-    raise errors.conflict("pods", t.name or "", "", why="too many concurrent updates; try again")

@@ -36,7 +36,6 @@ from clusterctl.store.base import Compacted, Item, KeyExists, KeyNotFound, Revis
 
 JSON = "application/json"
 TABLE_ACCEPT = "as=Table"
-UPDATE_RETRIES = 8
 #: lists longer than this are streamed in chunks of this many items
 STREAM_LIST_AFTER = 500
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
@@ -556,13 +555,18 @@ def _expected_revision(obj: dict) -> int | None:
 
 async def update_with(ctx: ApiContext, t: Target, mutate, *, expected: int | None = None, dry_run: bool = False,
                       warnings: list[str] | None = None, authorize_old=None) -> Outcome:
-    """Read-modify-write with retries: ``mutate(old_copy, item) -> new`` (None = no change).
+    """Read-modify-write until it applies: ``mutate(old_copy, item) -> new`` (None = no change).
 
-    With ``expected`` (a client's resourceVersion precondition) a mismatch is a 409, not a retry.
+    Like Kubernetes' GuaranteedUpdate: a compare-and-set that loses to a concurrent write is
+    retried against the object that won, which the store's ``RevisionConflict`` carries (the
+    newest state, even a write still waiting for its fsync: re-reading the applied state would
+    see the same stale object and lose again at once). There is no retry bound a busy server can
+    hit: each lost round means another write landed. Only a client's own resourceVersion
+    precondition (``expected``, or one in a patch's body) turns a mismatch into a 409.
     """
     info = t.info
-    for _ in range(UPDATE_RETRIES):
-        item = await get_item(ctx, t)
+    item = await get_item(ctx, t)
+    while True:
         if expected is not None and item.mod_revision != expected:
             raise errors.conflict(info.plural, t.name or "", info.group)
         old = ctx.load(item)
@@ -577,11 +581,10 @@ async def update_with(ctx: ApiContext, t: Target, mutate, *, expected: int | Non
             return Outcome(ctx.with_rv(old, item.mod_revision), 200, warnings or [])
         try:
             return await commit_update(ctx, t, item, old, new, dry_run=dry_run, warnings=warnings)
-        except RevisionConflict:
+        except RevisionConflict as exc:
             if expected is not None:
                 raise errors.conflict(info.plural, t.name or "", info.group) from None
-            continue
-    raise errors.conflict(info.plural, t.name or "", info.group, why="too many concurrent updates; try again")
+            item = exc.current
 
 
 def status_only(old: dict, new_status: Any) -> dict:
@@ -768,18 +771,18 @@ def check_preconditions(info: KindInfo, t: Target, item: Item, obj: dict, opts: 
 async def handle_delete(ctx: ApiContext, t: Target, request: web.Request, raw: bytes, authorize_old=None) -> web.Response:
     from clusterctl.api.lifecycle import delete_object
     opts = delete_options(raw, request.query)
-    for _ in range(UPDATE_RETRIES):
-        item = await get_item(ctx, t)
+    item = await get_item(ctx, t)
+    while True:  # as update_with: a lost compare-and-set is retried against the write that won
         obj = ctx.load(item)
         if authorize_old is not None:
             authorize_old(obj)
         check_preconditions(t.info, t, item, obj, opts)
         try:
             out = await delete_object(ctx, t.info, item, opts)
-        except RevisionConflict:
+        except RevisionConflict as exc:
+            item = exc.current
             continue
         return object_response(request, t.info, out.obj, out.status)
-    raise errors.conflict(t.info.plural, t.name or "", t.info.group, why="too many concurrent updates; try again")
 
 
 async def handle_deletecollection(ctx: ApiContext, t: Target, request: web.Request, raw: bytes) -> web.Response:

@@ -6,11 +6,12 @@ API writes one by one. Instead:
 - **The in-memory index is the truth while running** (key -> ``Item``, plus a sorted key list for
   prefix listing and paging with ``bisect``).
 - **Every acknowledged write is first appended to the write-ahead log and fsync'd** (``wal.py``).
-  Writers enqueue framed records; one writer task appends whatever accumulated while the previous
-  fsync ran and fsyncs once for all of them (group commit), in a dedicated thread, so the event
-  loop never blocks on the disk. Only after the fsync does the write touch memory, reach watchers
-  and return; if the append fails (disk full, I/O error) the callers get ``StoreError`` with the
-  OS message and nothing of it is applied.
+  Writers hand framed records to the log's own thread (``group_commit.py``), which appends
+  whatever accumulated while the previous fsync ran and fsyncs once for all of them (group
+  commit), so the event loop never blocks on the disk and no per-batch hand-off is needed. Only
+  after the fsync does the write touch memory (in log order, on the loop), reach watchers and
+  return; if the append fails (disk full, I/O error) the callers get ``StoreError`` with the OS
+  message and nothing of it is applied.
 - Compare-and-set checks see writes that are queued but not yet durable (a pending overlay), so
   concurrent writes to one key serialise exactly as their revisions say; reads see only durable,
   applied state.
@@ -56,6 +57,7 @@ from clusterctl.store.base import (
     StoreError,
 )
 from clusterctl.store.fanout import Subscriber, WatchStream, deliver
+from clusterctl.store.group_commit import GroupCommitter
 from clusterctl.store.recovery import Change, RecoveredState, compact_json, make_change, recover
 from clusterctl.store.snapshot import SNAPSHOT_NAME, write_snapshot
 from clusterctl.store.wal import SegmentWriter, WalFailed, frame, remove_segments_through, segment_name
@@ -69,6 +71,10 @@ MAX_BATCH = 1024  # log records per fsync; bounds a watcher's buffer overshoot (
 
 class StoreLocked(StoreError):
     """Another process has the data directory open."""
+
+
+class _NotRun(StoreError):
+    """A log-thread call queued behind a failed append was dropped with the writes behind it."""
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -95,7 +101,6 @@ class _Mutation:
     item: Item | None          # the new item (None for a delete)
     prev: Item | None          # what it replaces (the deleted item for a delete)
     encoded: bytes | None      # the new value's JSON (None for a delete)
-    record: bytes              # framed log record
     future: asyncio.Future
 
 
@@ -142,17 +147,15 @@ class TinyDBStore:
         self._history: list[Change] = []
         self._history_start = 0       # history[:start] is dropped (trimmed lazily in bulk)
         self._pending: dict[str, tuple[int, Item | None]] = {}
-        self._queue: list[_Mutation] = []
+        self._queued = 0              # writes handed to the log thread, not yet applied or failed
         self._watchers: set[Subscriber] = set()
 
         self._segment: SegmentWriter | None = None
         self._lock_fd = -1
         self._wal_thread: ThreadPoolExecutor | None = None
         self._snapshot_thread: ThreadPoolExecutor | None = None
-        self._writer_task: asyncio.Task | None = None
+        self._committer: GroupCommitter | None = None
         self._snapshot_task: asyncio.Task | None = None
-        self._io_lock: asyncio.Lock | None = None
-        self._wake: asyncio.Event | None = None
         self._broken: str | None = None
         self._closing = False
         self._started = False
@@ -198,9 +201,8 @@ class TinyDBStore:
         self.recovered = state
         self._history_start = 0
         self._trim_history()
-        self._io_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._writer_task = asyncio.create_task(self._run_writer(), name=f"store-writer {self.data_dir}")
+        self._committer = GroupCommitter(self._segment, loop, self._committed, max_batch=MAX_BATCH,
+                                         name=f"store-wal {self.data_dir.name}")
         self._started = True
 
     async def close(self) -> None:
@@ -208,9 +210,8 @@ class TinyDBStore:
         if not self._started:
             return
         self._closing = True
-        self._wake.set()
         try:
-            await asyncio.shield(self._writer_task)
+            await asyncio.shield(self._barrier())  # every queued write applied (or failed)
         finally:
             if self._snapshot_task is not None:
                 await asyncio.gather(self._snapshot_task, return_exceptions=True)
@@ -229,6 +230,9 @@ class TinyDBStore:
                 gc.unfreeze()  # the rest of the process gets the collector's usual behaviour back
 
     def _release(self) -> None:
+        if self._committer is not None:
+            self._committer.stop()
+            self._committer = None
         if self._segment is not None:
             self._segment.close()
             self._segment = None
@@ -389,53 +393,42 @@ class TinyDBStore:
         future = asyncio.get_running_loop().create_future()
         self._allocated = revision
         self._pending[key] = (revision, item)
-        self._queue.append(_Mutation(key, revision, item, prev, encoded, frame(payload), future))
-        self._wake.set()
+        self._queued += 1
+        self._committer.submit(frame(payload), _Mutation(key, revision, item, prev, encoded, future))
         # A cancelled caller does not cancel the write: it is queued and will be applied.
         return await future
 
-    async def _run_writer(self) -> None:
-        """The one task that appends to the log: group commit, then apply, then notify."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            async with self._io_lock:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                data = b"".join(mutation.record for mutation in batch)
-                try:
-                    await loop.run_in_executor(self._wal_thread, self._segment.append, data, len(batch))
-                except WalFailed as exc:
-                    self._fail_queued(batch, exc)
-                    continue
-                except Exception as exc:  # a bug or an unexpected OS error: refuse writes from now on
-                    log.exception("store %s: unexpected log append failure", self.data_dir)
-                    self._fail_queued(batch, WalFailed(f"log append failed: {exc!r}", broken=True))
-                    continue
-                self.commit_batches += 1
-                self.committed_writes += len(batch)
-                if self.freeze_gc and self.committed_writes - self._frozen_at >= GC_FREEZE_EVERY:
-                    gc.freeze()
-                    self._frozen_at = self.committed_writes
-                try:
-                    self._apply(batch)
-                except Exception as exc:  # a bug: memory may now lag the log; stop taking writes
-                    log.exception("store %s: applying a committed batch failed", self.data_dir)
-                    self._fail_queued(batch, WalFailed(f"applying committed writes failed: {exc!r}; "
-                                                       f"restart the store to recover from its log",
-                                                       broken=True))
-                    continue
-            if self._due_for_snapshot():
-                self._start_snapshot()
+    def _committed(self, batch: list[_Mutation], error: WalFailed | None) -> None:
+        """On the loop, in log order: a batch is durable (apply it) or was refused (fail it)."""
+        self._queued -= len(batch)
+        if error is not None:
+            self._fail_queued(batch, error)
+            return
+        self.commit_batches += 1
+        self.committed_writes += len(batch)
+        if self.freeze_gc and self.committed_writes - self._frozen_at >= GC_FREEZE_EVERY:
+            gc.freeze()
+            self._frozen_at = self.committed_writes
+        try:
+            self._apply(batch)
+        except Exception as exc:  # a bug: memory may now lag the log; stop taking writes
+            log.exception("store %s: applying a committed batch failed", self.data_dir)
+            self._broken = (f"applying committed writes failed: {exc!r}; "
+                            f"restart the store to recover from its log")
+            for mutation in batch:
+                if not mutation.future.done():
+                    mutation.future.set_exception(StoreError(self._broken))
+            return
+        if self._due_for_snapshot():
+            self._start_snapshot()
 
     def _fail_queued(self, batch: list[_Mutation], exc: WalFailed) -> None:
         # Later queued writes were checked against the failed ones (pending overlay): fail them too.
-        failed = batch + self._queue
-        self._queue = []
+        # The log thread is halted after a failed append until it is resumed here.
+        committer = self._committer
+        queued = committer.take_queued()
+        failed = batch + [token for token in queued if not committer.is_call(token)]
+        self._queued -= len(failed) - len(batch)
         self._pending.clear()
         self._allocated = max(self._allocated, self._revision)
         if exc.broken:
@@ -443,6 +436,33 @@ class TinyDBStore:
         for mutation in failed:
             if not mutation.future.done():
                 mutation.future.set_exception(StoreError(str(exc)))
+        for token in queued:
+            if committer.is_call(token):
+                committer.fail_call(token, _NotRun(f"not run after a failed log append: {exc}"))
+        committer.resume()
+
+    def _log_call(self, fn: Callable, then: Callable[[object], object] | None = None) -> asyncio.Future:
+        """Run ``fn`` in the log thread after every write queued so far; ``then(result)`` runs on
+        the loop right after those writes are applied and before any later one is: the future
+        gets its value."""
+        future = asyncio.get_running_loop().create_future()
+
+        def done(result: object, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+                return
+            try:
+                future.set_result(then(result) if then is not None else result)
+            except BaseException as exc:  # noqa: BLE001 - reported to the awaiting caller
+                future.set_exception(exc)
+
+        self._committer.call(fn, done)
+        return future
+
+    def _barrier(self) -> asyncio.Future:
+        return self._log_call(lambda: None)
 
     def _apply(self, batch: list[_Mutation]) -> None:
         now = self._clock()
@@ -562,18 +582,20 @@ class TinyDBStore:
     async def _fold_log(self) -> None:
         """Rotate the log, write the index as a snapshot off the loop, delete covered segments."""
         loop = asyncio.get_running_loop()
-        async with self._io_lock:
-            if self._broken is not None:
-                raise StoreError(f"store {self.data_dir} is broken: {self._broken}")
-            try:
-                closed = await loop.run_in_executor(self._wal_thread, self._segment.rotate)
-            except (OSError, StoreError) as exc:
-                self._broken = f"cannot start a new log segment: {exc}"
-                raise StoreError(self._broken) from exc
-            # Every record in the closed segments is applied; nothing newer is. Items are
-            # immutable and values are never mutated, so a shallow copy is a consistent image.
-            items = dict(self._index)
-            revision = self._revision
+        if self._broken is not None:
+            raise StoreError(f"store {self.data_dir} is broken: {self._broken}")
+        # The rotation runs in the log thread between batches; the index is copied on the loop
+        # right after the last record of the closed segment is applied and before any later one:
+        # every record in the closed segments is in the copy, nothing newer is. Items are
+        # immutable and values are never mutated, so a shallow copy is a consistent image.
+        try:
+            closed, items, revision = await self._log_call(
+                self._segment.rotate, lambda closed: (closed, dict(self._index), self._revision))
+        except _NotRun:
+            raise
+        except (OSError, StoreError) as exc:
+            self._broken = f"cannot start a new log segment: {exc}"
+            raise StoreError(self._broken) from exc
         now = self._clock()
 
         def fold() -> None:
