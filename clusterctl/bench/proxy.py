@@ -55,7 +55,7 @@ def parse_wrk(text: str) -> tuple[float, float, int]:
     return rps, p99, errors + (int(non2xx.group(1)) if non2xx else 0)
 
 
-def measure(duration: float, connections: int, mode: str = "threads") -> dict:
+def measure(duration: float, connections: int, mode: str = "splice") -> dict:
     from clusterctl.lab import Lab
     lab = Lab(Path(tempfile.mkdtemp(prefix="bench-proxy-")), owner_pid=os.getpid())
     lab.up(2)
@@ -102,7 +102,9 @@ def measure(duration: float, connections: int, mode: str = "threads") -> dict:
             (sum(r[0] for r in rs) / len(rs), max(r[1] for r in rs), sum(r[2] for r in rs)) for rs in (runs["direct"], runs["proxied"]))
         return {"benchmark": "proxy", "client": f"wrk -t2 -c{connections} (Debian) on node h2, 2 alternating rounds of {duration / 2:g}s each way",
                 "server": "asyncio keep-alive HTTP/1.1 server, fixed 6-byte body (node_runtime/network/standalone.py http-backend) in a pod on node h1",
-                "proxy": "clusterctl ServiceProxy NodePort on node h1 (asyncio accept/connect/retry; one epoll thread moves bytes with splice(2))",
+                "proxy": f"clusterctl ServiceProxy NodePort on node h1 (asyncio accept/connect/retry; mode {mode}: "
+                          + {"splice": "one epoll thread moves bytes with splice(2))", "threads": "two splice(2) threads per connection)",
+                             "asyncio": "asyncio protocols)"}[mode],
                 "mode": mode, "connections": connections, "duration_s": duration,
                 "direct_rps": round(d_rps, 1), "proxied_rps": round(p_rps, 1), "ratio": round(p_rps / d_rps, 3),
                 "direct_p99_ms": round(d_p99, 3), "proxied_p99_ms": round(p_p99, 3), "target_ratio": 0.5,
@@ -118,7 +120,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--mode", choices=["splice", "threads", "asyncio"], default="threads",
+    p.add_argument("--mode", choices=["splice", "threads", "asyncio"], default="splice",
                    help="how the proxy moves bytes (default: splice, one epoll thread)")
     args = p.parse_args(argv)
     result = measure(args.duration, args.connections, args.mode)

@@ -30,12 +30,14 @@ log = logging.getLogger(__name__)
 class NodeNetwork:
     def __init__(self, config, client: ApiClient, *, cluster_cidr: str = DEFAULT_CLUSTER_CIDR,
                  service_cidr: str = DEFAULT_SERVICE_CIDR, proxy: bool = True,
-                 dns_upstream: tuple[str, int] | None = None, proxy_mode: str = "threads"):
+                 dns_upstream: tuple[str, int] | None = None, proxy_mode: str | None = None):
         self.config = config
         self.client = client
         self.pods = BridgeNetwork(config.node_name, config.address, Path(config.data_dir) / "network",
                                   pod_cidr=config.pod_cidr, cluster_cidr=cluster_cidr, service_cidr=service_cidr)
         dns_ip = getattr(config, "cluster_dns", None)
+        # how the proxy moves bytes (forwarder.py): "splice" unless the caller or the config says "threads"/"asyncio"
+        proxy_mode = proxy_mode or getattr(config, "proxy_mode", None) or "splice"
         self.proxy = ServiceProxy(client, config.node_name, [config.address],
                                   extra_cluster_ips={dns_ip} if dns_ip else None, mode=proxy_mode) if proxy else None
         self.dns = ClusterDNS(getattr(config, "cluster_domain", "cluster.local"), upstream=dns_upstream) if dns_ip else None

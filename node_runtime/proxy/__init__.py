@@ -1,7 +1,7 @@
 """The Service proxy of a node: ClusterIPs and NodePorts forwarded to ready pods.
 
 ``table`` turns Services + Pods into frontends (pure); ``forwarder`` moves bytes between a
-client and a chosen backend (asyncio protocols, no per-byte Python work); ``addresses`` keeps
+client and a chosen backend (splice(2) under one epoll thread: no per-byte Python work); ``addresses`` keeps
 ClusterIPs on a dummy interface; ``service_proxy`` watches the API and keeps them in step.
 """
 

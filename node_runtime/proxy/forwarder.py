@@ -134,16 +134,15 @@ class Forwarder:
     """The listeners and the balancer of one frontend.
 
     The event loop only accepts and connects (with timeout and retry); then, by ``mode``:
-    ``"threads"`` (default): two blocking splice threads per connection (more CPU share on a
-    crowded machine, many more context switches); ``"splice"``: one shared pump thread moves the
-    bytes of every connection with non-blocking ``os.splice`` through a pipe under one epoll —
-    the bytes never enter Python, ~1.7x the throughput, but in about 1 of 6 three-node rollout
-    runs one response stalled after its headers (cause not found yet), so it is opt-in;
-    ``"asyncio"``: the protocols above on the event loop.
+    ``"splice"`` (default): one shared pump thread moves the bytes of every connection with
+    non-blocking ``os.splice`` through a pipe under one level-triggered epoll — the bytes never
+    enter Python (``_Pump``); ``"threads"``: two blocking splice threads per connection (simple,
+    but many threads and context switches: about half of splice's throughput); ``"asyncio"``:
+    the protocols above on the event loop.
     """
 
     def __init__(self, name: str, backends: list[Backend], *, affinity_timeout: float | None = None,
-                 connect_timeout: float = 1.0, attempts: int = 3, mode: str = "threads"):
+                 connect_timeout: float = 1.0, attempts: int = 3, mode: str = "splice"):
         if mode not in ("splice", "threads", "asyncio"):
             raise ValueError(f"forwarder mode must be splice, threads or asyncio, not {mode!r}")
         self.name = name
@@ -337,77 +336,149 @@ _SPLICE_F_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
 
 # ---------------------------------------------------------------------- epoll + splice pump
 
-_SPLICE_F_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2)
+_SPLICE_NB = _SPLICE_F_MOVE | getattr(os, "SPLICE_F_NONBLOCK", 2)
 _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
-_EPOLLERRS = select.EPOLLHUP | select.EPOLLERR
+_EPOLLHUP_ERR = select.EPOLLHUP | select.EPOLLERR
+_PIPE_BYTES = 1 << 16       # what one splice into an empty default pipe (16 pages) can take
 
 
 class _Direction:
-    __slots__ = ("src", "dst", "r", "w", "pending", "eof", "done")
+    """One direction of a connection: ``src`` -> a pipe -> ``dst``; the bytes never enter Python.
+
+    ``pending`` counts the bytes in the pipe. ``src`` is read only while the pipe is empty, so a
+    read never fails for want of pipe room and nothing is ever stuck there unseen. When ``src``
+    ends (EOF; or an error, then ``broken``) and the pipe is flushed, ``dst`` gets its FIN
+    (``shut``). Errors writing ``dst`` propagate: that peer is gone.
+    """
+
+    __slots__ = ("src", "dst", "src_fd", "dst_fd", "r", "w", "pending", "eof", "broken", "shut")
 
     def __init__(self, src: socket.socket, dst: socket.socket):
         self.src, self.dst = src, dst
+        self.src_fd, self.dst_fd = src.fileno(), dst.fileno()
         self.r, self.w = os.pipe()
         self.pending = 0
-        self.eof = False
-        self.done = False
+        self.eof = self.broken = self.shut = False
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write the pipe into ``dst``; False while ``dst`` would block."""
         while self.pending:
             try:
-                self.pending -= os.splice(self.r, self.dst.fileno(), self.pending, flags=_SPLICE_F_MOVE | _SPLICE_F_NONBLOCK)
+                self.pending -= os.splice(self.r, self.dst_fd, self.pending, flags=_SPLICE_NB)
             except BlockingIOError:
-                return
-        if self.eof and not self.done:
-            self._finish()
-
-    def pump(self) -> None:
-        while not self.eof:
-            if self.pending:
-                self.flush()
-                if self.pending:
-                    return
+                return False
+        if self.eof and not self.shut:
+            self.shut = True
             try:
-                n = os.splice(self.src.fileno(), self.w, _CHUNK, flags=_SPLICE_F_MOVE | _SPLICE_F_NONBLOCK)
+                self.dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        return True
+
+    def pump(self, *, drain: bool) -> bool:
+        """Move what ``src`` holds into ``dst``; True when ``src`` has nothing more for now.
+
+        Stops when ``src`` would block (True), the pipe is stuck behind a full ``dst`` (False:
+        ``dst`` becoming writable resumes it) or ``src`` ended (False). Without ``drain`` a short
+        read also ends the turn (True): level-triggered epoll reports ``src`` again if more came,
+        which saves one EAGAIN read per message. ``drain`` is for a source epoll no longer
+        watches (it hung up): there, only reading to its end finds the rest and its EOF.
+        """
+        while not self.eof:
+            if self.pending and not self.flush():
+                return False
+            try:
+                n = os.splice(self.src_fd, self.w, _PIPE_BYTES, flags=_SPLICE_NB)
             except BlockingIOError:
-                return
+                return True
+            except OSError:             # reset or timed out: its end; the connection closes once flushed
+                self.broken = True
+                n = 0
             if n == 0:
                 self.eof = True
                 self.flush()
-                return
+                return False
             self.pending = n
-            self.flush()
-            if n < _CHUNK:
-                return      # drained for now: level-triggered epoll says when more comes (saves an EAGAIN)
+            if not self.flush():
+                return False
+            if n < _PIPE_BYTES and not drain:
+                return True
+        return False
 
-    def _finish(self) -> None:
-        self.done = True
-        try:
-            self.dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    def close(self) -> None:
+        os.close(self.r)
+        os.close(self.w)
+
+
+class _Link:
+    """A proxied connection: the client, its upstream and the two directions between them."""
+
+    __slots__ = ("client", "upstream", "up", "down", "dropped")
+
+    def __init__(self, client: socket.socket, upstream: socket.socket):
+        self.client, self.upstream = client, upstream
+        self.up, self.down = _Direction(client, upstream), _Direction(upstream, client)
+        self.dropped = False
+
+    def sides(self) -> tuple[tuple[socket.socket, _Direction, _Direction], ...]:
+        """Each socket with the direction that reads it and the direction that writes it."""
+        return ((self.client, self.up, self.down), (self.upstream, self.down, self.up))
+
+    @property
+    def over(self) -> bool:
+        """Both FINs passed on, or one side failed (what is left for it cannot be delivered)."""
+        up, down = self.up, self.down
+        return (up.shut and down.shut) or (up.broken and up.shut) or (down.broken and down.shut)
+
+    def close(self) -> None:
+        for d in (self.up, self.down):
+            d.close()
+        for s in (self.client, self.upstream):
+            s.close()
+
+
+def _mask(reading: _Direction, writing: _Direction) -> int:
+    mask = 0
+    if not reading.eof and not reading.pending:
+        mask |= _EPOLLIN
+    if writing.pending:
+        mask |= _EPOLLOUT
+    return mask
 
 
 class _Pump:
-    """One thread, one epoll: moves bytes of many connections with non-blocking splice(2).
+    """One thread, one level-triggered epoll: moves the bytes of many connections with splice(2).
 
-    Each connection is two ``_Direction``s; a socket is watched for reading while its direction
-    has nothing stuck in its pipe, and for writing while the other direction has. No asyncio
-    machinery per chunk (that was the cost of ``mode="asyncio"``), no thread per connection
-    (that was the cost of ``mode="threads"``).
+    A socket is watched for reading while the direction it feeds has an empty pipe, and for
+    writing while the direction into it has bytes stuck in its pipe. No asyncio machinery per
+    chunk (the cost of ``mode="asyncio"``), no thread per connection (the cost of ``"threads"``).
+
+    Two rules keep every byte and every FIN moving (both broke the first version, see
+    tests/network/test_forwarder.py's stress tests):
+
+    - A socket that hung up (EPOLLHUP/ERR, reported whatever the mask, so it would spin) is
+      *parked*: taken out of epoll. Whatever it still holds is read by draining it to its end
+      whenever its pipe empties, instead of waiting for an event that will never come again.
+    - A finished connection's sockets and pipes are closed only after the whole batch of events
+      is handled: a closed fd number reused at once by a new connection would otherwise receive
+      a stale event of the old one (a hang-up that closed the new connection).
     """
 
     def __init__(self) -> None:
         self.ep = select.epoll()
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK)
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.ep.register(self.wake_r, _EPOLLIN)
         self.incoming: list[tuple[socket.socket, socket.socket]] = []
         self.lock = threading.Lock()
-        self.by_fd: dict[int, tuple[_Direction, _Direction, tuple]] = {}
-        self.silenced: set[int] = set()
-        self.masks: dict[int, int] = {}
+        self.by_fd: dict[int, tuple[_Link, _Direction, _Direction]] = {}
+        self.masks: dict[int, int] = {}         # fds in the epoll and their masks; parked fds are not
+        self.finished: list[_Link] = []
         self.thread = threading.Thread(target=self._run, daemon=True, name="proxy pump")
         self.thread.start()
+
+    @property
+    def open_links(self) -> int:
+        return len({id(entry[0]) for entry in list(self.by_fd.values())})
 
     def add(self, client: socket.socket, upstream: socket.socket) -> None:
         for s in (client, upstream):
@@ -415,7 +486,32 @@ class _Pump:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.lock:
             self.incoming.append((client, upstream))
-        os.write(self.wake_w, b"x")
+        try:
+            os.write(self.wake_w, b"x")
+        except BlockingIOError:
+            pass                # the pipe is full of wake-ups already: the pump will look
+
+    def _run(self) -> None:
+        while True:
+            try:
+                events = self.ep.poll()
+            except InterruptedError:
+                continue
+            for fd, ev in events:
+                if fd == self.wake_r:
+                    self._accept_new()
+                    continue
+                entry = self.by_fd.get(fd)
+                if entry is None:
+                    continue        # its connection ended earlier in this batch
+                try:
+                    self._serve(fd, ev, *entry)
+                except Exception:   # never let one connection stop the pump for every other
+                    log.exception("proxy pump: dropping a connection")
+                    self._drop(entry[0])
+            for link in self.finished:
+                link.close()
+            self.finished.clear()
 
     def _accept_new(self) -> None:
         try:
@@ -425,78 +521,65 @@ class _Pump:
         with self.lock:
             new, self.incoming = self.incoming, []
         for client, upstream in new:
-            up, down = _Direction(client, upstream), _Direction(upstream, client)
-            conn = (client, upstream, up, down)
-            self.by_fd[client.fileno()] = (up, down, conn)      # client: read for up, written by down
-            self.by_fd[upstream.fileno()] = (down, up, conn)
-            for sock in (client, upstream):
-                self.ep.register(sock.fileno(), _EPOLLIN)
-                self.masks[sock.fileno()] = _EPOLLIN
+            link = _Link(client, upstream)
+            try:
+                for sock, reading, writing in link.sides():
+                    fd = sock.fileno()
+                    self.by_fd[fd] = (link, reading, writing)
+                    self.ep.register(fd, _EPOLLIN)
+                    self.masks[fd] = _EPOLLIN
+            except OSError:
+                log.exception("proxy pump: cannot watch a new connection")
+                self._drop(link)
 
-    def _mask(self, reading: _Direction, writing: _Direction) -> int:
-        mask = 0
-        if not reading.eof and not reading.pending:
-            mask |= _EPOLLIN
-        if writing.pending:
-            mask |= _EPOLLOUT
-        return mask
+    def _serve(self, fd: int, ev: int, link: _Link, reading: _Direction, writing: _Direction) -> None:
+        hung_up = bool(ev & _EPOLLHUP_ERR)
+        try:
+            if writing.pending and ev & (_EPOLLOUT | _EPOLLHUP_ERR) and writing.flush():
+                if writing.src_fd not in self.masks and writing.pump(drain=True):
+                    self._unpark(writing.src_fd)
+            quiet = False
+            if not reading.pending and ev & (_EPOLLIN | _EPOLLHUP_ERR):
+                quiet = reading.pump(drain=hung_up)
+        except OSError:             # writing a peer failed: it is gone, nothing more can reach it
+            self._drop(link)
+            return
+        if link.over:
+            self._drop(link)
+            return
+        if hung_up and not quiet and not writing.pending:
+            self._park(fd)
+        for sock, r_dir, w_dir in link.sides():
+            sfd = sock.fileno()
+            mask = _mask(r_dir, w_dir)
+            if sfd in self.masks and self.masks[sfd] != mask:
+                self.ep.modify(sfd, mask)       # only on change: none at all in steady flow
+                self.masks[sfd] = mask
 
-    def _close(self, conn: tuple) -> None:
-        client, upstream, up, down = conn
-        for s in (client, upstream):
-            fd = s.fileno()
-            if fd >= 0:
-                self.by_fd.pop(fd, None)
-                self.masks.pop(fd, None)
-                if fd in self.silenced:
-                    self.silenced.discard(fd)
-                    continue
+    def _park(self, fd: int) -> None:
+        if self.masks.pop(fd, None) is not None:
+            self.ep.unregister(fd)
+
+    def _unpark(self, fd: int) -> None:
+        entry = self.by_fd[fd]
+        mask = _mask(entry[1], entry[2])
+        self.ep.register(fd, mask)
+        self.masks[fd] = mask
+
+    def _drop(self, link: _Link) -> None:
+        """Forget a connection now; close it after this batch of events (see the class doc)."""
+        if link.dropped:
+            return
+        link.dropped = True
+        for sock in (link.client, link.upstream):
+            fd = sock.fileno()
+            self.by_fd.pop(fd, None)
+            if self.masks.pop(fd, None) is not None:
                 try:
                     self.ep.unregister(fd)
-                except (OSError, ValueError):
-                    pass
-        for d in (up, down):
-            os.close(d.r)
-            os.close(d.w)
-        for s in (client, upstream):
-            s.close()
-
-    def _run(self) -> None:
-        while True:
-            for fd, ev in self.ep.poll():
-                if fd == self.wake_r:
-                    self._accept_new()
-                    continue
-                entry = self.by_fd.get(fd)
-                if entry is None:
-                    continue
-                reading, writing, conn = entry
-                try:
-                    if ev & _EPOLLOUT:
-                        writing.flush()
-                    if ev & (_EPOLLIN | _EPOLLERRS):
-                        reading.pump()
-                except OSError:             # reset, broken pipe: the connection is over both ways
-                    self._close(conn)
-                    continue
-                client, upstream, up, down = conn
-                if (up.done and down.done) or (ev & _EPOLLERRS and not reading.pending and not writing.pending):
-                    self._close(conn)
-                    continue
-                if ev & _EPOLLERRS:
-                    # hung up both ways, but bytes it sent still wait in the pipe: stop watching it
-                    # (HUP is reported whatever the mask) and let the other socket drain them
-                    self.silenced.add(fd)
-                    self.ep.unregister(fd)
-                try:
-                    for sock, r_dir, w_dir in ((client, up, down), (upstream, down, up)):
-                        sfd = sock.fileno()
-                        mask = self._mask(r_dir, w_dir)
-                        if sfd not in self.silenced and self.masks.get(sfd) != mask:
-                            self.ep.modify(sfd, mask)        # only on change: none at all in steady flow
-                            self.masks[sfd] = mask
                 except OSError:
-                    self._close(conn)
+                    pass
+        self.finished.append(link)
 
 
 _PUMP: _Pump | None = None

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class ServiceProxy:
     def __init__(self, client: ApiClient | None, node_name: str, node_addresses: list[str], *,
                  bind_cluster_ips: bool = True, connect_timeout: float = 1.0, attempts: int = 3,
-                 extra_cluster_ips: set[str] | None = None, mode: str = "threads"):
+                 extra_cluster_ips: set[str] | None = None, mode: str = "splice"):
         self.client = client
         self.node_name = node_name
         self.node_addresses = list(node_addresses)

@@ -25,7 +25,7 @@ from node_runtime.network.node import NodeNetwork  # noqa: E402
 async def main(path: str) -> None:
     config = AgentConfig.load(path)
     client = make_client(config)
-    net = NodeNetwork(config, client, proxy_mode=os.environ.get("CLUSTERCTL_PROXY_MODE", "threads"))
+    net = NodeNetwork(config, client, proxy_mode=os.environ.get("CLUSTERCTL_PROXY_MODE"))  # None: the default
     agent = Agent(config, client=client, network=net.pods)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import time
 
 import pytest
@@ -150,3 +151,177 @@ def test_client_ip_affinity_sticks_until_timeout_or_backend_leaves():
     bal.chosen("192.0.2.1", a)
     bal.update([b, c], 10)                                               # a left: choose again
     assert bal.candidates("192.0.2.1")[0] in (b, c)
+
+
+# ---------------------------------------------------------------------- stress: every way a connection ends
+
+def body_of(name: str, size: int) -> bytes:
+    return (name.encode() * (size // len(name) + 1))[:size]
+
+
+async def talker(name: str):
+    """A backend speaking a tiny protocol: each line ``KIND SIZE`` asks for a ``SIZE\\n`` header,
+    then, after a short pause (headers and body in separate segments), a body of ``SIZE`` bytes
+    of its name. ``ka``: keep the connection; ``close``: FIN after the body (busybox httpd's
+    way); ``rst``: reset after the body; ``half``: answer only after the client's FIN."""
+    async def handle(reader, writer):
+        try:
+            while line := await reader.readline():
+                kind, size = line.decode().split()
+                size = int(size)
+                if kind == "half":
+                    await reader.read()
+                writer.write(f"{size}\n".encode())
+                await writer.drain()
+                await asyncio.sleep(0.002)
+                writer.write(body_of(name, size))
+                await writer.drain()
+                if kind == "rst":
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
+                if kind in ("close", "half"):
+                    writer.write_eof()
+                    break
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, Backend("127.0.0.1", server.sockets[0].getsockname()[1])
+
+
+def read_answer(sock: socket.socket, f) -> tuple[str, int]:
+    """One header + body from a blocking socket file; returns (backend name, size)."""
+    header = f.readline()
+    if not header:
+        raise ConnectionError("closed before the header")
+    size = int(header)
+    body = f.read(size)
+    if len(body) != size:
+        raise ConnectionError(f"body cut at {len(body)} of {size}")
+    name = next(n for n in NAMES if body[: len(n)] == n.encode()[: size] or size == 0)
+    assert body == body_of(name, size), "bytes of two backends mixed"
+    return name, size
+
+
+NAMES = [f"b{i:02d}-" for i in range(40)]
+
+
+def client_session(port: int, kind: str, rng) -> None:
+    """One client's life of the given kind; raises on a wrong answer, a timeout (a stall) or a cut."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        f = sock.makefile("rb")
+        if kind == "ka":
+            for _ in range(rng.randint(2, 15)):
+                size = rng.choice([0, 1, 6, 100, 1500, 70_000, 300_000])
+                sock.sendall(f"ka {size}\n".encode())
+                read_answer(sock, f)
+            return
+        if kind == "slow":
+            size = 3 << 20
+            sock.sendall(f"close {size}\n".encode())
+            sock.shutdown(socket.SHUT_WR)
+            time.sleep(0.05)                      # the backend fills every buffer and hangs up
+            header = f.readline()
+            got = 0
+            while chunk := f.read1(65536):
+                got += len(chunk)
+                if rng.random() < 0.05:
+                    time.sleep(0.005)
+            assert int(header) == size and got == size, f"slow reader got {got} of {size}"
+            return
+        size = rng.choice([0, 6, 1500, 100_000])
+        sock.sendall(f"{kind} {size}\n".encode())
+        if kind == "half":
+            sock.shutdown(socket.SHUT_WR)
+        if kind == "rst":
+            try:                                  # the reset may overtake the bytes: cut is fine, a hang is not
+                read_answer(sock, f)
+                f.read()
+            except (ConnectionError, OSError):
+                pass
+            return
+        read_answer(sock, f)
+        assert f.read() == b"", "bytes after the answer"  # and the backend's FIN came through
+
+
+@pytest.mark.timeout(90)
+async def test_stress_short_keep_alive_half_closed_reset_and_slow_connections_while_endpoints_churn():
+    import random
+    from node_runtime.proxy.forwarder import shared_pump
+    live = [await talker(NAMES[i]) for i in range(3)]
+    fwd, port = await frontend([b for _, b in live], connect_timeout=0.5)
+    before = shared_pump().open_links if MODE == "splice" else 0
+    stop = asyncio.Event()
+
+    async def churn():
+        nxt, leaving = 3, []
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+            live.append(await talker(NAMES[nxt % len(NAMES)]))
+            nxt += 1
+            fwd.balancer.update([b for _, b in live[-3:]], None)
+            leaving.append(live.pop(0)[0])
+            if len(leaving) > 5:                  # gone from the balancer a while ago: connections
+                leaving.pop(0).close()            # being made to it are through; open ones finish
+        for s in leaving:
+            s.close()
+
+    def worker(seed: int) -> list[str]:
+        rng = random.Random(seed)
+        errors = []
+        kinds = ["ka", "close", "close", "half", "rst", "slow"]
+        for _ in range(25 if MODE != "asyncio" else 10):
+            kind = rng.choice(kinds)
+            try:
+                client_session(port, kind, rng)
+            except (OSError, ConnectionError, AssertionError, ValueError) as exc:
+                errors.append(f"{kind}: {exc!r}")
+        return errors
+
+    churner = asyncio.create_task(churn())
+    results = await asyncio.gather(*(asyncio.to_thread(worker, s) for s in range(24)))
+    stop.set()
+    await churner
+    errors = [e for r in results for e in r]
+    assert errors == [], f"{len(errors)} failed: {errors[:5]}"
+    assert fwd.stats["failed"] == 0
+    if MODE == "splice":                          # every finished connection let go of its sockets and pipes
+        deadline = time.monotonic() + 5
+        while shared_pump().open_links > before and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert shared_pump().open_links <= before
+    fwd.close()
+    for s, _ in live:
+        s.close()
+
+
+async def test_hung_up_backend_with_bytes_still_in_the_pipe_delivers_them_all():
+    """The client half-closes, the backend answers 4 MiB and hangs up while the client is not
+    reading yet: the backend's socket reports HUP with the pipe stuck behind the full client
+    socket. The first epoll pump stopped watching it there and never read the rest (a stall)."""
+    size = 4 << 20
+
+    async def handle(reader, writer):
+        await reader.read()
+        writer.write(b"y" * size)
+        await writer.drain()
+        writer.close()
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    fwd, port = await frontend([Backend("127.0.0.1", server.sockets[0].getsockname()[1])])
+
+    def client() -> int:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"go")
+            s.shutdown(socket.SHUT_WR)
+            time.sleep(0.3)
+            got = 0
+            while d := s.recv(1 << 16):
+                got += len(d)
+            return got
+    for _ in range(3):
+        assert await asyncio.to_thread(client) == size
+    fwd.close()
+    server.close()

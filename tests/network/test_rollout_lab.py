@@ -146,7 +146,9 @@ class Client(threading.Thread):
 
 def deployment(image: str) -> dict:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"replicas": 10, "selector": {"matchLabels": {"app": "web"}},
+            # minReadySeconds: each step of the rollout lasts a second at least, so the client overlaps
+            # it with a few hundred requests even when a crowded machine slows the client down
+            "spec": {"replicas": 10, "minReadySeconds": 1, "selector": {"matchLabels": {"app": "web"}},
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}},
                      "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
                          "terminationGracePeriodSeconds": 5,
