@@ -137,6 +137,15 @@ class Cgroup:
             time.sleep(0.02)
 
 
+@dataclass(frozen=True)
+class CgroupPlan:
+    """A container cgroup to be made: directories to create, then (file, value, optional) writes."""
+
+    cgroup: Cgroup
+    dirs: list[Path]
+    writes: list[tuple[Path, str, bool]]
+
+
 class CgroupManager:
     """Creates per-container cgroups under this agent's own subtree."""
 
@@ -165,50 +174,55 @@ class CgroupManager:
     def available(self) -> bool:
         return self.version in (1, 2)
 
-    def create(self, name: str, *, memory_bytes: int | None = None, cpu_millis: int | None = None,
-               pids_max: int | None = None) -> Cgroup:
+    def plan(self, name: str, *, memory_bytes: int | None = None, cpu_millis: int | None = None,
+             pids_max: int | None = None) -> CgroupPlan:
+        """What ``create`` would do, without touching the filesystem: the compiled container shim
+        carries it out itself (in the container's own process, so a slow cgroup mkdir — an RCU
+        sync in the kernel — never holds up the agent)."""
         if not self.available:
             raise NodeRuntimeError("no usable cgroup hierarchy (need cgroup v1 memory/cpu or v2 with memory)")
         leaf = _SAFE.sub("_", name)
-        paths: dict[str, Path] = {}
-        procs: list[Path] = []
-        for controller, base in self.bases.items():
-            d = base / leaf
+        paths = {controller: base / leaf for controller, base in self.bases.items()}
+        writes: list[tuple[Path, str, bool]] = []     # (file, value, only if the file exists)
+        if self.version == 1:
+            if memory_bytes:
+                writes.append((paths["memory"] / "memory.limit_in_bytes", str(memory_bytes), False))
+                # swap off for the container, so the limit is a real limit (OOM -> exit 137)
+                writes.append((paths["memory"] / "memory.memsw.limit_in_bytes", str(memory_bytes), True))
+            if cpu_millis and "cpu" in paths:
+                writes.append((paths["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US), False))
+                writes.append((paths["cpu"] / "cpu.cfs_quota_us", str(max(1000, cpu_millis * CFS_PERIOD_US // 1000)), False))
+            if pids_max and "pids" in paths:
+                writes.append((paths["pids"] / "pids.max", str(pids_max), False))
+        else:
+            u = paths["unified"]
+            if memory_bytes:
+                writes.append((u / "memory.max", str(memory_bytes), False))
+                writes.append((u / "memory.swap.max", "0", True))
+            if cpu_millis:
+                writes.append((u / "cpu.max", f"{max(1000, cpu_millis * CFS_PERIOD_US // 1000)} {CFS_PERIOD_US}", False))
+            if pids_max:
+                writes.append((u / "pids.max", str(pids_max), False))
+        cg = Cgroup(self.version, paths, [d / "cgroup.procs" for d in paths.values()])
+        return CgroupPlan(cg, list(paths.values()), writes)
+
+    def create(self, name: str, *, memory_bytes: int | None = None, cpu_millis: int | None = None,
+               pids_max: int | None = None) -> Cgroup:
+        plan = self.plan(name, memory_bytes=memory_bytes, cpu_millis=cpu_millis, pids_max=pids_max)
+        for d in plan.dirs:
             try:
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise NodeRuntimeError(f"cannot create cgroup {d}: {exc}") from exc
-            paths[controller] = d
-            procs.append(d / "cgroup.procs")
-        cg = Cgroup(self.version, paths, procs)
         try:
-            if self.version == 1:
-                if memory_bytes:
-                    (paths["memory"] / "memory.limit_in_bytes").write_text(str(memory_bytes))
-                    # swap off for the container, so the limit is a real limit (OOM -> exit 137)
-                    sw = paths["memory"] / "memory.memsw.limit_in_bytes"
-                    if sw.exists():
-                        sw.write_text(str(memory_bytes))
-                if cpu_millis and "cpu" in paths:
-                    (paths["cpu"] / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
-                    (paths["cpu"] / "cpu.cfs_quota_us").write_text(str(max(1000, cpu_millis * CFS_PERIOD_US // 1000)))
-                if pids_max and "pids" in paths:
-                    (paths["pids"] / "pids.max").write_text(str(pids_max))
-            else:
-                u = paths["unified"]
-                if memory_bytes:
-                    (u / "memory.max").write_text(str(memory_bytes))
-                    sw = u / "memory.swap.max"
-                    if sw.exists():
-                        sw.write_text("0")
-                if cpu_millis:
-                    (u / "cpu.max").write_text(f"{max(1000, cpu_millis * CFS_PERIOD_US // 1000)} {CFS_PERIOD_US}")
-                if pids_max:
-                    (u / "pids.max").write_text(str(pids_max))
+            for path, value, optional in plan.writes:
+                if optional and not path.exists():
+                    continue
+                path.write_text(value)
         except OSError as exc:
-            cg.destroy()
+            plan.cgroup.destroy()
             raise NodeRuntimeError(f"cannot set cgroup limits for {name}: {exc}") from exc
-        return cg
+        return plan.cgroup
 
     def open(self, name: str) -> Cgroup | None:
         """An existing container cgroup (adoption after an agent restart)."""

@@ -166,9 +166,14 @@ class ProcessRuntime:
             shutil.rmtree(cdir, True)
         cdir.mkdir(parents=True)
         cgroup = None
+        plan = None
         if self.cgroups.available:
-            cgroup = self.cgroups.create(cfg.id, memory_bytes=cfg.memory_bytes, cpu_millis=cfg.cpu_millis,
-                                         pids_max=cfg.pids_max)
+            limits = dict(memory_bytes=cfg.memory_bytes, cpu_millis=cfg.cpu_millis, pids_max=cfg.pids_max)
+            if self.shim:   # the shim makes it, from the container's own process
+                plan = self.cgroups.plan(cfg.id, **limits)
+                cgroup = plan.cgroup
+            else:
+                cgroup = self.cgroups.create(cfg.id, **limits)
         spec = {
             "rootfs": {"lower": list(reversed(cfg.layers)), "upper": str(cdir / "upper"),
                        "work": str(cdir / "work"), "merged": str(cdir / "rootfs")},
@@ -182,6 +187,9 @@ class ProcessRuntime:
             "gid": cfg.gid,
             "cgroup_procs": [str(p) for p in (cgroup.procs_files if cgroup else [])],
         }
+        if plan is not None:
+            spec["cgroup_dirs"] = [str(d) for d in plan.dirs]
+            spec["cgroup_writes"] = [(str(p), value, optional) for p, value, optional in plan.writes]
         if not cfg.layers:
             spec["rootfs"] = {"merged": str(cdir / "rootfs")}
         # The full spec (env may hold Secret values) goes to the launcher through an anonymous
@@ -357,6 +365,10 @@ def c_spec(spec: dict) -> bytes:
     for key in ("netns", "hostname"):
         if spec.get(key):
             items += [key, spec[key]]
+    for directory in spec.get("cgroup_dirs") or []:
+        items += ["cgroup_dir", directory]
+    for path, value, optional in spec.get("cgroup_writes") or []:
+        items += ["cgroup_write", path, value, "1" if optional else "0"]
     for procs in spec.get("cgroup_procs") or []:
         items += ["cgroup_procs", procs]
     for m in spec.get("mounts") or []:

@@ -205,3 +205,25 @@ def runtime(tmp_path):
         rt.kill(cid)
     rt.cgroups.cleanup()
 
+
+
+async def test_the_shim_makes_limits_and_joins_the_container_cgroup(runtime, layers, tmp_path):  # noqa: F811
+    if not runtime.cgroups.available:
+        pytest.fail("no cgroup hierarchy usable on this machine")
+    c = cfg("limits", layers, ["sh", "-c", "while :; do sleep 0.1; done"], tmp_path,
+            memory_bytes=48 << 20, cpu_millis=250, pids_max=64)
+    await runtime.start(c)
+    cg = runtime.cgroup(c.id)
+    assert cg is not None and runtime.container_pid(c.id) in cg.pids()
+    if cg.version == 1:
+        assert (cg.paths["memory"] / "memory.limit_in_bytes").read_text().strip() == str(48 << 20)
+        assert (cg.paths["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "25000"
+        assert (cg.paths["pids"] / "pids.max").read_text().strip() == "64"
+    else:
+        assert (cg.paths["unified"] / "memory.max").read_text().strip() == str(48 << 20)
+        assert (cg.paths["unified"] / "cpu.max").read_text().split()[0] == "25000"
+    waiter = asyncio.create_task(runtime.wait(c.id))
+    runtime.kill(c.id)
+    await asyncio.wait_for(waiter, 5)
+    await runtime.remove(c.id)
+    assert runtime.cgroups.open(c.id) is None  # removed with the container

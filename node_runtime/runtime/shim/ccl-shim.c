@@ -10,7 +10,7 @@
  * What it does, in order: unshare the PID, mount, UTS and IPC namespaces, make every mount
  * private, fork. The child is PID 1 of the new PID namespace: it asks for SIGKILL when the shim
  * dies (PR_SET_PDEATHSIG; a pipe closes the race where the shim died before that), then either
- * execs PROGRAM or builds the container itself (cgroups, pod netns, overlay rootfs, /proc, /dev,
+ * execs PROGRAM or builds the container itself (cgroups: made, limited, joined; pod netns, overlay rootfs, /proc, /dev,
  * /sys, volumes, pivot_root, masked paths, hostname, capabilities, no_new_privs, user) and execs
  * the workload. The shim stays as the parent holding no descriptor but stdio, forwards SIGTERM,
  * SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the child, and exits with the child's status
@@ -77,6 +77,8 @@ struct spec {
     const char *lower[MAX_ITEMS]; int n_lower;
     const char *upper, *work, *merged, *netns, *hostname, *cwd;
     const char *cgroup_procs[64]; int n_cgroup_procs;
+    const char *cgroup_dirs[64]; int n_cgroup_dirs;
+    struct { const char *path, *value, *optional; } cgroup_writes[64]; int n_cgroup_writes;
     struct mount_item mounts[512]; int n_mounts;
     char *argv[MAX_ITEMS]; int n_argv;
     char *env[MAX_ITEMS]; int n_env;
@@ -132,6 +134,16 @@ static void parse_spec(int fd, struct spec *s) {
         else if (!strcmp(key, "hostname")) { NEED(1); s->hostname = tok[++i]; }
         else if (!strcmp(key, "cwd")) { NEED(1); s->cwd = tok[++i]; }
         else if (!strcmp(key, "cgroup_procs")) { NEED(1); if (s->n_cgroup_procs < 64) s->cgroup_procs[s->n_cgroup_procs++] = tok[++i]; }
+        else if (!strcmp(key, "cgroup_dir")) { NEED(1); if (s->n_cgroup_dirs < 64) s->cgroup_dirs[s->n_cgroup_dirs++] = tok[++i]; }
+        else if (!strcmp(key, "cgroup_write")) {
+            NEED(3);
+            if (s->n_cgroup_writes < 64) {
+                s->cgroup_writes[s->n_cgroup_writes].path = tok[i + 1];
+                s->cgroup_writes[s->n_cgroup_writes].value = tok[i + 2];
+                s->cgroup_writes[s->n_cgroup_writes++].optional = tok[i + 3];
+            }
+            i += 3;
+        }
         else if (!strcmp(key, "arg")) { NEED(1); if (s->n_argv < MAX_ITEMS - 1) s->argv[s->n_argv++] = tok[++i]; }
         else if (!strcmp(key, "env")) {
             NEED(1);
@@ -329,8 +341,9 @@ static const char *resolve(const char *cmd, const char *path_env, char *buf, siz
     return NULL;
 }
 
-static void write_file(const char *path, const char *data) {
+static void write_file(const char *path, const char *data, int optional) {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 && optional && errno == ENOENT) return;
     if (fd < 0) SETUP_FAILED("open %s", path);
     if (write(fd, data, strlen(data)) < 0) SETUP_FAILED("write %s", path);
     close(fd);
@@ -340,7 +353,12 @@ static void run_container(int spec_fd) {
     static struct spec s;
     char buf[PATH_MAX];
     parse_spec(spec_fd, &s);
-    for (int i = 0; i < s.n_cgroup_procs; i++) write_file(s.cgroup_procs[i], "0");
+    /* the container's cgroups: made here rather than by the agent (a cgroup mkdir can wait for an
+       RCU grace period; here it holds up only this container) */
+    for (int i = 0; i < s.n_cgroup_dirs; i++) mkdir_p(s.cgroup_dirs[i]);
+    for (int i = 0; i < s.n_cgroup_writes; i++)
+        write_file(s.cgroup_writes[i].path, s.cgroup_writes[i].value, s.cgroup_writes[i].optional[0] == '1');
+    for (int i = 0; i < s.n_cgroup_procs; i++) write_file(s.cgroup_procs[i], "0", 0);
     if (s.netns) {
         int fd = open(s.netns, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) SETUP_FAILED("setns %s", s.netns);
