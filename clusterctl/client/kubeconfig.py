@@ -6,6 +6,19 @@ environment variable (a ``:``-separated list merged first-wins, as kubectl does)
 authority-data`` or ``certificate-authority`` file, or ``insecure-skip-tls-verify``) and the user's
 credentials (``token``, ``tokenFile``, client certificate/key as data or files). Relative file
 paths are resolved against the kubeconfig's own directory, as kubectl does.
+
+Several API servers (an HA control plane without a load balancer in front): ``server`` stays the
+one kubectl uses, and the cluster's ``extensions`` may list them all, in order of preference::
+
+    clusters:
+    - name: c
+      cluster:
+        server: https://10.0.0.11:6443
+        extensions:
+        - name: clusterctl.io/servers
+          extension: {servers: [https://10.0.0.11:6443, https://10.0.0.12:6443, https://10.0.0.13:6443]}
+
+kubectl ignores the extension; ``ApiClient`` fails over between the servers (``servers``).
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ import yaml
 from clusterctl.client.errors import KubeconfigError
 
 DEFAULT_PATH = Path("~/.kube/config")
+SERVERS_EXTENSION = "clusterctl.io/servers"
 
 
 @dataclass
@@ -43,7 +57,18 @@ class ClusterCredentials:
     client_cert_file: str | None = None
     client_key_file: str | None = None
     source: str = ""
+    #: every API server of the cluster in order of preference (``server`` first); empty = ``[server]``
+    servers: list[str] = field(default_factory=list)
     _tmp_files: list[str] = field(default_factory=list, repr=False)
+
+    def all_servers(self) -> list[str]:
+        """``server`` followed by the other ``servers``, each once, without trailing slashes."""
+        out: list[str] = []
+        for url in [self.server, *self.servers]:
+            url = str(url).rstrip("/")
+            if url and url not in out:
+                out.append(url)
+        return out
 
     def bearer_token(self) -> str | None:
         """The bearer token, read from ``tokenFile`` each time (it may be rotated)."""
@@ -195,6 +220,7 @@ def load_kubeconfig(path: str | os.PathLike[str] | None = None, *, context: str 
         client_key_file=rel(user_dir, user.get("client-key")),
         source=source,
     )
+    creds.servers = _servers_extension(cluster, f"cluster {cluster_name!r} in {source}")
     if cluster.get("certificate-authority-data"):
         creds.ca_data = _b64(cluster["certificate-authority-data"], f"cluster {cluster_name!r} certificate-authority-data", source)
     if user.get("client-certificate-data"):
@@ -202,3 +228,15 @@ def load_kubeconfig(path: str | os.PathLike[str] | None = None, *, context: str 
     if user.get("client-key-data"):
         creds.client_key_data = _b64(user["client-key-data"], f"user {user_name!r} client-key-data", source)
     return creds
+
+
+def _servers_extension(cluster: dict[str, Any], where: str) -> list[str]:
+    """The ``clusterctl.io/servers`` extension's server list (empty when there is none)."""
+    for ext in cluster.get("extensions") or []:
+        if not isinstance(ext, dict) or ext.get("name") != SERVERS_EXTENSION:
+            continue
+        servers = (ext.get("extension") or {}).get("servers") if isinstance(ext.get("extension"), dict) else None
+        if not isinstance(servers, list) or not all(isinstance(u, str) and u.startswith(("https://", "http://")) for u in servers):
+            raise KubeconfigError(f"{where}: extension {SERVERS_EXTENSION} needs extension.servers, a list of http(s) URLs")
+        return [u.rstrip("/") for u in servers]
+    return []

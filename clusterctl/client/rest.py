@@ -10,6 +10,15 @@ other connection failures are retried only for idempotent verbs (GET, PUT — gu
 resourceVersion —, DELETE), with exponential backoff and an injectable ``sleep``. A non-2xx answer
 raises the ``ApiError`` subclass matching its Kubernetes ``Status``. ``watch()`` streams
 ``(type, object)`` and turns a 410 into ``WatchExpired`` so informers know to re-list.
+
+Several API servers (``ClusterCredentials.all_servers()``, an HA control plane with no load
+balancer in front): ``server`` is the one in use. A request that cannot reach it (connection
+refused or reset before an answer, connect timeout) goes to the next server at once, and the one
+that answers is kept for later requests; an HTTP answer, 4xx or 5xx, is never a reason to switch.
+This is an aiohttp client middleware on the session, so everything that uses the client's session
+with ``client.server + path`` (Table requests, log streams, exec) fails over the same way. Each
+server must present a certificate for its own address (bootstrap's servers share one with all of
+them).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+import yarl
 
 from clusterctl.client.errors import (
     ApiConnectionError,
@@ -71,16 +81,19 @@ class ApiClient:
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         request_timeout: float = 60.0,
+        connect_timeout: float = 5.0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         user_agent: str = "clusterctl",
     ) -> None:
         self.credentials = credentials
-        self.server = credentials.server
+        self.servers = credentials.all_servers()
+        self._current = 0
         self.namespace = credentials.namespace
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.request_timeout = request_timeout
+        self.connect_timeout = connect_timeout
         self.user_agent = user_agent
         self._sleep = sleep
         self._max_connections = max_connections
@@ -88,6 +101,48 @@ class ApiClient:
         self._ssl = credentials.ssl_context()
         self.resources = ResourceTable()
         self._discovered = False
+
+    @property
+    def server(self) -> str:
+        """The API server requests go to now (the last one that answered)."""
+        return self.servers[self._current]
+
+    @server.setter
+    def server(self, url: str) -> None:
+        url = url.rstrip("/")
+        if url not in self.servers:
+            self.servers.insert(0, url)
+        self._current = self.servers.index(url)
+
+    async def _failover(self, req: aiohttp.ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        """Client middleware: a request to one of the servers that cannot reach it tries the others."""
+        url = str(req.url)
+        first = next((i for i, server in enumerate(self.servers) if url.startswith(server + "/")), None)
+        if first is None:
+            return await handler(req)
+        path = url[len(self.servers[first]):]
+        for step in range(len(self.servers)):
+            index = (first + step) % len(self.servers)
+            if step:
+                target = yarl.URL(self.servers[index] + path, encoded=True)
+                req.url = target
+                req.headers[aiohttp.hdrs.HOST] = target.host_port_subcomponent or target.raw_authority
+            try:
+                resp = await handler(req)
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError):
+                raise  # a certificate that does not verify is a configuration error, not an outage
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # nothing reached this server: any verb may go to the next one
+                if step == len(self.servers) - 1:
+                    raise
+                log.warning("API server %s unreachable (%s); trying %s", self.servers[index], exc,
+                            self.servers[(index + 1) % len(self.servers)])
+                continue
+            if index != self._current:
+                log.info("API server %s answers; using it from now on", self.servers[index])
+                self._current = index
+            return resp
+        raise AssertionError("unreachable")
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, *, context: str | None = None, **kwargs: Any) -> ApiClient:
@@ -108,7 +163,9 @@ class ApiClient:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_connections, limit_per_host=self._max_connections)
             headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
-            self._session = aiohttp.ClientSession(connector=connector, headers=headers, json_serialize=lambda o: orjson.dumps(o).decode())
+            middlewares = (self._failover,) if len(self.servers) > 1 else ()
+            self._session = aiohttp.ClientSession(connector=connector, headers=headers, middlewares=middlewares,
+                                                  json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
 
     def _auth_headers(self) -> dict[str, str]:
@@ -129,7 +186,6 @@ class ApiClient:
         timeout: float | None = None,
     ) -> Any:
         """Send one request; return the decoded JSON (or text if ``raw``); raise ``ApiError`` on non-2xx."""
-        url = self.server + path
         headers = self._auth_headers()
         data: bytes | None = None
         if body is not None:
@@ -138,10 +194,12 @@ class ApiClient:
         query = _clean_params(params)
         attempt = 0
         while True:
+            url = self.server + path
+            total = timeout or self.request_timeout
             try:
                 async with self._get_session().request(
                     method, url, params=query, data=data, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout or self.request_timeout),
+                    timeout=aiohttp.ClientTimeout(total=total, sock_connect=min(total, self.connect_timeout)),
                 ) as resp:
                     payload = await resp.read()
                     if resp.status >= 400:
@@ -156,6 +214,8 @@ class ApiClient:
                 # Nothing reached the server: safe to retry any verb.
                 err: Exception = exc
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                # the server went away or stalled mid-request: the next attempt starts elsewhere
+                self._skip(url)
                 if method not in IDEMPOTENT:
                     raise ApiConnectionError(f"{method} {url} failed: {exc or type(exc).__name__}") from exc
                 err = exc
@@ -165,6 +225,13 @@ class ApiClient:
             delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
             log.debug("retrying %s %s in %.2fs after %r", method, url, delay, err)
             await self._sleep(delay)
+
+    def _skip(self, url: str) -> None:
+        """Stop preferring the server ``url`` went to (if it is still the current one)."""
+        if len(self.servers) > 1 and url.startswith(self.server + "/"):
+            gone = self.server
+            self._current = (self._current + 1) % len(self.servers)
+            log.warning("API server %s stopped answering; trying %s next", gone, self.server)
 
     # ---------------------------------------------------------------- addressing
 

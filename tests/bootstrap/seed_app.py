@@ -143,11 +143,11 @@ class BalancedClient(threading.Thread):
         self.answers: list[str] = []
         self.failures: list[str] = []
         self.passed_over: dict[str, int] = {a: 0 for a in addresses}   # connections not opened, per node
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._next = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(30)
 
     def _connect(self) -> socket.socket | None:
@@ -161,7 +161,7 @@ class BalancedClient(threading.Thread):
         return None
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             sock = self._connect()
             if sock is None:
                 self.failures.append(f"{time.time():.2f}: no worker accepted a connection")
