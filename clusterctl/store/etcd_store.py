@@ -148,7 +148,7 @@ class EtcdStore:
     def __init__(self, endpoints: list[str], *, prefix: str = "", timeout: float = 10.0,
                  ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
                  watch_buffer: int = 5_000, watch_replay: int = 1_000, retry_budget: float = 3.0,
-                 retry_backoff: float = 0.025, retry_backoff_max: float = 0.5, read_batches: int = 2,
+                 retry_backoff: float = 0.025, retry_backoff_max: float = 0.5, read_batches: int = 1,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep):
         if not endpoints:
