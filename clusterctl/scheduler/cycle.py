@@ -4,7 +4,8 @@ Like kube-scheduler, filtering walks the node list from a rotating start index a
 has found ``num_feasible_nodes_to_find`` feasible nodes (``percentageOfNodesToScore``; adaptive
 by default: 50% minus 1% per 125 nodes, at least 5%, never fewer than 100 nodes) — so cost per
 pod stays flat as the cluster grows, while a pod that fits nowhere still gets every node's reason.
-``FitError`` renders Kubernetes' message: reasons counted over nodes, sorted as strings:
+Scoring in the hot loop (``score_totals``) works on lists aligned with the feasible nodes; the
+per-plugin dicts of ``score_nodes`` are for the explain table. ``FitError`` renders Kubernetes' message: reasons counted over nodes, sorted as strings:
 ``0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 Insufficient cpu.``
 """
 
@@ -170,6 +171,35 @@ def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], scorers: list[ScorePlug
     return totals, per_plugin
 
 
+def score_totals(pod: PodInfo, nodes: Sequence[NodeInfo], scorers: list[ScorePlugin]) -> list[int]:
+    """The scheduling hot path of ``score_nodes``: weighted totals aligned with ``nodes``.
+
+    Plugins whose ``pre_score`` answers SKIP are left out (they would score every node alike);
+    a plugin with ``score_list`` hands back normalized scores as a list (no per-node dicts),
+    others go through ``score_batch``/``score`` and ``normalize`` as in ``score_nodes``.
+    """
+    totals = [0] * len(nodes)
+    state: dict[str, object] = {}
+    for plugin in scorers:
+        pre = getattr(plugin, "pre_score", None)
+        if pre is not None and pre(pod, nodes).code == Code.SKIP:
+            continue
+        fast = getattr(plugin, "score_list", None)
+        if fast is not None:
+            scores = fast(pod, nodes, state)
+        else:
+            batch = getattr(plugin, "score_batch", None)
+            raw = batch(pod, nodes, state) if batch is not None else {node.name: plugin.score(pod, node) for node in nodes}
+            plugin.normalize(pod, raw)
+            scores = [raw[node.name] for node in nodes]
+        weight = plugin.weight
+        if weight == 1:
+            totals = [t + v for t, v in zip(totals, scores)]
+        else:
+            totals = [t + v * weight for t, v in zip(totals, scores)]
+    return totals
+
+
 def select_host(totals: dict[str, int], rng: random.Random) -> str:
     """Highest score; ties broken uniformly at random (as kube-scheduler does)."""
     best = max(totals.values())
@@ -191,5 +221,8 @@ def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], profile: Profile, *, perce
         raise FitError(pod, n, failures)
     if len(feasible) == 1:
         return ScheduleResult(feasible[0].name, visited, 1, next_start, {feasible[0].name: 0})
-    totals, _ = score_nodes(pod, feasible, profile.scorers, skip_constant=True)
-    return ScheduleResult(select_host(totals, rng), visited, len(feasible), next_start, totals)
+    totals = score_totals(pod, feasible, profile.scorers)
+    best = max(totals)
+    ties = [i for i, score in enumerate(totals) if score == best]  # in node order, as select_host's
+    chosen = feasible[ties[0] if len(ties) == 1 else rng.choice(ties)].name
+    return ScheduleResult(chosen, visited, len(feasible), next_start, dict(zip(map(_NAME, feasible), totals)))

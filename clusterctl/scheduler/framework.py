@@ -214,8 +214,15 @@ class NodeInfo:
     free_milli_cpu: int = 0
     free_memory: int = 0
     free_pods: int = 0
+    #: allocatable cpu/memory as plain ints for the scoring hot loop
+    alloc_milli_cpu: int = 0
+    alloc_memory: int = 0
+    #: scores a plugin memoized for this node at one ``generation`` (see plugins/allocation.py)
+    score_memo: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
     def _refresh_free(self) -> None:
+        self.alloc_milli_cpu = self.allocatable.milli_cpu
+        self.alloc_memory = self.allocatable.memory
         self.free_milli_cpu = self.allocatable.milli_cpu - self.requested.milli_cpu
         self.free_memory = self.allocatable.memory - self.requested.memory
         self.free_pods = self.allocatable.pods - self.requested.pods

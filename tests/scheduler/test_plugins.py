@@ -7,7 +7,7 @@ import random
 import pytest
 
 from clusterctl.scheduler.cache import SchedulerCache
-from clusterctl.scheduler.cycle import Profile, num_feasible_nodes_to_find, schedule
+from clusterctl.scheduler.cycle import Profile, num_feasible_nodes_to_find, schedule, score_nodes, score_totals
 from clusterctl.scheduler.framework import NodeInfo, PodInfo, fits, pod_requests
 from clusterctl.scheduler.plugins.allocation import BalancedAllocation, LeastAllocated
 from tests.scheduler.objects import node, pod
@@ -125,3 +125,35 @@ def test_sampling_stops_early_but_rotates_over_all_nodes() -> None:
         assert start <= int(result.node[1:]) < start + 100
         start = result.next_start_index
     assert start == 300
+
+
+def test_memoized_allocation_scores_follow_every_change_of_the_node() -> None:
+    """Scores memoized between cycles are exactly what a fresh computation gives, after the node
+    took a pod, lost it, or changed its allocatable — and the hot path picks what the explain
+    path (score_nodes over dicts) would."""
+    cache = _cache(*(node(f"n{i}", cpu=str(2 + i % 3), memory=f"{4 + i % 5}Gi") for i in range(12)))
+    small, big = PodInfo.of(pod("s", cpu="100m", memory="64Mi")), PodInfo.of(pod("b", cpu="1", memory="1Gi"))
+    profile = Profile()
+
+    def fresh(p: PodInfo) -> list[int]:
+        nodes = cache.node_list()
+        for n in nodes:
+            n.score_memo = None
+        return score_totals(p, nodes, profile.scorers)
+
+    def check(p: PodInfo) -> None:
+        nodes = cache.node_list()
+        memoized = score_totals(p, nodes, profile.scorers)
+        totals, _ = score_nodes(p, nodes, profile.scorers, skip_constant=True)
+        assert memoized == [totals[n.name] for n in nodes] == fresh(p)
+
+    for p in (small, big, small):
+        check(p)
+    cache.assume(PodInfo.of(pod("x", cpu="1500m", memory="3Gi")), "n3")
+    check(small)
+    check(big)
+    cache.remove_pod("default/x")
+    check(small)
+    cache.set_node(node("n5", cpu="16", memory="64Gi"))
+    check(big)
+    assert schedule(big, cache.node_list(), profile, rng=random.Random(0)).node == "n5"
