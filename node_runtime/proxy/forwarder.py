@@ -417,7 +417,12 @@ class _Link:
 
     def __init__(self, client: socket.socket, upstream: socket.socket):
         self.client, self.upstream = client, upstream
-        self.up, self.down = _Direction(client, upstream), _Direction(upstream, client)
+        self.up = _Direction(client, upstream)
+        try:
+            self.down = _Direction(upstream, client)
+        except OSError:
+            self.up.close()
+            raise
         self.dropped = False
 
     def sides(self) -> tuple[tuple[socket.socket, _Direction, _Direction], ...]:
@@ -480,6 +485,21 @@ class _Pump:
     def open_links(self) -> int:
         return len({id(entry[0]) for entry in list(self.by_fd.values())})
 
+    def describe(self) -> list[str]:
+        """One line per open connection (peers, parked sockets, each direction's state): diagnostics."""
+        out = []
+        for link in {id(e[0]): e[0] for e in list(self.by_fd.values())}.values():
+            try:
+                peers = f"{link.client.getpeername()} -> {link.upstream.getpeername()}"
+            except OSError as exc:
+                peers = f"({exc})"
+            dirs = " ".join(f"{n}:pending={d.pending},eof={d.eof},shut={d.shut},broken={d.broken}"
+                            for n, d in (("up", link.up), ("down", link.down)))
+            watched = " ".join(f"{n}={self.masks.get(s.fileno(), 'parked')}"
+                               for n, s in (("client", link.client), ("upstream", link.upstream)))
+            out.append(f"{peers} {dirs} {watched}")
+        return out
+
     def add(self, client: socket.socket, upstream: socket.socket) -> None:
         for s in (client, upstream):
             s.setblocking(False)
@@ -499,7 +519,10 @@ class _Pump:
                 continue
             for fd, ev in events:
                 if fd == self.wake_r:
-                    self._accept_new()
+                    try:
+                        self._accept_new()
+                    except Exception:
+                        log.exception("proxy pump: taking new connections failed")
                     continue
                 entry = self.by_fd.get(fd)
                 if entry is None:
@@ -521,7 +544,13 @@ class _Pump:
         with self.lock:
             new, self.incoming = self.incoming, []
         for client, upstream in new:
-            link = _Link(client, upstream)
+            try:
+                link = _Link(client, upstream)
+            except OSError:             # no fds left for its pipes: refuse this one, keep the others
+                log.exception("proxy pump: cannot take a new connection")
+                _reset_socket(client)
+                upstream.close()
+                continue
             try:
                 for sock, reading, writing in link.sides():
                     fd = sock.fileno()

@@ -22,6 +22,14 @@ from node_runtime.config import AgentConfig  # noqa: E402
 from node_runtime.network.node import NodeNetwork  # noqa: E402
 
 
+def log_proxy_connections() -> None:
+    """SIGUSR1: the proxy's open connections into the log (the e2e asks when a request fails)."""
+    from node_runtime.proxy import forwarder
+    pump = forwarder._PUMP
+    lines = pump.describe() if pump is not None else ["no pump"]
+    logging.getLogger("lab_agent").warning("proxy connections (%d):\n%s", len(lines), "\n".join(lines))
+
+
 async def main(path: str) -> None:
     config = AgentConfig.load(path)
     client = make_client(config)
@@ -29,6 +37,7 @@ async def main(path: str) -> None:
     agent = Agent(config, client=client, network=net.pods)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, log_proxy_connections)
     tasks = [asyncio.create_task(agent.run()), asyncio.create_task(net.run())]
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)

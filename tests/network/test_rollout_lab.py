@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import http.client
 import os
 import sysconfig
 import subprocess
@@ -125,23 +126,39 @@ class LabAgents:
 
 
 class Client(threading.Thread):
-    """Requests in a loop, a new connection each, over every node's NodePort."""
+    """Requests in a loop, a new connection each, over every node's NodePort.
 
-    def __init__(self, urls: list[str]):
+    A failure records when, at which stage (connect, headers, body) and from which local port,
+    and at once snapshots every node's sockets and the proxies' connections (``on_failure``)."""
+
+    def __init__(self, urls: list[str], on_failure=None):
         super().__init__(daemon=True)
         self.urls, self.results, self.failures = urls, [], []
         self.stop_after: int | None = None
+        self.on_failure = on_failure
 
     def run(self) -> None:
         i = 0
         while self.stop_after is None or len(self.results) + len(self.failures) < self.stop_after:
             url = self.urls[i % len(self.urls)]
             i += 1
+            host, port = url.split("/")[2].split(":")
+            conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            stage, local = "connect", None
             try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    self.results.append(r.read().decode().strip())
-            except OSError as exc:
-                self.failures.append(f"{time.monotonic():.2f} #{len(self.results)} {url}: {exc}")
+                conn.connect()
+                local = conn.sock.getsockname()[1]
+                stage = "headers"
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                stage = "body"
+                self.results.append(resp.read().decode().strip())
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(f"{time.strftime('%H:%M:%S')} #{len(self.results)} {url} port {local} at {stage}: {exc!r}")
+                if self.on_failure is not None:
+                    self.on_failure()
+            finally:
+                conn.close()
 
 
 def deployment(image: str) -> dict:
@@ -230,7 +247,14 @@ async def test_rollout_behind_a_node_port_drops_no_request(lab_factory, tmp_path
         answer = in_pod(lab, "h1", netns, "timeout", "5", "busybox", "nslookup", "web.default.svc.cluster.local", DNS_IP).stdout
         assert svc["spec"]["clusterIP"] in answer, answer
 
-        client = Client([f"http://{h.ip}:{NODE_PORT}/" for h in lab.hosts])
+        snapshots: list[str] = []
+
+        def snapshot() -> None:                   # the sockets of a failed request, while they still exist
+            for h in lab.hosts:
+                snapshots.append(f"--- {h.name} sockets at {time.strftime('%H:%M:%S')}\n"
+                                 + run(lab, h.name, "ss", "-tnio", check=False).stdout)
+                run(lab, h.name, "sh", "-c", f"pkill -USR1 -f {LAB_AGENT} || true", check=False)
+        client = Client([f"http://{h.ip}:{NODE_PORT}/" for h in lab.hosts], on_failure=snapshot)
         client.start()
         try:
             await wait_for("first answers", lambda: asyncio.sleep(0, len(client.results) >= 50), timeout=30)
@@ -244,10 +268,11 @@ async def test_rollout_behind_a_node_port_drops_no_request(lab_factory, tmp_path
         client.stop_after = max(1000, len(client.results) + len(client.failures) + 100)
         await asyncio.get_running_loop().run_in_executor(None, client.join, 300)
         if client.failures:
-            sockets = "\n".join(f"--- {h.name} sockets\n" + run(lab, h.name, "ss", "-tni", check=False).stdout for h in lab.hosts)
-            Path(os.environ.get("ROLLOUT_DIAG", "/dev/null")).write_text(sockets + "\n" + 
+            await asyncio.sleep(0.5)              # the agents log their proxy connections (SIGUSR1)
+            full_logs = "\n".join(f"--- {h.name}\n" + (h.data_dir / "agent.log").read_text() for h in lab.hosts)
+            Path(os.environ.get("ROLLOUT_DIAG", "/dev/null")).write_text(
                 f"{len(client.results)} ok, {len(client.failures)} failed\n" + "\n".join(client.failures[:5] + client.failures[-5:])
-                + "\n" + agents.logs())
+                + "\n" + "\n".join(snapshots) + "\n" + full_logs)
         assert client.failures == [], (len(client.results), len(client.failures), client.failures[:5])
         assert len(client.results) >= 1000
         assert during >= 200, f"only {during} requests while the rollout ran"
