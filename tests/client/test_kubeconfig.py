@@ -98,3 +98,21 @@ def test_broken_kubeconfigs_say_what_is_wrong(tmp_path: Path, mutate, message: s
 def test_missing_explicit_file(tmp_path: Path) -> None:
     with pytest.raises(KubeconfigError, match="does not exist"):
         load_kubeconfig(tmp_path / "nope")
+
+
+def test_servers_extension_lists_every_api_server_server_first(tmp_path: Path) -> None:
+    doc = config()
+    doc["clusters"][0]["cluster"]["extensions"] = [
+        {"name": "other", "extension": {"x": 1}},
+        {"name": "clusterctl.io/servers", "extension": {"servers": ["https://127.0.0.2:6443/", "https://127.0.0.1:6443"]}}]
+    creds = load_kubeconfig(write(tmp_path / "kc", doc))
+    assert creds.server == "https://127.0.0.1:6443"
+    assert creds.all_servers() == ["https://127.0.0.1:6443", "https://127.0.0.2:6443"]
+    assert load_kubeconfig(write(tmp_path / "plain", config())).all_servers() == ["https://127.0.0.1:6443"]
+
+
+def test_a_malformed_servers_extension_is_named(tmp_path: Path) -> None:
+    doc = config()
+    doc["clusters"][0]["cluster"]["extensions"] = [{"name": "clusterctl.io/servers", "extension": {"servers": "127.0.0.2"}}]
+    with pytest.raises(KubeconfigError, match=r"cluster 'c1' in .*clusterctl.io/servers needs extension.servers"):
+        load_kubeconfig(write(tmp_path / "kc", doc))
