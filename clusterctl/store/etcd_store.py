@@ -61,6 +61,7 @@ from clusterctl.store.base import (
     RevisionConflict,
     StoreError,
 )
+from clusterctl.store.etcd_http import GatewayAnswerLost, GatewayClient, GatewayConnectError
 from clusterctl.store.fanout import Subscriber, deliver
 
 API_PREFIX = "/v3"
@@ -166,7 +167,8 @@ class EtcdStore:
         self._sleep = sleep
         self._tls = (ca_file, cert_file, key_file)
         self._endpoint_index = 0
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None   # watch streams
+        self._gateway: GatewayClient | None = None           # every other call
         self._revision = 0
         self._closing = False
         self._watch_responses: set[aiohttp.ClientResponse] = set()
@@ -186,11 +188,12 @@ class EtcdStore:
             ssl_context = ssl.create_default_context(cafile=ca_file)
             if cert_file:
                 ssl_context.load_cert_chain(cert_file, key_file)
-        # no limit on connections: every request in flight gets its own keep-alive connection,
-        # so etcd sees them all at once and batches them into one raft entry / one fsync
+        # no limit on connections (here and in the gateway client): every request in flight gets its
+        # own keep-alive connection, so etcd sees them all at once and batches them into one fsync
         connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context if ssl_context else True)
         self._session = aiohttp.ClientSession(connector=connector, headers=_REQUIRE_LEADER,
                                               skip_auto_headers=("User-Agent",))
+        self._gateway = GatewayClient(ssl_context=ssl_context, headers={"Grpc-Metadata-hasleader": "true"})
         self._closing = False
         try:
             await self._call("/kv/range", {"key": _b64(b"\x00"), "count_only": True})
@@ -206,6 +209,9 @@ class EtcdStore:
         for response in list(self._watch_responses):  # session.close() leaves streams hanging
             response.close()
         self._watch_responses.clear()
+        if self._gateway is not None:
+            self._gateway.close()
+            self._gateway = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -241,7 +247,7 @@ class EtcdStore:
         a retry after an attempt whose outcome is unknown is flagged in ``reply["_retried_unknown"]``
         so the caller can tell its own earlier apply from someone else's write.
         """
-        if self._session is None:
+        if self._gateway is None:
             raise StoreError("etcd store is not started")
         data = orjson.dumps(body)
         deadline = self._clock() + self.retry_budget
@@ -273,19 +279,16 @@ class EtcdStore:
 
     async def _attempt(self, url: str, data: bytes) -> dict:
         """One POST. Raises ``_Unavailable`` (retryable), the mapped etcd error, or StoreError."""
-        assert self._session is not None
+        assert self._gateway is not None
         self.stats["requests"] += 1
         try:
-            async with self._session.post(url, data=data,
-                                          timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
-                payload = await response.read()
-                status = response.status
-        except aiohttp.ClientConnectorError as exc:
+            status, payload = await self._gateway.post(url, data, timeout=self.timeout)
+        except GatewayConnectError as exc:
             self._next_endpoint()  # nothing was sent
-            raise _Unavailable(f"cannot connect to {url}: {exc}", applied_maybe=False) from exc
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            raise _Unavailable(str(exc), applied_maybe=False) from exc
+        except GatewayAnswerLost as exc:
             self._next_endpoint()  # sent, answer lost
-            raise _Unavailable(f"{url} did not answer ({exc!r})", applied_maybe=True) from exc
+            raise _Unavailable(f"{url}: {exc}", applied_maybe=True) from exc
         try:
             with _collector_paused(len(payload) > 1_000_000):
                 reply = orjson.loads(payload) if payload else {}
