@@ -174,6 +174,8 @@ class EtcdStore:
         self._watch_responses: set[aiohttp.ClientResponse] = set()
         self._hubs: dict[str, _WatchHub] = {}
         self._reads = _ReadBatcher(self, max_in_flight=read_batches)
+        #: prefixes whose last unlimited list was too long to ride in a merged read
+        self._long_prefixes: set[str] = set()
         #: what went on the wire, for tests and ``status()``: requests sent, reads merged away, retries
         self.stats = {"requests": 0, "merged_reads": 0, "retries": 0}
 
@@ -355,11 +357,14 @@ class EtcdStore:
         if limit is not None:
             body["limit"] = limit
         reply: dict | None = None
-        if revision is None and (limit is None or limit <= MERGED_LIST_KEYS):
+        if revision is None and (limit is not None and limit <= MERGED_LIST_KEYS
+                                 or limit is None and prefix not in self._long_prefixes):
             merged = dict(body, limit=limit if limit is not None else MERGED_LIST_KEYS)
             response, at = await self._reads.read(merged)
             if limit is not None or not response.get("more"):
                 reply = response
+            else:
+                self._long_prefixes.add(prefix)  # next time straight to a range of its own
         if reply is None:  # a paged list at a revision, or a long one: a range of its own
             if revision is not None:
                 body["revision"] = revision
@@ -368,6 +373,8 @@ class EtcdStore:
             except Compacted as exc:
                 raise Compacted(revision or 0, exc.compact_revision) from exc
             at = revision if revision is not None else int(reply["header"]["revision"])
+            if limit is None and revision is None and int(reply.get("count", 0)) <= MERGED_LIST_KEYS:
+                self._long_prefixes.discard(prefix)
         kvs = reply.get("kvs") or []
         with _collector_paused(len(kvs) > 1_000):
             items = [self._item(kv) for kv in kvs]

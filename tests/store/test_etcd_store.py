@@ -161,6 +161,9 @@ async def test_concurrent_reads_share_few_requests_and_long_lists_stay_whole(etc
         sent = store.stats["requests"] - requests
         assert sent <= 8, sent  # 71 reads
         assert store.stats["merged_reads"] - merged >= 71 - sent
+        before = store.stats["requests"]
+        assert len((await store.list("/registry/core/pods/")).items) == many
+        assert store.stats["requests"] == before + 1  # known to be long: no merged attempt first
         # a read asked for after a write completed sees that write
         updated = await store.update("/registry/core/configmaps/default/c0", {"i": "new"})
         assert (await store.get("/registry/core/configmaps/default/c0")) == updated
