@@ -81,7 +81,7 @@ class ApiClient:
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         request_timeout: float = 60.0,
-        connect_timeout: float = 5.0,
+        connect_timeout: float = 5.0,         # per connection attempt, when there are several servers
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         user_agent: str = "clusterctl",
     ) -> None:
@@ -199,7 +199,7 @@ class ApiClient:
             try:
                 async with self._get_session().request(
                     method, url, params=query, data=data, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=total, sock_connect=min(total, self.connect_timeout)),
+                    timeout=aiohttp.ClientTimeout(total=total, sock_connect=self._sock_connect(total)),
                 ) as resp:
                     payload = await resp.read()
                     if resp.status >= 400:
@@ -225,6 +225,10 @@ class ApiClient:
             delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
             log.debug("retrying %s %s in %.2fs after %r", method, url, delay, err)
             await self._sleep(delay)
+
+    def _sock_connect(self, limit: float) -> float | None:
+        """How long one connection attempt may take: short when another server could answer."""
+        return min(limit, self.connect_timeout) if len(self.servers) > 1 else None
 
     def _skip(self, url: str) -> None:
         """Stop preferring the server ``url`` went to (if it is still the current one)."""
@@ -464,7 +468,8 @@ class WatchStream:
         url = client.server + path
         try:
             resp = await client._get_session().get(url, params=_clean_params(params), headers=client._auth_headers(),
-                                                   timeout=aiohttp.ClientTimeout(total=None, sock_connect=client.request_timeout, sock_read=None))
+                                                   timeout=aiohttp.ClientTimeout(total=None, sock_connect=client._sock_connect(client.request_timeout) or client.request_timeout,
+                                                                                 sock_read=None))
         except aiohttp.ClientError as exc:
             raise ApiConnectionError(f"watch {url} failed: {exc}") from exc
         async with resp:

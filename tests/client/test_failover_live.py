@@ -3,15 +3,18 @@
 The kubeconfig keeps ``server:`` for kubectl and lists every server in the cluster's
 ``clusterctl.io/servers`` extension. In front of the real server sit stand-ins for the ways a
 server can be gone: a port nothing listens on (refused), a listener that hangs up on every
-connection (the server died mid-request), and one that answers ``403`` (a real answer, which
+connection (the server died mid-request), a listener whose accept queue is full (connections
+time out, like a host that is powered off) and one that answers ``403`` (a real answer, which
 must not make the client switch).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +88,31 @@ async def test_a_server_that_hangs_up_is_left_and_not_tried_again(cluster, tmp_p
             assert hangup.accepted == seen, "the client went back to the server that hung up"
     finally:
         hangup.close()
+
+
+async def test_a_server_whose_connections_time_out_is_passed_over_after_the_connect_timeout(cluster, tmp_path):
+    api, kubeconfig = cluster
+    # a listener that never accepts, with its queue filled: the kernel drops further SYNs
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(blackhole.getsockname())
+        fillers.append(s)
+    kc = with_servers(kubeconfig, tmp_path / "kc", [f"https://127.0.0.1:{blackhole.getsockname()[1]}", api.server])
+    try:
+        async with ApiClient.from_kubeconfig(str(kc), connect_timeout=0.5) as client:
+            started = time.monotonic()
+            await client.get("namespaces", "default")
+            assert client.server == api.server
+            assert time.monotonic() - started < 5
+    finally:
+        for s in fillers:
+            s.close()
+        blackhole.close()
 
 
 async def test_an_http_error_answer_is_not_a_reason_to_switch(cluster, tmp_path):
