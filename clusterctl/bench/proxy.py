@@ -33,7 +33,7 @@ BACKEND_PORT = 8080
 def _run(lab, host: str, *argv: str, timeout: float = 60) -> str:
     r = subprocess.run(lab.exec_argv(host, *argv), capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
-        raise RuntimeError(f"{host}: {' '.join(argv)}: {r.stderr.strip() or r.returncode}")
+        raise RuntimeError(f"{host}: {' '.join(argv)}: exit {r.returncode}: {(r.stderr.strip() or r.stdout.strip())[-2000:]}")
     return r.stdout
 
 
@@ -91,21 +91,22 @@ def measure(duration: float, connections: int, mode: str = "splice") -> dict:
         runs: dict[str, list[tuple[float, float, int]]] = {"direct": [], "proxied": []}
         for name, url in (("direct", direct_url), ("proxied", proxied_url)):
             _run(lab, "h2", "wrk", "-t2", f"-c{connections}", "-d1s", url)         # warm-up
+        round_s = max(1, round(duration / 2))     # wrk takes whole seconds only ("-d2.5s" is a usage error)
         for _ in range(2):
             for name, url in (("direct", direct_url), ("proxied", proxied_url)):
-                out = _run(lab, "h2", "wrk", "-t2", f"-c{connections}", f"-d{duration / 2:g}s", "--latency", url,
+                out = _run(lab, "h2", "wrk", "-t2", f"-c{connections}", f"-d{round_s}s", "--latency", url,
                            timeout=duration + 60)
                 runs[name].append(parse_wrk(out))
                 if os.environ.get("CLUSTERCTL_BENCH_VERBOSE"):
                     print(out, file=sys.stderr)
         (d_rps, d_p99, d_err), (p_rps, p_p99, p_err) = (
             (sum(r[0] for r in rs) / len(rs), max(r[1] for r in rs), sum(r[2] for r in rs)) for rs in (runs["direct"], runs["proxied"]))
-        return {"benchmark": "proxy", "client": f"wrk -t2 -c{connections} (Debian) on node h2, 2 alternating rounds of {duration / 2:g}s each way",
+        return {"benchmark": "proxy", "client": f"wrk -t2 -c{connections} (Debian) on node h2, 2 alternating rounds of {round_s}s each way",
                 "server": "asyncio keep-alive HTTP/1.1 server, fixed 6-byte body (node_runtime/network/standalone.py http-backend) in a pod on node h1",
                 "proxy": f"clusterctl ServiceProxy NodePort on node h1 (asyncio accept/connect/retry; mode {mode}: "
                           + {"splice": "one epoll thread moves bytes with splice(2))", "threads": "two splice(2) threads per connection)",
                              "asyncio": "asyncio protocols)"}[mode],
-                "mode": mode, "connections": connections, "duration_s": duration,
+                "mode": mode, "connections": connections, "duration_s": 2 * round_s,
                 "direct_rps": round(d_rps, 1), "proxied_rps": round(p_rps, 1), "ratio": round(p_rps / d_rps, 3),
                 "direct_p99_ms": round(d_p99, 3), "proxied_p99_ms": round(p_p99, 3), "target_ratio": 0.5,
                 "direct_errors": d_err, "proxied_errors": p_err}
@@ -118,7 +119,7 @@ def measure(duration: float, connections: int, mode: str = "splice") -> dict:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="clusterctl bench proxy", description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true")
-    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--duration", type=float, default=6.0, help="seconds per way, in two rounds of whole seconds")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--mode", choices=["splice", "threads", "asyncio"], default="splice",
                    help="how the proxy moves bytes (default: splice, one epoll thread)")

@@ -87,8 +87,10 @@ class ServiceProxy:
         for key, fe in want.items():
             fwd = self.forwarders.get(key)
             if fwd is not None:
-                if set(fwd.balancer.backends) != set(fe.backends):
-                    log.info("proxy: %s backends %d -> %d", fwd.name, len(fwd.balancer.backends), len(fe.backends))
+                old, new = set(fwd.balancer.backends), set(fe.backends)
+                if old != new:
+                    log.info("proxy: %s backends %d -> %d (%s)", fwd.name, len(old), len(new), " ".join(
+                        [f"+{b.ip}:{b.port}" for b in sorted(new - old, key=str)] + [f"-{b.ip}:{b.port}" for b in sorted(old - new, key=str)]))
                 fwd.balancer.update(fe.backends, fe.affinity_timeout)
                 continue
             fwd = Forwarder(f"{fe.service}:{fe.port_name or fe.port}", fe.backends, affinity_timeout=fe.affinity_timeout,
