@@ -79,12 +79,13 @@ def node_capacity(config: AgentConfig) -> dict[str, str]:
 
 def make_client(config: AgentConfig) -> ApiClient:
     if config.kubeconfig:
-        return ApiClient.from_kubeconfig(config.kubeconfig, user_agent=f"node-runtime/{config.node_name}")
+        return ApiClient.from_kubeconfig(config.kubeconfig, user_agent=f"node-runtime/{config.node_name}",
+                                         max_connections=config.api_connections)
     if not config.server:
         from node_runtime.config import ConfigError
         raise ConfigError("agent config needs kubeconfig, or server (+ token, ca_file)")
     creds = ClusterCredentials(server=config.server, token=config.token, ca_file=config.ca_file)
-    return ApiClient(creds, user_agent=f"node-runtime/{config.node_name}")
+    return ApiClient(creds, user_agent=f"node-runtime/{config.node_name}", max_connections=config.api_connections)
 
 
 class Agent:

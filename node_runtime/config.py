@@ -68,6 +68,10 @@ class AgentConfig:
     listen_address: str | None = None     # the agent's HTTPS endpoint (logs, exec, stats); None = ``address``
     listen_port: int = 0                  # 0 = any free port; published in Node.status.daemonEndpoints
     max_pods: int = 110
+    #: connections to the API server, watches included (the agent's 2, plus 5 more with
+    #: ``network: bridge``). Each TLS connection holds ~0.25 MB; a burst of 50 pod starts opened
+    #: ~40 when this was 64, 10 MB of the agent's RSS, and no faster (the API server is one process)
+    api_connections: int = 16
     #: "bridge": real pod network (netns + bridge + host-gw routes), Service proxy and DNS
     #: (``node_runtime.network.node.NodeNetwork``); "loopback": a netns per pod with only ``lo``
     #: (no proxy) — what hollow test setups and the pods benchmark use.
@@ -119,6 +123,8 @@ class AgentConfig:
         if bad:
             raise ConfigError(f"unknown agent config keys: {', '.join(sorted(bad))}")
         kwargs.update(raw)
+        if "api_connections" in kwargs and (not isinstance(kwargs["api_connections"], int) or kwargs["api_connections"] < 8):
+            raise ConfigError("api_connections must be an integer >= 8 (the agent's watches hold up to 7 connections)")
         if kwargs.get("runtime", "process") not in ("process", "podman"):
             raise ConfigError(f"runtime must be process or podman, not {kwargs['runtime']!r}")
         return cls(node_name=str(name), data_dir=data_dir.resolve(), timings=timings, **kwargs)

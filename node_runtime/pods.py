@@ -330,6 +330,7 @@ class PodWorker:
                     await asyncio.sleep(max(backoff.next(), 0.5 * t.crashloop_base))
                     continue
                 try:
+                    self.marks.setdefault("config", time.monotonic())
                     state = await self.agent.runtime.start(cfg)
                 except asyncio.CancelledError:
                     raise
@@ -540,6 +541,9 @@ class PodWorker:
                 if status["phase"] == "Running" and self.running_at is None:
                     self.running_at = time.time()
                     self.marks["running_written"] = time.monotonic()
+                    if os.environ.get("NODE_RUNTIME_DEBUG_MARKS"):
+                        m = self.marks
+                        log.warning("marks %s %s", self.name, " ".join(f"{k}={v - m['seen']:.3f}" for k, v in m.items()))
                 self._flushed.set()
             except NotFound:
                 return
