@@ -39,7 +39,7 @@ from typing import Sequence
 
 from node_runtime.errors import NodeRuntimeError
 from node_runtime.runtime.cgroups import Cgroup, CgroupManager
-from node_runtime.runtime.shim import DEFAULT_COMPILERS, build_shim
+from node_runtime.runtime.shim import DEFAULT_COMPILERS, SHARED_CACHE, build_shim
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 
@@ -128,13 +128,13 @@ class ProcessRuntime:
     start_timeout = 60.0   # how long start() waits for the launcher to report the workload started
 
     def __init__(self, *, node_name: str, state_dir: str | Path, cgroups: CgroupManager | None = None,
-                 compilers: Sequence[str] = DEFAULT_COMPILERS):
+                 compilers: Sequence[str] = DEFAULT_COMPILERS, shim_cache: Path | None = SHARED_CACHE):
         self.node_name = node_name
         self.state_dir = Path(state_dir) / "containers"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.cgroups = cgroups if cgroups is not None else CgroupManager(node_name)
         #: the compiled shim, or None: util-linux unshare + the Python launcher (no C compiler here)
-        self.shim: Path | None = build_shim(self.state_dir, compilers=compilers)
+        self.shim: Path | None = build_shim(self.state_dir, compilers=compilers, shared_cache=shim_cache)
         self._launcher = launcher_program(self.state_dir) if self.shim is None else ""
         self._procs: dict[str, subprocess.Popen] = {}
         self._states: dict[str, ContainerState] = {}

@@ -35,23 +35,34 @@ SHIM_NAME = "ccl-shim"
 #: start-up touches most of its ~700 KB), a dynamic one ~1 MB (libc's pages mapped per process)
 DEFAULT_COMPILERS: tuple[str, ...] = ("musl-gcc", "cc", "gcc")
 BUILD_TIMEOUT = 120.0
+#: machine-wide cache of built shims (root's; the agent runs as root to isolate containers)
+SHARED_CACHE = Path("/var/cache/clusterctl")
 
 
-def build_shim(dest_dir: Path, *, compilers: Sequence[str] = DEFAULT_COMPILERS, source: Path = SOURCE) -> Path | None:
+def build_shim(dest_dir: Path, *, compilers: Sequence[str] = DEFAULT_COMPILERS, source: Path = SOURCE,
+               shared_cache: Path | None = SHARED_CACHE) -> Path | None:
     """The path of a working ``ccl-shim`` built from ``source`` under ``dest_dir``, or None when
-    there is no compiler or the build failed (the caller then uses util-linux ``unshare``)."""
+    there is no compiler or the build failed (the caller then uses util-linux ``unshare``).
+
+    ``shared_cache`` (machine-wide, root's) spares every further agent on the machine the
+    ~0.5 s compile (``clusterctl up`` nodes, tests); None to use only ``dest_dir``."""
     try:
         code = source.read_bytes()
     except OSError:
         log.warning("container shim source %s missing: using util-linux unshare", source)
         return None
-    target = Path(dest_dir) / f"shim-{hashlib.sha256(code).hexdigest()[:16]}" / SHIM_NAME
-    if target.is_file() and os.access(target, os.X_OK):
+    key = f"shim-{hashlib.sha256(code).hexdigest()[:16]}"
+    target = Path(dest_dir) / key / SHIM_NAME
+    if _usable(target):
         return target
     for name in compilers:
         cc = shutil.which(name)
         if cc is None:
             continue
+        # the shared copy is kept per compiler: installing musl-tools later gets the smaller build
+        cached = Path(shared_cache) / key / Path(name).name / SHIM_NAME if shared_cache is not None else None
+        if cached is not None and _usable(cached) and _install(cached, target):
+            return target
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{SHIM_NAME}-{os.getpid()}")
         for flags in (["-O2", "-static", "-s"], ["-O2", "-s"]):
@@ -63,9 +74,29 @@ def build_shim(dest_dir: Path, *, compilers: Sequence[str] = DEFAULT_COMPILERS, 
                 break
             if done.returncode == 0:
                 os.replace(tmp, target)
+                if cached is not None:
+                    _install(target, cached)
                 return target
             log.debug("%s %s: %s", cc, " ".join(flags), done.stderr.strip()[-500:])
         log.warning("building the container shim with %s failed; trying the next compiler", cc)
     log.warning("no C compiler built the container shim (tried %s): containers use util-linux unshare "
                 "and the Python launcher", ", ".join(compilers) or "none")
     return None
+
+
+def _usable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _install(src: Path, dest: Path) -> bool:
+    """Copy a built shim atomically (several agents may start at once); False when not possible."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        tmp = dest.with_name(f".{SHIM_NAME}-{os.getpid()}-copy")
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, dest)
+        return True
+    except OSError as exc:
+        log.debug("container shim cache %s: %s", dest, exc)
+        return False

@@ -52,20 +52,26 @@ def child_of(pid: int, timeout: float = 5) -> int:
     raise AssertionError(f"shim {pid} has no child")
 
 
-def test_build_is_cached_by_source_hash(tmp_path, shim):
-    first = build_shim(tmp_path)
+def test_build_is_cached_by_source_hash(tmp_path, monkeypatch):
+    first = build_shim(tmp_path / "state", shared_cache=tmp_path / "cache")
     assert first is not None and first.name == SHIM_NAME and os.access(first, os.X_OK)
     mtime = first.stat().st_mtime_ns
-    assert build_shim(tmp_path, compilers=()) == first  # cached: no compiler needed the second time
+    assert build_shim(tmp_path / "state", compilers=(), shared_cache=None) == first  # no compiler needed again
     assert first.stat().st_mtime_ns == mtime
+    # another agent on the machine copies the shared build instead of compiling
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "musl-gcc").symlink_to("/bin/false")   # a compiler that would fail: not run
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    other_agent = build_shim(tmp_path / "state2", compilers=("musl-gcc",), shared_cache=tmp_path / "cache")
+    assert other_agent is not None and other_agent.read_bytes() == first.read_bytes()
     changed = tmp_path / "changed.c"
     changed.write_text(SOURCE.read_text() + "\n/* another version */\n")
-    other = build_shim(tmp_path, source=changed)
+    other = build_shim(tmp_path / "state", source=changed, shared_cache=None)
     assert other is not None and other != first and other.parent.parent == first.parent.parent
 
 
 def test_glibc_build_works_too(tmp_path):
-    glibc = build_shim(tmp_path, compilers=("cc",))
+    glibc = build_shim(tmp_path, compilers=("cc",), shared_cache=None)
     assert glibc is not None
     assert run_shim(glibc, "/bin/sh", "-c", "echo pid=$$; exit 42").returncode == 42
 
@@ -85,9 +91,9 @@ def test_the_shim_stays_small(shim):
 
 
 def test_no_compiler_or_failing_compiler_gives_no_shim(tmp_path):
-    assert build_shim(tmp_path / "a", compilers=()) is None
-    assert build_shim(tmp_path / "b", compilers=("no-such-cc-here",)) is None
-    assert build_shim(tmp_path / "c", compilers=("false",)) is None  # a compiler that fails
+    assert build_shim(tmp_path / "a", compilers=(), shared_cache=None) is None
+    assert build_shim(tmp_path / "b", compilers=("no-such-cc-here",), shared_cache=None) is None
+    assert build_shim(tmp_path / "c", compilers=("false",), shared_cache=None) is None  # a compiler that fails
 
 
 def test_pid1_and_exit_code_exact(shim):
@@ -154,7 +160,7 @@ def test_c_spec_refuses_nul():
 
 @pytest.fixture
 def fallback_runtime(tmp_path):
-    rt = ProcessRuntime(node_name=f"t{uuid.uuid4().hex[:8]}", state_dir=tmp_path / "state", compilers=())
+    rt = ProcessRuntime(node_name=f"t{uuid.uuid4().hex[:8]}", state_dir=tmp_path / "state", compilers=(), shim_cache=None)
     yield rt
     for cid in list(rt.known()):
         rt.kill(cid)
