@@ -1,6 +1,6 @@
 # clusterctl preflight: prints one PROBLEM line per thing that would stop this host from running
 # its role and exits 1 if there is any. Changes nothing.
-# sh -c "$(cat preflight.sh)" preflight ARCH PYTHON CONTROLLER_TIME MAX_SKEW [PORT:SERVICE ...]
+# sh -c "$(cat preflight.sh)" preflight ARCH PYTHON CONTROLLER_TIME MAX_SKEW [PORT:SERVICE | needs=COMMAND:PACKAGE:WHY ...]
 want_arch=$1; want_py=$2; controller_time=$3; max_skew=$4; shift 4
 problems=0
 problem() { echo "PROBLEM: $*" >&2; problems=$((problems+1)); }
@@ -16,6 +16,11 @@ for ns in mnt pid net uts ipc; do [ -e /proc/self/ns/$ns ] || problem "kernel la
 skew=$(( $(date +%s) - controller_time ))
 [ "${skew#-}" -le "$max_skew" ] || problem "clock is ${skew}s off the controller's (max ${max_skew}s)"
 for spec in "$@"; do
+  case $spec in needs=*)
+    need=${spec#needs=}; tool=${need%%:*}; rest=${need#*:}
+    command -v "$tool" >/dev/null 2>&1 || problem "no $tool command (Debian: ${rest%%:*}): ${rest#*:}"
+    continue;;
+  esac
   port=${spec%%:*}; service=${spec#*:}
   # a port held by our own service (a rerun) is fine
   if [ ! -f "/etc/clusterctl/services/$service.env" ] && [ ! -f "/etc/systemd/system/$service.service" ] \
