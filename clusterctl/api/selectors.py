@@ -169,6 +169,11 @@ def selector_object_to_string(selector: dict | None) -> str:
 
 # --- field selectors ---------------------------------------------------------------------------
 
+def field_value(obj: dict, path: tuple[str, ...]) -> str:
+    """The value a field selector compares at ``path`` (as a string; "" when absent)."""
+    return _get(obj, path)
+
+
 def _get(obj: dict, path: tuple[str, ...]) -> str:
     cur: object = obj
     for part in path:

@@ -28,8 +28,9 @@ from clusterctl.api import errors
 from clusterctl.api.context import ApiContext
 from clusterctl.api.kinds import KindInfo
 from clusterctl.api.rest import Target, matches, selectors, to_table, wants_table
-from clusterctl.api.selectors import FieldRequirement, FieldSelector
+from clusterctl.api.selectors import FieldRequirement, FieldSelector, field_value
 from clusterctl.store.base import Compacted, Event, WatchOverflow
+from clusterctl.store.fanout import Trigger
 
 log = logging.getLogger("clusterctl.api.watch")
 
@@ -133,7 +134,7 @@ async def handle_watch(ctx: ApiContext, t: Target, request: web.Request) -> web.
             if send_initial and bookmarks:
                 await stream.bookmark(last_rv, initial_end=True)
         await _follow(ctx, stream, prefix, last_rv, labels, fields, filtering, bookmarks, deadline,
-                      kind_prefix=info.prefix())
+                      kind_prefix=info.prefix(), trigger=watch_trigger(ctx, info, fields))
     except ConnectionError:
         return resp  # the client went away; its watch simply ends
     try:
@@ -143,11 +144,45 @@ async def handle_watch(ctx: ApiContext, t: Target, request: web.Request) -> web.
     return resp
 
 
+#: field selectors worth indexing watchers by, most selective first (a node agent's pods, one object)
+_INDEXED_FIELDS = ("spec.nodeName", "metadata.name", "involvedObject.name")
+
+
+def watch_trigger(ctx: ApiContext, info: KindInfo, fields: FieldSelector) -> Trigger | None:
+    """An index for a field-selector watch (``spec.nodeName=X``: a node agent's pods), so the store
+    offers each event only to the watchers indexed under its values, instead of every watcher
+    matching every event (1,000 node agents = 1,000 matches per pod write). None when the store
+    cannot index or the selector has no exact term on an indexed field. Secrets are sealed in
+    the store (their fields cannot be read there): never indexed."""
+    if not getattr(ctx.store, "watch_triggers", False) or ctx.watch_cache is not None or fields.empty:
+        return None
+    if info.kind == "Secret" and not info.group:
+        return None
+    exact = {r.field: r for r in fields.requirements if not r.negate}
+    for name in _INDEXED_FIELDS:
+        requirement = exact.get(name)
+        if requirement is None:
+            continue
+        if name == "metadata.name":  # the key's last segment: nothing to decode
+            return Trigger(info.prefix(), name, _name_of_key, requirement.value, by_key=True)
+        path = requirement.path
+        return Trigger(info.prefix(), name, lambda key, value, _path=path: field_value(value, _path),
+                       requirement.value)
+    return None
+
+
+def _name_of_key(key: str, value: dict | None) -> str:
+    return key[key.rfind("/") + 1:]
+
+
 async def _follow(ctx: ApiContext, stream: _Stream, prefix: str, after: int, labels, fields, filtering: bool,
-                  bookmarks: bool, deadline: float, kind_prefix: str | None = None) -> None:
+                  bookmarks: bool, deadline: float, kind_prefix: str | None = None,
+                  trigger: Trigger | None = None) -> None:
     queue: asyncio.Queue = asyncio.Queue(QUEUE_LIMIT)
     if ctx.watch_cache is not None and kind_prefix is not None:
         gen = ctx.watch_cache.watch(kind_prefix, prefix, after_revision=after)
+    elif trigger is not None:
+        gen = ctx.store.watch(prefix, after_revision=after, trigger=trigger)
     else:
         gen = ctx.store.watch(prefix, after_revision=after)
 

@@ -12,15 +12,45 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Hashable, Iterable
 
 from clusterctl.store.base import Event, StoreError, WatchOverflow
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """An index for one watcher (kube-apiserver's "indexed triggers"): only events under ``scope``
+    whose value or previous value has ``extract(key, value) == value`` can concern it — e.g. a
+    node agent's pod watch with ``spec.nodeName=node-7``. The producer computes ``extract`` once
+    per event for all watchers sharing ``(scope, name)`` and offers each event only to the
+    watchers indexed under its values, so a pod event costs one lookup, not one match per node
+    agent. Still a pre-filter: the watcher applies its full selector to what it gets."""
+
+    scope: str
+    name: Hashable
+    extract: Callable[[str, dict | None], Hashable]
+    value: Hashable
+    #: ``extract`` reads only the key (e.g. the object's name): called with ``None`` for the
+    #: value, so nothing is decoded, and the previous value is not consulted
+    by_key: bool = False
+
+    def values_of(self, key: str, value: Callable[[], dict], prev: Callable[[], dict | None]) -> set:
+        """The index values an event touches (its value's and, if any, its previous value's)."""
+        if self.by_key:
+            return {self.extract(key, None)}
+        found = {self.extract(key, value())}
+        before = prev()
+        if before is not None:
+            found.add(self.extract(key, before))
+        return found
 
 
 class Subscriber:
     """One watcher's buffer and state, filled by a producer, drained by ``deliver``."""
 
-    __slots__ = ("prefix", "buffer", "limit", "wake", "overflowed", "closed", "error", "last_revision", "seen")
+    __slots__ = ("prefix", "buffer", "limit", "wake", "overflowed", "closed", "error", "last_revision", "seen",
+                 "reached")
 
     def __init__(self, prefix: str, limit: int, after_revision: int, replay: Iterable[Event] = (),
                  seen: int = 0):
@@ -35,6 +65,9 @@ class Subscriber:
         #: the newest revision of any batch offered (under this prefix or not): with an empty
         #: buffer, every event of this prefix up to ``seen`` has been delivered
         self.seen = seen
+        #: for a triggered watcher (offered only its own events): the producer's newest revision
+        #: offered to anyone, read when asked instead of written to every watcher per batch
+        self.reached: Callable[[], int] | None = None
 
     def offer(self, events: list[Event]) -> bool:
         """Buffer one batch's events under the prefix; False when the watcher has fallen behind.
@@ -95,7 +128,7 @@ class WatchStream:
         sub = self.subscriber
         if sub is None or self.replaying or sub.buffer or sub.overflowed or sub.error is not None:
             return None
-        return max(sub.last_revision, sub.seen)
+        return max(sub.last_revision, sub.seen if sub.reached is None else sub.reached())
 
 
 async def deliver(subscriber: Subscriber, after_revision: int) -> AsyncIterator[Event]:

@@ -41,7 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Hashable
 
 import orjson
 
@@ -56,7 +56,7 @@ from clusterctl.store.base import (
     RevisionConflict,
     StoreError,
 )
-from clusterctl.store.fanout import Subscriber, WatchStream, deliver
+from clusterctl.store.fanout import Subscriber, Trigger, WatchStream, deliver
 from clusterctl.store.group_commit import GroupCommitter
 from clusterctl.store.recovery import Change, RecoveredState, compact_json, make_change, recover
 from clusterctl.store.snapshot import SNAPSHOT_NAME, write_snapshot
@@ -149,6 +149,8 @@ class TinyDBStore:
         self._pending: dict[str, tuple[int, Item | None]] = {}
         self._queued = 0              # writes handed to the log thread, not yet applied or failed
         self._watchers: set[Subscriber] = set()
+        #: triggered watchers: (scope, name) -> (a Trigger of the group, value -> watchers)
+        self._triggered: dict[tuple[str, Hashable], tuple[Trigger, dict[Hashable, set[Subscriber]]]] = {}
 
         self._segment: SegmentWriter | None = None
         self._lock_fd = -1
@@ -221,9 +223,10 @@ class TinyDBStore:
                     await self._fold_log()
                 except StoreError as exc:
                     log.error("store %s: final snapshot failed: %s", self.data_dir, exc)
-            for watcher in self._watchers:
+            for watcher in self._all_watchers():
                 watcher.end()
             self._watchers.clear()
+            self._triggered.clear()
             self._started = False
             self._release()
             if self.freeze_gc:
@@ -493,11 +496,65 @@ class TinyDBStore:
         self._trim_history()
 
     def _notify(self, events: list[Event]) -> None:
-        if not self._watchers:
+        if self._watchers:
+            overflowed = [watcher for watcher in self._watchers if not watcher.offer(events)]
+            for watcher in overflowed:
+                self._watchers.discard(watcher)
+        if self._triggered:
+            self._notify_triggered(events)
+
+    def _notify_triggered(self, events: list[Event]) -> None:
+        """Each event to the triggered watchers indexed under its value or previous value only."""
+        for (scope, _), (trigger, by_value) in list(self._triggered.items()):
+            hits: dict[Hashable, list[Event]] = {}
+            for event in events:
+                if not event.key.startswith(scope):
+                    continue
+                try:
+                    values = trigger.values_of(event.key, lambda e=event: e.value,
+                                               lambda e=event: e.prev_value if e.type == "PUT" else None)
+                except Exception:  # noqa: BLE001 - cannot index it: every watcher of the scope gets it
+                    values = set(by_value)
+                for value in values:
+                    if value in by_value:
+                        hits.setdefault(value, []).append(event)
+            for value, batch in hits.items():
+                watchers = by_value.get(value)
+                if watchers:
+                    for watcher in [w for w in watchers if not w.offer(batch)]:
+                        watchers.discard(watcher)
+
+    def _all_watchers(self) -> list[Subscriber]:
+        found = list(self._watchers)
+        for _, by_value in self._triggered.values():
+            for watchers in by_value.values():
+                found.extend(watchers)
+        return found
+
+    def _register(self, watcher: Subscriber, trigger: Trigger | None) -> None:
+        if trigger is None:
+            self._watchers.add(watcher)
             return
-        overflowed = [watcher for watcher in self._watchers if not watcher.offer(events)]
-        for watcher in overflowed:
+        group = self._triggered.get((trigger.scope, trigger.name))
+        if group is None:
+            group = self._triggered[(trigger.scope, trigger.name)] = (trigger, {})
+        group[1].setdefault(trigger.value, set()).add(watcher)
+        watcher.reached = lambda: self._revision
+
+    def _unregister(self, watcher: Subscriber, trigger: Trigger | None) -> None:
+        if trigger is None:
             self._watchers.discard(watcher)
+            return
+        group = self._triggered.get((trigger.scope, trigger.name))
+        if group is None:
+            return
+        watchers = group[1].get(trigger.value)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del group[1][trigger.value]
+        if not group[1]:
+            del self._triggered[(trigger.scope, trigger.name)]
 
     # ----------------------------------------------------------------- history, watches
 
@@ -527,7 +584,10 @@ class TinyDBStore:
         self._trim_history()
         return self._compact_revision
 
-    def watch(self, prefix: str, *, after_revision: int) -> WatchStream:
+    #: ``watch(..., trigger=Trigger)`` is understood (the API server indexes selector watches)
+    watch_triggers = True
+
+    def watch(self, prefix: str, *, after_revision: int, trigger: Trigger | None = None) -> WatchStream:
         """Events under ``prefix`` with revision > ``after_revision``: replayed history, then live.
 
         Raises ``Compacted`` on first iteration if ``after_revision`` is older than the retained
@@ -535,11 +595,14 @@ class TinyDBStore:
         ``watch_buffer`` live events behind; ends normally when the store closes. Events up to
         and including ``after_revision`` are never delivered, even when it is in the future.
         The returned stream's ``progress()`` reports how far it is complete (``fanout.WatchStream``).
+        With a ``trigger`` (``fanout.Trigger``) only events whose value or previous value match
+        its index are delivered (replayed history included).
         """
         stream = WatchStream()
-        return stream.attach(self._watch(prefix, after_revision, stream))
+        return stream.attach(self._watch(prefix, after_revision, stream, trigger))
 
-    async def _watch(self, prefix: str, after_revision: int, stream: WatchStream) -> AsyncIterator[Event]:
+    async def _watch(self, prefix: str, after_revision: int, stream: WatchStream,
+                     trigger: Trigger | None = None) -> AsyncIterator[Event]:
         self._trim_history()
         if after_revision < self._compact_revision:
             raise Compacted(after_revision, self._compact_revision)
@@ -549,16 +612,18 @@ class TinyDBStore:
         # every event up to the current revision is either in `replay` or before after_revision
         watcher = Subscriber(prefix, self.watch_buffer, after_revision, seen=self._revision)
         stream.subscriber = watcher
-        self._watchers.add(watcher)
+        self._register(watcher, trigger)
         try:
             for change in replay:
                 watcher.last_revision = change.revision
-                yield change.event()
+                event = change.event()
+                if trigger is None or _triggers(trigger, event):
+                    yield event
             stream.replaying = False
             async for event in deliver(watcher, after_revision):
                 yield event
         finally:
-            self._watchers.discard(watcher)
+            self._unregister(watcher, trigger)
 
     # ----------------------------------------------------------------- snapshots
 
@@ -630,6 +695,16 @@ class TinyDBStore:
         return {"backend": "tinydb", "data_dir": str(self.data_dir), "revision": self._revision,
                 "compact_revision": self._compact_revision, "keys": len(self._index),
                 "history_events": len(self._history) - self._history_start,
-                "watchers": len(self._watchers), "snapshots_written": self.snapshots_written,
+                "watchers": len(self._all_watchers()), "snapshots_written": self.snapshots_written,
                 "commit_batches": self.commit_batches, "committed_writes": self.committed_writes,
                 "broken": self._broken}
+
+
+def _triggers(trigger: Trigger, event: Event) -> bool:
+    """Whether a replayed event concerns a triggered watcher (the live path indexes instead)."""
+    if not event.key.startswith(trigger.scope):
+        return False
+    try:
+        return trigger.value in trigger.values_of(event.key, lambda: event.value, lambda: event.prev_value)
+    except Exception:  # noqa: BLE001 - cannot tell: deliver it (the watcher filters again)
+        return True

@@ -180,3 +180,39 @@ def test_bookmark_carries_the_store_revision_once_caught_up(control_plane):
     bookmarks = [int(e["object"]["metadata"]["resourceVersion"]) for e in lines if e["type"] == "BOOKMARK"]
     assert [e for e in lines if e["type"] != "BOOKMARK"] == []
     assert bookmarks and bookmarks[0] >= last
+
+
+def test_node_agent_watches_by_node_name_see_their_pods_only(kube):
+    """``spec.nodeName=X`` watches (one per node agent) are served through the store's index: each
+    sees the pods bound to its node (a pod bound later as ADDED), a pod bound elsewhere not at
+    all; a single-object watch (by name) sees only that object; a negated term is not indexed."""
+    core, _ = kube
+    ns = "nodewatch"
+    core.create_namespace({"metadata": {"name": ns}})
+    start = core.list_namespaced_pod(ns).metadata.resource_version
+
+    def pod(name: str, node: str | None) -> dict:
+        spec: dict = {"containers": [{"name": "c", "image": "busybox:1.36"}]}
+        if node:
+            spec["nodeName"] = node
+        return {"metadata": {"name": name}, "spec": spec}
+
+    core.create_namespaced_pod(ns, pod("a", "node-1"))
+    core.create_namespaced_pod(ns, pod("b", "node-2"))
+    core.create_namespaced_pod(ns, pod("c", None))
+    core.create_namespaced_pod_binding("c", ns, {"metadata": {"name": "c"}, "target": {"kind": "Node", "name": "node-2"}},
+                                       _preload_content=False)
+    core.patch_namespaced_pod_status("a", ns, {"status": {"phase": "Running"}})
+    core.delete_namespaced_pod("b", ns, grace_period_seconds=0)
+
+    def seen(**kw) -> list[tuple[str, str]]:
+        w = watch.Watch()
+        return [(ev["type"], ev["object"].metadata.name)
+                for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=1, resource_version=start, **kw)]
+
+    assert seen(field_selector="spec.nodeName=node-1") == [("ADDED", "a"), ("MODIFIED", "a")]
+    assert seen(field_selector="spec.nodeName=node-2") == [("ADDED", "b"), ("ADDED", "c"), ("DELETED", "b")]
+    assert seen(field_selector="spec.nodeName=node-3") == []
+    assert seen(field_selector="metadata.name=c") == [("ADDED", "c"), ("MODIFIED", "c")]
+    assert seen(field_selector="spec.nodeName!=node-1") == [("ADDED", "b"), ("ADDED", "c"), ("MODIFIED", "c"),
+                                                           ("DELETED", "b")]

@@ -301,3 +301,49 @@ def test_snapshot_keeps_values_as_json_and_reads_format_1(tmp_path):
     path.write_bytes(orjson.dumps(data))
     old = read_snapshot(path).items[PODS + "default/old"]
     assert old.value == {"n": 3} and old.mod_revision == 2
+
+
+async def test_triggered_watchers_get_only_the_events_of_their_index_value(tmp_path):
+    """A node agent's ``spec.nodeName=X`` watch as a Trigger: each event reaches the watchers
+    indexed under its value or previous value (a pod moving from n1 to n2 concerns both), other
+    watchers are not even offered it, history replay is filtered the same way, and progress still
+    advances for a watcher that received nothing."""
+    from clusterctl.store.fanout import Trigger
+
+    def node_of(key, value):
+        return (value.get("spec") or {}).get("nodeName", "")
+
+    store = await opened(tmp_path)
+    try:
+        await store.create(PODS + "default/early", {"spec": {"nodeName": "n1"}})
+        start = store.revision - 1
+        watches = {node: store.watch(PODS, after_revision=start, trigger=Trigger(PODS, "spec.nodeName", node_of, node))
+                   for node in ("n1", "n2", "n3")}
+        firsts = {node: asyncio.ensure_future(w.__anext__()) for node, w in watches.items()}
+        assert (await asyncio.wait_for(firsts["n1"], 5)).key == PODS + "default/early"  # replayed
+        p = await store.create(PODS + "default/p", {"spec": {"nodeName": "n1"}})
+        await store.update(PODS + "default/p", {"spec": {"nodeName": "n2"}}, expected_revision=p.mod_revision)
+        await store.create(PODS + "default/q", {"spec": {"nodeName": "n2"}})
+        await store.create(PODS + "default/r", {"spec": {}})
+        await store.delete(PODS + "default/q")
+
+        async def take(node, count, first=None):
+            got = [first] if first is not None else []
+            while len(got) < count:
+                got.append(await asyncio.wait_for(watches[node].__anext__(), 5))
+            return [(e.type, e.key.rsplit("/", 1)[1], (e.value.get("spec") or {}).get("nodeName")) for e in got]
+
+        assert await take("n1", 2) == [("PUT", "p", "n1"), ("PUT", "p", "n2")]
+        assert await take("n2", 3, await asyncio.wait_for(firsts["n2"], 5)) == [
+            ("PUT", "p", "n2"), ("PUT", "q", "n2"), ("DELETE", "q", "n2")]
+        assert not firsts["n3"].done()
+        n3 = watches["n3"].subscriber
+        assert not n3.buffer and n3.seen == start + 1  # never offered anything since it subscribed
+        assert watches["n3"].progress() == store.revision   # yet known complete up to now
+        firsts["n3"].cancel()
+        await asyncio.gather(firsts["n3"], return_exceptions=True)
+        for w in watches.values():
+            await w.aclose()
+        assert store.status()["watchers"] == 0
+    finally:
+        await store.close()
