@@ -1,6 +1,7 @@
 """The container launcher: runs inside a container's fresh namespaces and execs the workload.
 
-Started by the process runtime as
+The fallback for machines without a C compiler: by default ``shim/ccl-shim.c`` does all of this
+in C (same steps, same exit codes; keep the two in step). Started by the process runtime as
 ``unshare --pid --fork --kill-child --mount --uts --ipc --propagation private python -S -I launcher.py SPEC``
 so it is PID 1 of a new PID namespace with a private mount namespace. It then, in order:
 joins the container's cgroups, enters the pod's network namespace, mounts the overlay rootfs,
