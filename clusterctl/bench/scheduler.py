@@ -179,11 +179,17 @@ async def measure(client: ApiClient, args: argparse.Namespace, meter: ProcessMet
     meter.sample()
     sampler.cancel()
     try:  # the hollow nodes' status writes trail the bindings (paced); wait for them too
-        await asyncio.wait_for(all_running.wait(), args.events_settle)
+        await asyncio.wait_for(asyncio.shield(asyncio.wait({watcher}, return_when=asyncio.FIRST_COMPLETED)), args.events_settle)
     except asyncio.TimeoutError:
         pass
+    watch_error = repr(watcher.exception()) if watcher.done() and not watcher.cancelled() and watcher.exception() else ""
     watcher.cancel()
     await asyncio.gather(sampler, watcher, return_exceptions=True)
+    if len(running) < args.pods:  # the list is the truth when the watch fell behind or broke
+        listed = await client.list("pods", namespace=NAMESPACE, field_selector="status.phase=Running", limit=2000)
+        running_listed = len(listed["items"])
+    else:
+        running_listed = len(running)
     latencies = [bound[n] - sent[n] for n in bound if n in sent]
     last = max(bound.values()) if bound else t0
     running_done = max(running.values()) - t0 if running else float("nan")
@@ -192,7 +198,7 @@ async def measure(client: ApiClient, args: argparse.Namespace, meter: ProcessMet
     cpu_with_events = meter.cpu()
     return {"created_s": created_s, "duration_s": last - t0, "bound": len(bound), "latencies": latencies, "cpu": cpu,
             "events": events, "events_done_s": events_done - t0, "cpu_with_events": cpu_with_events,
-            "running": len(running), "running_done_s": running_done}
+            "running": running_listed, "running_done_s": running_done, "watch_error": watch_error}
 
 
 async def count_scheduled_events(client: ApiClient, expected: int, *, settle: float, every: float = 2.0) -> int:
@@ -272,6 +278,7 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "scheduled_events": not args.no_scheduled_events,
         "pods_running": result["running"],
         "running_done_s": round(result["running_done_s"], 2),
+        **({"watch_error": result["watch_error"]} if result["watch_error"] else {}),
         "scheduled_events_recorded": result["events"],
         "events_done_s": round(result["events_done_s"], 2),
         "cpu_until_settled_s": round(sum(result["cpu_with_events"][n] for n in control_plane), 2),

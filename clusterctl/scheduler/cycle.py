@@ -5,7 +5,8 @@ has found ``num_feasible_nodes_to_find`` feasible nodes (``percentageOfNodesToSc
 by default: 50% minus 1% per 125 nodes, at least 5%, never fewer than 100 nodes) — so cost per
 pod stays flat as the cluster grows, while a pod that fits nowhere still gets every node's reason.
 Scoring in the hot loop (``score_totals``) works on lists aligned with the feasible nodes; the
-per-plugin dicts of ``score_nodes`` are for the explain table. ``FitError`` renders Kubernetes' message: reasons counted over nodes, sorted as strings:
+per-plugin dicts of ``score_nodes`` are for the explain table. ``FitError`` renders Kubernetes'
+message: reasons counted over nodes, sorted as strings:
 ``0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 Insufficient cpu.``
 """
 

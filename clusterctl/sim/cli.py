@@ -81,6 +81,7 @@ async def _run(args: argparse.Namespace) -> int:
         if args.cleanup:
             await cluster.delete_nodes()
         await client.close()
+        print(f"hollow nodes: {cluster.stats}", file=sys.stderr, flush=True)
     if task.done() and not task.cancelled() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
     return 0

@@ -80,6 +80,16 @@ def _micro_time() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def fake_pod_cidr(node_index: int) -> ipaddress.IPv4Network:
+    """A /24 per hollow node when no IPAM set ``spec.podCIDR``: 10.244.0.0/24, 10.244.1.0/24, ...
+    up to 10.255.255.0/24 (3,072 nodes), then on from 10.128.0.0/24 (to 10.239.255.0/24: 31,744
+    nodes in all) — always inside 10/8, and clear of the nodes' own 10.240.x InternalIPs."""
+    block = 244 * 256 + node_index if node_index < 12 * 256 else 128 * 256 + node_index - 12 * 256
+    if block >= 240 * 256 and node_index >= 12 * 256:
+        raise ValueError(f"hollow node #{node_index}: no fake pod CIDR left (at most {12 * 256 + 112 * 256} nodes)")
+    return ipaddress.ip_network(f"10.{block // 256}.{block % 256}.0/24")
+
+
 class PodAddresses:
     """Hands out pod IPs per node: from ``spec.podCIDR`` when IPAM set one, else a fake /24."""
 
@@ -91,10 +101,7 @@ class PodAddresses:
         ip = self._by_pod.get(pod_key)
         if ip is not None:
             return ip
-        if pod_cidr:
-            net = ipaddress.ip_network(pod_cidr, strict=False)
-        else:
-            net = ipaddress.ip_network(f"10.{244 + node_index // 256}.{node_index % 256}.0/24")
+        net = ipaddress.ip_network(pod_cidr, strict=False) if pod_cidr else fake_pod_cidr(node_index)
         n = self._next.get(node, 2)
         self._next[node] = n + 1 if n + 1 < net.num_addresses - 1 else 2
         ip = str(net.network_address + n)

@@ -143,3 +143,17 @@ async def test_pod_status_writes_are_paced_one_per_pod_and_coalesced(api: ApiCli
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_fake_pod_cidrs_are_distinct_private_24s_beyond_3072_nodes() -> None:
+    """Without IPAM every hollow node gets its own /24 in 10/8 (a 5,000-node bench once failed
+    every pod on nodes #3,072 and up: '10.256.0.0/24')."""
+    import ipaddress
+
+    from clusterctl.sim.hollow import PodAddresses, fake_pod_cidr
+
+    nets = [fake_pod_cidr(i) for i in range(6000)]
+    assert len(set(nets)) == 6000
+    assert all(n.prefixlen == 24 and n.subnet_of(ipaddress.ip_network("10.0.0.0/8")) for n in nets)
+    assert not any(n.overlaps(ipaddress.ip_network("10.240.0.0/16")) for n in nets)  # the nodes' InternalIPs
+    assert PodAddresses().ip_for("default/p", "hollow-5000", 5000, None) == "10.135.136.2"
