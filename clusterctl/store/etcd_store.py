@@ -503,6 +503,45 @@ class EtcdStore:
         finally:
             hub.unsubscribe(subscriber)
 
+    async def _open_watch(self, data: bytes, after_revision: int) -> tuple[aiohttp.ClientResponse, str]:
+        """POST a watch and check its status, retrying an unavailable etcd like ``_call`` (so a
+        client re-watching a member without a leader waits out the budget instead of spinning)."""
+        deadline = self._clock() + self.retry_budget
+        backoff = self.retry_backoff
+        attempt = 0
+        while True:
+            assert self._session is not None
+            url = self.endpoint + API_PREFIX + "/watch"
+            try:
+                response = await self._session.post(
+                    url, data=data, timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=None))
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                problem: str = f"{url} failed: {exc!r}"
+                cause: BaseException = exc
+            else:
+                if response.status == 200:
+                    self._watch_responses.add(response)
+                    return response, url
+                payload = await response.read()
+                response.close()
+                try:
+                    reply = orjson.loads(payload) if payload else {}
+                except orjson.JSONDecodeError:
+                    reply = {"message": payload[:200].decode(errors="replace")}
+                message = str(reply.get("message") or reply.get("error") or reply)
+                if not _unavailable_message(response.status, message):
+                    raise self._error(url, response.status, reply, after_revision)
+                problem, cause = f"{url} answered {response.status}: {message}", StoreError(message)
+            self._next_endpoint()
+            attempt += 1
+            if self._closing or self._clock() >= deadline:
+                raise StoreUnavailable(f"etcd watch unavailable after {attempt} attempt(s) in "
+                                       f"{self.retry_budget:g} s: {problem}") from cause
+            self.stats["retries"] += 1
+            if attempt % len(self.endpoints) == 0:
+                await self._sleep(min(backoff, max(0.0, deadline - self._clock())) * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, self.retry_backoff_max)
+
     async def _stream(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
         """One etcd watch stream: each message's events as a batch (see ``watch`` for errors)."""
         if self._session is None:
@@ -510,19 +549,8 @@ class EtcdStore:
         raw_prefix = self._key(prefix)
         body = {"create_request": {"key": _b64(raw_prefix), "range_end": _b64(prefix_end(raw_prefix)),
                                    "start_revision": after_revision + 1, "prev_kv": True}}
-        url = self.endpoint + API_PREFIX + "/watch"
+        response, url = await self._open_watch(orjson.dumps(body), after_revision)
         try:
-            response = await self._session.post(
-                url, data=orjson.dumps(body),
-                timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=None))
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-            self._next_endpoint()
-            raise StoreError(f"etcd watch at {url} failed: {exc!r}") from exc
-        self._watch_responses.add(response)
-        try:
-            if response.status != 200:
-                data = await response.read()
-                raise self._error(url, response.status, orjson.loads(data) if data else {}, after_revision)
             buffer = b""
             async for chunk in response.content.iter_any():
                 buffer += chunk
@@ -547,11 +575,13 @@ class EtcdStore:
                     raw_events = result.get("events")
                     if raw_events:
                         yield [self._event(raw_event) for raw_event in raw_events]
-            if not self._closing:
+            if not self._closing:  # etcd ends the streams of a member that lost its leader
+                self._next_endpoint()
                 raise StoreError(f"etcd watch stream at {url} ended; re-watch from the last revision seen")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             if self._closing:
                 return
+            self._next_endpoint()
             raise StoreError(f"etcd watch stream at {url} broke: {exc!r}") from exc
         finally:
             self._watch_responses.discard(response)

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from clusterctl.store import KeyNotFound, RevisionConflict
+from clusterctl.store import KeyNotFound, RevisionConflict, StoreError
 from clusterctl.store.etcd_process import LocalEtcdCluster
 from clusterctl.store.etcd_store import EtcdStore, StoreUnavailable
 
@@ -55,9 +55,18 @@ async def test_without_a_leader_calls_retry_then_raise_store_unavailable(cluster
     await store.start()
     try:
         created = await store.create(KEY, {"v": 1})
+        watch = store.watch("/registry/", after_revision=created.mod_revision)
+        waiting = asyncio.ensure_future(watch.__anext__())
+        await asyncio.sleep(0.2)
         for member in others:
             member.pause()
         await _wait_leaderless(first.endpoint)
+        # a watch on a member cut off from its cluster ends (the client re-watches) instead of
+        # silently missing what the majority writes; a new one is refused after the budget
+        with pytest.raises(StoreError, match="ended"):
+            await asyncio.wait_for(waiting, 10)
+        with pytest.raises(StoreUnavailable, match="no leader"):
+            await asyncio.wait_for(store.watch("/registry/", after_revision=created.mod_revision).__anext__(), 10)
 
         retries = store.stats["retries"]
         started = time.monotonic()
