@@ -7,8 +7,10 @@ Resources are addressed by plural/kind/short name or by an object's ``apiVersion
 
 Failure policy: a refused connection is retried for every verb (nothing reached the server);
 other connection failures are retried only for idempotent verbs (GET, PUT — guarded by
-resourceVersion —, DELETE), with exponential backoff and an injectable ``sleep``. A non-2xx answer
-raises the ``ApiError`` subclass matching its Kubernetes ``Status``. ``watch()`` streams
+resourceVersion —, DELETE), with exponential backoff and an injectable ``sleep``. A ``503`` with
+``Retry-After`` (the server did not serve the request, e.g. its etcd is electing a leader) is retried
+for every verb after that delay (capped at ``max_backoff``), as client-go does. Any other non-2xx
+answer raises the ``ApiError`` subclass matching its Kubernetes ``Status``. ``watch()`` streams
 ``(type, object)`` and turns a 410 into ``WatchExpired`` so informers know to re-list.
 
 Several API servers (``ClusterCredentials.all_servers()``, an HA control plane with no load
@@ -196,17 +198,24 @@ class ApiClient:
         while True:
             url = self.server + path
             total = timeout or self.request_timeout
+            retry_after: float | None = None
             try:
                 async with self._get_session().request(
                     method, url, params=query, data=data, headers=headers,
                     timeout=aiohttp.ClientTimeout(total=total, sock_connect=self._sock_connect(total)),
                 ) as resp:
                     payload = await resp.read()
-                    if resp.status >= 400:
+                    if resp.status == 503 and attempt < self.retries:
+                        retry_after = _retry_after(resp.headers.get("Retry-After"))
+                    if resp.status >= 400 and retry_after is None:
                         raise _error_from_response(resp.status, resp.reason or "", payload, method, path)
-                    if raw:
-                        return payload.decode("utf-8", "replace")
-                    return orjson.loads(payload) if payload else {}
+                    if retry_after is None:
+                        if raw:
+                            return payload.decode("utf-8", "replace")
+                        return orjson.loads(payload) if payload else {}
+                    # 503 + Retry-After: the server did not serve it (its store electing a leader)
+                    # and says when to come back — what client-go does too
+                    err = _error_from_response(resp.status, resp.reason or "", payload, method, path)
             except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
                 # A certificate that does not verify will not verify on retry either.
                 raise ApiConnectionError(f"{method} {url}: TLS verification failed (is the kubeconfig's CA this cluster's?): {exc}") from exc
@@ -222,7 +231,7 @@ class ApiClient:
             attempt += 1
             if attempt > self.retries:
                 raise ApiConnectionError(f"{method} {url} failed after {attempt} attempts: {err or type(err).__name__}") from err
-            delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+            delay = min(self.max_backoff, retry_after if retry_after is not None else self.backoff * 2 ** (attempt - 1))
             log.debug("retrying %s %s in %.2fs after %r", method, url, delay, err)
             await self._sleep(delay)
 
@@ -509,6 +518,14 @@ class WatchStream:
         if etype == "BOOKMARK" and not self._yield_bookmarks:
             return None
         return str(etype), obj
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form only), or None."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _clean_params(params: dict[str, Any] | None) -> dict[str, str] | None:
