@@ -5,8 +5,9 @@ itself. Mapping (kine and the Kubernetes apiserver do the same):
 
 - revision = etcd's header revision (``mod_revision`` of a key = its ``resourceVersion``);
 - create = txn(compare ``create_revision == 0`` -> put, else range) -> ``KeyExists``;
-- update/delete = txn(compare ``mod_revision == expected`` (or the key exists) -> put/delete with
-  ``prev_kv``, else range to report the current item) -> ``RevisionConflict``/``KeyNotFound``;
+- update = txn(compare ``mod_revision == expected`` (or the key exists) -> put + keys-only range
+  (for ``create_revision``), else range to report the current item) -> ``RevisionConflict``/``KeyNotFound``;
+- delete = the same compare -> delete with ``prev_kv`` (the deleted value), else range;
 - list = range over ``[prefix, prefix_end)`` with ``limit`` and, for consistent paging, ``revision``;
 - watch = a streaming ``/v3/watch`` from ``start_revision = after + 1`` with ``prev_kv`` (DELETE
   events carry the last value); etcd's "compacted" cancel becomes ``Compacted``.
@@ -423,7 +424,10 @@ class EtcdStore:
         raw = self._key(key)
         reply = await self._call("/kv/txn", {
             "compare": [self._exists_compare(raw, expected_revision)],
-            "success": [{"request_put": {"key": _b64(raw), "value": _b64(encoded), "prev_kv": True}}],
+            # the keys-only range after the put (same txn: it sees the put) gives create_revision
+            # without etcd reading, encoding and sending back the whole previous value (prev_kv)
+            "success": [{"request_put": {"key": _b64(raw), "value": _b64(encoded)}},
+                        {"request_range": {"key": _b64(raw), "keys_only": True}}],
             "failure": [{"request_range": {"key": _b64(raw)}}],
         }, write=True)
         if not reply.get("succeeded"):
@@ -435,8 +439,8 @@ class EtcdStore:
                 return current  # our first attempt applied; its answer was lost
             raise RevisionConflict(key, expected_revision if expected_revision is not None else 0, current)
         revision = int(reply["header"]["revision"])
-        prev = (reply["responses"][0].get("response_put") or {}).get("prev_kv") or {}
-        return Item(key, None, revision, int(prev.get("create_revision", revision)), encoded)
+        after = ((reply["responses"][1].get("response_range") or {}).get("kvs") or [{}])[0]
+        return Item(key, None, revision, int(after.get("create_revision", revision)), encoded)
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> Item:
         """Raises KeyNotFound, RevisionConflict. Returns the deleted item (revision = delete's).
