@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from clusterctl.client.errors import NotFound
+from clusterctl.scheduler.scheduler import Scheduler, SchedulerConfig
 from tests.scheduler.conftest import Env
 from tests.scheduler.objects import pod
 
@@ -173,3 +175,33 @@ async def test_scheduler_runs_as_a_supervised_child_of_the_control_plane(tmp_pat
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     children[0].wait(10)  # stopping the control plane stops its scheduler
+
+
+async def test_scheduled_events_never_hold_up_binding_and_trail_a_burst(env: Env) -> None:
+    """Events go through a bounded queue off the hot path: with nobody draining it (0 writers) a
+    burst still binds every pod and the overflow is counted as dropped; with the default queue
+    and writers, every pod of a burst gets its Scheduled event."""
+    env.scheduler = Scheduler(env.api, SchedulerConfig(initial_backoff=0.05, max_backoff=0.2, event_queue_size=10, event_writers=0))
+    await env.add_nodes("n-", 3)
+    await env.start()
+    await asyncio.gather(*(env.api.create(api_pod(f"stuck-{i}")) for i in range(40)))
+    for i in range(40):
+        await env.wait_pod(f"stuck-{i}", bound)
+    assert env.scheduler.stats.bound == 40
+    assert (env.scheduler.events.queued, env.scheduler.events.dropped) == (10, 30)
+    await env.stop()
+
+    env.tasks = []
+    env.scheduler = Scheduler(env.api, SchedulerConfig(initial_backoff=0.05, max_backoff=0.2))
+    await env.start()
+    names = {f"burst-{i}" for i in range(60)}
+    await asyncio.gather(*(env.api.create(api_pod(name)) for name in names))
+    end = time.monotonic() + 20
+    while True:
+        events = (await env.api.list("events", namespace="default", field_selector="reason=Scheduled"))["items"]
+        seen = {e["involvedObject"]["name"] for e in events} & names
+        if seen == names:
+            break
+        assert time.monotonic() < end, f"{len(names - seen)} pods without a Scheduled event"
+        await asyncio.sleep(0.1)
+    assert env.scheduler.events.dropped == 0
