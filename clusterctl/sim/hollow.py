@@ -375,7 +375,10 @@ class HollowCluster:
         self._reported[key] = uid
         if status.get("phase") == "Running" and status.get("podIP"):
             return  # reported by an earlier run of the simulator
-        self._schedule(self.config.ready_delay, "run", key)
+        if self.config.ready_delay > 0:
+            self._schedule(self.config.ready_delay, "run", key)
+        else:  # due now: straight to the status writers, no timer and no task per pod
+            self._queue_status("run", key)
 
     def _pod_deleted(self, pod: Obj) -> None:
         key = object_key(pod)
