@@ -562,17 +562,29 @@ class _Pump:
                 self._drop(link)
 
     def _serve(self, fd: int, ev: int, link: _Link, reading: _Direction, writing: _Direction) -> None:
-        hung_up = bool(ev & _EPOLLHUP_ERR)
-        try:
-            if writing.pending and ev & (_EPOLLOUT | _EPOLLHUP_ERR) and writing.flush():
-                if writing.src_fd not in self.masks and writing.pump(drain=True):
-                    self._unpark(writing.src_fd)
+        if ev == _EPOLLIN:
+            # the steady flow: bytes to pass on. If they all went through and the source did not
+            # end, no mask changes (the pipe was empty before and is again): done
+            try:
+                reading.pump(drain=False)
+            except OSError:
+                self._drop(link)
+                return
+            if not reading.pending and not reading.eof:
+                return
+            hung_up = quiet = False
+        else:
+            hung_up = bool(ev & _EPOLLHUP_ERR)
             quiet = False
-            if not reading.pending and ev & (_EPOLLIN | _EPOLLHUP_ERR):
-                quiet = reading.pump(drain=hung_up)
-        except OSError:             # writing a peer failed: it is gone, nothing more can reach it
-            self._drop(link)
-            return
+            try:
+                if writing.pending and ev & (_EPOLLOUT | _EPOLLHUP_ERR) and writing.flush():
+                    if writing.src_fd not in self.masks and writing.pump(drain=True):
+                        self._unpark(writing.src_fd)
+                if not reading.pending and ev & (_EPOLLIN | _EPOLLHUP_ERR):
+                    quiet = reading.pump(drain=hung_up)
+            except OSError:         # writing a peer failed: it is gone, nothing more can reach it
+                self._drop(link)
+                return
         if link.over:
             self._drop(link)
             return
