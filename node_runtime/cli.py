@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -83,9 +84,17 @@ def _shrink_tls_read_buffers() -> None:
         sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
+def _skip_frozenlist_extension() -> None:
+    """aiohttp's ``frozenlist`` C++ extension maps libstdc++ (~0.8 MB resident) for lists the agent
+    freezes a handful of times at start; the pure-Python one is equivalent. Must run before aiohttp
+    is imported."""
+    os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _limit_malloc_arenas()
+    _skip_frozenlist_extension()
     _shrink_tls_read_buffers()
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -49,3 +50,11 @@ def test_tls_read_buffers_are_small_in_the_agent():
              "print(s.SSLProtocol.max_size, len(p._ssl_buffer))")
     out = subprocess.run([sys.executable, "-c", "import asyncio; " + probe], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["32768", "32768"], out.stderr
+
+
+def test_the_agent_does_not_map_libstdcxx():
+    probe = ("import node_runtime.cli as c; c._skip_frozenlist_extension(); import node_runtime.agent, node_runtime.server; "
+             "print('libstdc++' in open('/proc/self/maps').read())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if k != "FROZENLIST_NO_EXTENSIONS"})
+    assert out.stdout.strip() == "False", out.stderr
