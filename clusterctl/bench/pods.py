@@ -15,7 +15,8 @@ runtime runs except the containers' own processes" = the agent process plus its 
 ``agent_rss_mb`` = the largest per-node figure (agent + its shims on one node: what compares with
 a k3s agent's per-node RSS), ``agent_rss_per_node_mb`` = each node's, ``agent_rss_sum_mb`` = summed
 over all nodes; ``agent_pss_mb`` is the summed figure with proportional set sizes (shared library
-pages counted once); ``agent_only_rss_mb`` / ``shims_rss_mb`` split the sum; ``shims`` counts them.
+pages counted once); ``agent_only_rss_mb`` / ``shims_rss_mb`` split the sum; ``shims`` counts them;
+``agent_idle_rss_mb`` (summed) and ``agent_idle_rss_per_node_mb``: the agents before any pod.
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ async def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "shims_rss_mb": round(shim_rss / 2**20, 1),
         "agent_pss_mb": round(sum(m[2] for m in mem) / 2**20, 1),
         "agent_idle_rss_mb": round(sum(m[0] for m in idle) / 2**20, 1),
+        "agent_idle_rss_per_node_mb": [round(m[0] / 2**20, 1) for m in idle],
         "shims": sum(m[3] for m in mem),
         "create_all_s": round(result["created_s"], 2),
         "agent_cpu_s": round(sum(cpu1[:-1]) - sum(cpu0[:-1]), 2),
