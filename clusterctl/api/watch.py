@@ -35,6 +35,7 @@ from clusterctl.store.fanout import Trigger
 log = logging.getLogger("clusterctl.api.watch")
 
 QUEUE_LIMIT = 1000
+WRITE_BATCH = 256  # events per write at most when a burst is queued
 _END = object()
 
 
@@ -60,6 +61,10 @@ class _Stream:
 
     async def send(self, etype: str, key: str, value: dict | None, revision: int, raw: bytes | None = None) -> None:
         """One event line; ``value`` may be None when ``raw`` (the stored JSON) is given."""
+        await self.resp.write(self.line(etype, key, value, revision, raw))
+
+    def line(self, etype: str, key: str, value: dict | None, revision: int, raw: bytes | None = None) -> bytes:
+        """The bytes of one event line (``send`` without the write)."""
         if self.table:
             if value is None:
                 value = orjson.loads(raw)
@@ -70,7 +75,7 @@ class _Stream:
             line = orjson.dumps({"type": etype, "object": table}) + b"\n"
         else:
             line = b'{"type":"' + etype.encode() + b'","object":' + self.object_bytes(key, value, revision, raw) + b"}\n"
-        await self.resp.write(line)
+        return line
 
     async def send_raw(self, etype: str, obj: dict) -> None:
         await self.resp.write(orjson.dumps({"type": etype, "object": obj}) + b"\n")
@@ -211,38 +216,54 @@ async def _follow(ctx: ApiContext, stream: _Stream, prefix: str, after: int, lab
             now = loop.time()
             if now >= deadline:
                 return
-            wait = deadline - now
-            if bookmarks:
-                wait = min(wait, max(0.0, next_bookmark - now))
-            try:
-                item = await asyncio.wait_for(queue.get(), timeout=wait)
-            except asyncio.TimeoutError:
-                if bookmarks and loop.time() >= next_bookmark:
-                    await stream.bookmark(_bookmark_revision(gen, queue, last_rv))
-                    next_bookmark = loop.time() + interval
-                continue
-            if item is _END:
-                return
-            if isinstance(item, WatchOverflow):
-                return  # the client re-watches from the last revision it was sent
-            if isinstance(item, Compacted):
-                status = errors.gone(f"too old resource version: {item.requested} ({item.compact_revision})").status()
-                await stream.send_raw("ERROR", status)
-                return
-            if isinstance(item, Exception):
-                await stream.send_raw("ERROR", errors.internal(str(item)).status())
-                return
-            event: Event = item
-            last_rv = event.revision
-            etype = _event_type(ctx, event, labels, fields, filtering)
-            if etype is not None:
-                if event.raw is not None:
-                    await stream.send(etype, event.key, None, event.revision, event.raw)
-                else:
-                    await stream.send(etype, event.key, event.value, event.revision)
+            if queue.empty():
+                wait = deadline - now
+                if bookmarks:
+                    wait = min(wait, max(0.0, next_bookmark - now))
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=wait)
+                except asyncio.TimeoutError:
+                    if bookmarks and loop.time() >= next_bookmark:
+                        await stream.bookmark(_bookmark_revision(gen, queue, last_rv))
+                        next_bookmark = loop.time() + interval
+                    continue
+            else:
+                item = queue.get_nowait()
+            # Everything already queued goes out as one write: one chunk, one TLS record and one
+            # send for a burst (a group commit's worth of events), not one per event.
+            lines: list[bytes] = []
+            while True:
+                if item is _END or isinstance(item, Exception):
+                    if lines:
+                        await stream.resp.write(b"".join(lines))
+                    await _end_of_stream(stream, item)
+                    return
+                event: Event = item
+                last_rv = event.revision
+                etype = _event_type(ctx, event, labels, fields, filtering)
+                if etype is not None:
+                    lines.append(stream.line(etype, event.key, None if event.raw is not None else event.value,
+                                             event.revision, event.raw))
+                if queue.empty() or len(lines) >= WRITE_BATCH:
+                    break
+                item = queue.get_nowait()
+            if lines:
+                await stream.resp.write(b"".join(lines))
     finally:
         pump_task.cancel()
         await asyncio.gather(pump_task, return_exceptions=True)
+
+
+async def _end_of_stream(stream: _Stream, item: object) -> None:
+    """What ends a watch: the store watch ended (``_END``), fell behind (the client re-watches
+    from the last revision it was sent), or failed (one ERROR event)."""
+    if item is _END or isinstance(item, WatchOverflow):
+        return
+    if isinstance(item, Compacted):
+        status = errors.gone(f"too old resource version: {item.requested} ({item.compact_revision})").status()
+        await stream.send_raw("ERROR", status)
+        return
+    await stream.send_raw("ERROR", errors.internal(str(item)).status())
 
 
 def _bookmark_revision(gen, queue: asyncio.Queue, last_rv: int) -> int:

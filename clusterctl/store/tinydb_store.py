@@ -404,6 +404,9 @@ class TinyDBStore:
     def _committed(self, batch: list[_Mutation], error: WalFailed | None) -> None:
         """On the loop, in log order: a batch is durable (apply it) or was refused (fail it)."""
         self._queued -= len(batch)
+        if error is None and self._broken is not None:
+            # applying an earlier batch failed: memory no longer follows the log, apply nothing more
+            error = WalFailed(f"store {self.data_dir} takes no more writes: {self._broken}", broken=True)
         if error is not None:
             self._fail_queued(batch, error)
             return
@@ -416,11 +419,8 @@ class TinyDBStore:
             self._apply(batch)
         except Exception as exc:  # a bug: memory may now lag the log; stop taking writes
             log.exception("store %s: applying a committed batch failed", self.data_dir)
-            self._broken = (f"applying committed writes failed: {exc!r}; "
-                            f"restart the store to recover from its log")
-            for mutation in batch:
-                if not mutation.future.done():
-                    mutation.future.set_exception(StoreError(self._broken))
+            self._fail_queued(batch, WalFailed(f"applying committed writes failed: {exc!r}; "
+                                               f"restart the store to recover from its log", broken=True))
             return
         if self._due_for_snapshot():
             self._start_snapshot()
@@ -434,7 +434,7 @@ class TinyDBStore:
         self._queued -= len(failed) - len(batch)
         self._pending.clear()
         self._allocated = max(self._allocated, self._revision)
-        if exc.broken:
+        if exc.broken and self._broken is None:
             self._broken = str(exc)
         for mutation in failed:
             if not mutation.future.done():
