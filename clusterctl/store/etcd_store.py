@@ -667,6 +667,11 @@ class _ReadBatcher:
             raise
         except Exception as exc:  # every waiter gets the error it would have got alone
             self._fail(batch, exc)
+            if isinstance(exc, StoreUnavailable):
+                # reads that queued while etcd stayed unavailable for a whole budget share the
+                # verdict, instead of each waiting out a budget of its own behind the others
+                self._fail(list(self.waiting.values()), exc)
+                self.waiting.clear()
             return
         for response, (_, futures) in zip(responses, batch):
             for future in futures:

@@ -77,6 +77,12 @@ async def test_without_a_leader_calls_retry_then_raise_store_unavailable(cluster
         assert store.stats["retries"] - retries >= 3
         assert not err.value.outcome_unknown and err.value.retry_after >= 1
 
+        # reads queued behind a failing merged read share its verdict: one budget, not one each
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(store.get(f"{KEY}{i}") for i in range(5)), return_exceptions=True)
+        assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+        assert time.monotonic() - started < 1.7  # budget 1 s; one budget after another would be 2 s
+
         with pytest.raises(StoreUnavailable, match="no leader") as err:
             await store.update(KEY, {"v": 2}, expected_revision=created.mod_revision)
         assert not err.value.outcome_unknown  # "no leader" comes before any proposal: not applied
