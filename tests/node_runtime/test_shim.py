@@ -123,6 +123,18 @@ def test_sigterm_and_sigint_are_forwarded(shim):
         assert (proc.returncode, out.strip()) == (3, f"got-{name}")
 
 
+def test_workload_starts_with_default_signals(shim):
+    """A shell's ``&`` starts the agent with SIGINT/SIGQUIT ignored: that must not reach containers."""
+    def ignoring():
+        no_core()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    done = subprocess.run([str(shim), "exec", "/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
+                          capture_output=True, text=True, timeout=10, preexec_fn=ignoring)
+    assert done.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], done.stdout
+
+
 def test_container_dies_with_its_shim(shim):
     proc = subprocess.Popen([str(shim), "exec", "/bin/sleep", "30"], preexec_fn=no_core)
     child = child_of(proc.pid)

@@ -57,7 +57,7 @@ static volatile pid_t child_pid = 0;
 /* --------------------------------------------------------------------- errors */
 
 static void die(int code, const char *fmt, ...) {
-    char buf[4096];
+    char buf[8600];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
@@ -66,7 +66,7 @@ static void die(int code, const char *fmt, ...) {
     _exit(code);
 }
 
-#define SETUP_FAILED(...) do { int _e = errno; char _m[3000]; snprintf(_m, sizeof _m, __VA_ARGS__); \
+#define SETUP_FAILED(...) do { int _e = errno; char _m[8400]; snprintf(_m, sizeof _m, __VA_ARGS__); \
     die(125, "container setup failed: %s: %s", _m, strerror(_e)); } while (0)
 
 /* --------------------------------------------------------------------- the spec */
@@ -449,7 +449,13 @@ int main(int argc, char **argv) {
         struct pollfd pf = {guard[0], POLLIN, 0};
         if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLIN))) _exit(137);   /* the shim is already gone */
         close(guard[0]);
-        sigprocmask(SIG_SETMASK, &old, NULL);
+        /* the workload starts with every signal at its default, unblocked: nothing ignored by
+           whoever started the agent (a shell's `&` ignores SIGINT and SIGQUIT) leaks into it */
+        for (int sig = 1; sig < _NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         if (spec_mode) run_container(atoi(argv[2]));
         execv(argv[2], argv + 2);
         die(errno == EACCES || errno == ENOEXEC ? 126 : 127, "ccl-shim: exec %s: %s", argv[2], strerror(errno));
