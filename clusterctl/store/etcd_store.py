@@ -30,7 +30,7 @@ server splices them into its answers, so a LIST or watch event is never decoded 
 Errors: etcd is asked to fail fast when its member has no leader (``hasleader`` gRPC metadata),
 and "unavailable" answers (no leader, leader changed, request timed out, too many requests, a
 member down) are retried with capped exponential backoff for ``retry_budget`` seconds; then
-``StoreUnavailable`` (the API answers 503 + Retry-After). Reads retry freely. A write that
+``StoreUnavailable`` (for the API to answer 503 + Retry-After). Reads retry freely. A write that
 surely did not apply ("no leader", refused connection) retries as is; one whose outcome is
 unknown (a timeout, a lost answer) also retries — its compare-and-set makes a second apply
 impossible — and when that retry's compare fails, the key is checked for the value this write
@@ -73,7 +73,7 @@ MAX_TXN_OPS = 128
 MERGED_LIST_KEYS = 256
 #: gRPC metadata (through the gateway's Grpc-Metadata- headers): fail at once with "no leader"
 #: instead of waiting for an election the member may not win
-_REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true", "Content-Type": "application/json"}
+_REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
 #: etcd answers that mean "not now": retried, then StoreUnavailable
 _UNAVAILABLE_STATUSES = frozenset({429, 503, 504})
 _UNAVAILABLE_MESSAGES = ("no leader", "leader changed", "request timed out", "too many requests",
@@ -194,9 +194,9 @@ class EtcdStore:
         # no limit on connections (here and in the gateway client): every request in flight gets its
         # own keep-alive connection, so etcd sees them all at once and batches them into one fsync
         connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context if ssl_context else True)
-        self._session = aiohttp.ClientSession(connector=connector, headers=_REQUIRE_LEADER,
-                                              skip_auto_headers=("User-Agent",))
-        self._gateway = GatewayClient(ssl_context=ssl_context, headers={"Grpc-Metadata-hasleader": "true"})
+        self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",),
+                                              headers={**_REQUIRE_LEADER, "Content-Type": "application/json"})
+        self._gateway = GatewayClient(ssl_context=ssl_context, headers=_REQUIRE_LEADER)
         self._closing = False
         try:
             await self._call("/kv/range", {"key": _b64(b"\x00"), "count_only": True})

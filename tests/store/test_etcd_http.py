@@ -20,11 +20,11 @@ async def test_small_and_large_etcd_answers_on_reused_connections(etcd_server):
         base = etcd_server.endpoint + "/v3/kv"
         value = _b64(b"x" * 3000)
         for i in range(40):  # ~120 KB under one prefix: a large (chunked) range answer
-            status, _ = await client.post(base + "/put", orjson.dumps({"key": _b64(b"/http/k%02d" % i), "value": value}),
-                                          timeout=5)
+            put = orjson.dumps({"key": _b64(b"/http/k%02d" % i), "value": value})
+            status, _ = await client.post(base + "/put", put, timeout=5)
             assert status == 200
-        status, body = await client.post(base + "/range", orjson.dumps({"key": _b64(b"/http/"), "range_end": _b64(b"/http0")}),
-                                         timeout=5)
+        whole = orjson.dumps({"key": _b64(b"/http/"), "range_end": _b64(b"/http0")})
+        status, body = await client.post(base + "/range", whole, timeout=5)
         reply = orjson.loads(body)
         assert status == 200 and len(reply["kvs"]) == 40 and reply["kvs"][-1]["value"] == value
         assert len(client._idle[etcd_server.endpoint]) == 1  # one connection did all of it, sequentially
