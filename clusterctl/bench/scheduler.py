@@ -11,9 +11,16 @@ when each pod first carries a ``spec.nodeName``. Reported (one JSON object):
 - ``bind_p50_s``/``bind_p99_s``: per pod, create request sent → binding seen on the watch
   (so the create's own latency is included);
 - ``cpu_s``/``rss_mb``: CPU seconds (user+system) the control plane (API server + scheduler)
-  spent during the pod phase, and their summed peak RSS, via psutil; ``apiserver_*`` and
-  ``scheduler_*`` split them when the scheduler is its own process; ``sim_cpu_s`` is the hollow
-  nodes' share (not part of the control plane).
+  spent during the pod phase (first create → last binding), and their summed peak RSS, via
+  psutil; ``apiserver_*`` and ``scheduler_*`` split them when the scheduler is its own process;
+  ``sim_cpu_s`` is the hollow nodes' share and ``bench_cpu_s`` the bench's own (creators and
+  watch), neither part of the control plane;
+- what trails the bindings, waited for up to ``--events-settle`` seconds each: ``pods_running``
+  and ``running_done_s`` (every pod reported Running by its hollow node, whose status writes
+  are paced), ``scheduled_events_recorded`` and ``events_done_s`` (the scheduler's Scheduled
+  Events, posted from a bounded queue behind the bindings; fewer than ``pods`` means dropped),
+  and ``cpu_until_settled_s``, the control plane's CPU until both were done (lease renewals of
+  the idle nodes included).
 """
 
 from __future__ import annotations
