@@ -40,6 +40,8 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future | None = None
         self.closed = False
         self._head: tuple[int, int | None, bool, bool] | None = None  # status, length, chunked, keep-alive
+        self._chunks: list[tuple[int, int]] = []  # (start, end) in buffer of the chunks complete so far
+        self._chunk_position = 0                  # where the next chunk's size line starts
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -112,27 +114,32 @@ class _Connection(asyncio.Protocol):
         return status, body
 
     def _chunked_body(self) -> bytes | None:
-        """The whole chunked body once every chunk (and the trailer) is in, else None."""
+        """The whole chunked body once every chunk (and the trailer) is in, else None.
+
+        Where the chunks seen so far end is remembered between calls, so an answer in many
+        small chunks is walked once, not once per arriving piece."""
         buffer = self.buffer
-        chunks: list[tuple[int, int]] = []
-        position = 0
+        position = self._chunk_position
         while True:
             line_end = buffer.find(b"\r\n", position)
             if line_end < 0:
-                return None
+                break
             size = int(bytes(buffer[position:line_end]).split(b";")[0], 16)
             start = line_end + 2
             if size == 0:
                 trailer_end = buffer.find(b"\r\n\r\n", line_end)  # no trailers: the last CRLF follows at once
                 if trailer_end < 0:
-                    return None
-                body = b"".join(bytes(buffer[a:b]) for a, b in chunks)
+                    break
+                body = b"".join(bytes(buffer[a:b]) for a, b in self._chunks)
                 del buffer[:trailer_end + 4]
+                self._chunks, self._chunk_position = [], 0
                 return body
             if len(buffer) < start + size + 2:
-                return None
-            chunks.append((start, start + size))
+                break
+            self._chunks.append((start, start + size))
             position = start + size + 2
+        self._chunk_position = position
+        return None
 
     def abort(self) -> None:
         self.closed = True

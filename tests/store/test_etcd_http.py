@@ -47,8 +47,9 @@ async def _scripted_server(answers: list[bytes]):
                 answer = answers.pop(0)
                 if answer == b"DROP":
                     return
-                writer.write(answer)
-                await writer.drain()
+                for piece in range(0, len(answer), 7):  # in small pieces, as a slow network would
+                    writer.write(answer[piece:piece + 7])
+                    await writer.drain()
                 if b"Connection: close" in answer:
                     return
         except asyncio.IncompleteReadError:
@@ -64,6 +65,8 @@ async def test_framings_and_failures():
     answers = [
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"3\r\n{\"a\r\n5;ext=1\r\n\":12}\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"".join(b"1\r\n%s\r\n" % bytes([c]) for c in b'{"many":"small chunks"}') + b"0\r\n\r\n",
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"closed\":true}",
         b"DROP",
@@ -72,13 +75,14 @@ async def test_framings_and_failures():
     client = GatewayClient(headers={"Grpc-Metadata-hasleader": "true"})
     try:
         assert await client.post(url + "/v3/kv/range", b'{"k":1}', timeout=5) == (200, b'{"a":12}')
+        assert await client.post(url + "/v3/kv/range", b"{}", timeout=5) == (200, b'{"many":"small chunks"}')
         assert await client.post(url + "/v3/kv/range", b"{}", timeout=5) == (503, b"{}")
         assert await client.post(url + "/v3/kv/txn", b"{}", timeout=5) == (200, b'{"closed":true}')
         assert seen[0].startswith(b"POST /v3/kv/range HTTP/1.1\r\n") and b"Grpc-Metadata-hasleader: true\r\n" in seen[0]
         assert seen[0].endswith(b'Content-Length: 7\r\n\r\n{"k":1}')
         with pytest.raises(GatewayAnswerLost):
             await client.post(url + "/v3/kv/txn", b"{}", timeout=5)
-        assert len(seen) == 4
+        assert len(seen) == 5
     finally:
         client.close()
         server.close()
