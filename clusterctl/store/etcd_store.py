@@ -367,10 +367,8 @@ class EtcdStore:
             else:
                 self._long_prefixes.add(prefix)  # next time straight to a range of its own
         if reply is None:  # a paged list at a revision, or a long one: a range of its own
-            if revision is not None:
-                body["revision"] = revision
             try:
-                reply = await self._call("/kv/range", body)
+                reply = await self._range_at(body, revision)
             except Compacted as exc:
                 raise Compacted(revision or 0, exc.compact_revision) from exc
             at = revision if revision is not None else int(reply["header"]["revision"])
@@ -380,6 +378,17 @@ class EtcdStore:
         with _collector_paused(len(kvs) > 1_000):
             items = [self._item(kv) for kv in kvs]
         return ListResult(items, at, bool(reply.get("more")))
+
+    async def _range_at(self, body: dict, revision: int | None) -> dict:
+        """A range of its own; at a given revision it is served by the member at hand
+        (``serializable``: that revision's state is immutable, no round of the leader needed),
+        falling back to a linearizable read when this member has not applied it yet."""
+        if revision is None:
+            return await self._call("/kv/range", body)
+        try:
+            return await self._call("/kv/range", dict(body, revision=revision, serializable=True))
+        except FutureRevision:
+            return await self._call("/kv/range", dict(body, revision=revision))
 
     async def count(self, prefix: str) -> int:
         """How many keys are under ``prefix`` (counted by etcd, values not sent)."""

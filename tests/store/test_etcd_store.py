@@ -169,3 +169,20 @@ async def test_concurrent_reads_share_few_requests_and_long_lists_stay_whole(etc
         assert (await store.get("/registry/core/configmaps/default/c0")) == updated
     finally:
         await store.close()
+
+
+async def test_lists_at_a_revision_see_exactly_that_revision(etcd_server):
+    from clusterctl.store import FutureRevision
+
+    store = EtcdStore([etcd_server.endpoint], prefix="/at-revision")
+    await store.start()
+    try:
+        first = await store.create("/registry/core/configmaps/default/a", {"v": 1})
+        await store.update(first.key, {"v": 2})
+        await store.create("/registry/core/configmaps/default/b", {"v": 1})
+        then = await store.list("/registry/core/configmaps/", revision=first.mod_revision)
+        assert then.revision == first.mod_revision and [i.value for i in then.items] == [{"v": 1}]
+        with pytest.raises(FutureRevision):
+            await store.list("/registry/core/configmaps/", revision=store.revision + 100)
+    finally:
+        await store.close()
