@@ -48,15 +48,21 @@ class NodeNetwork:
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self.nodes.run(), name="network nodes")]
-        if self.proxy is not None:
-            tasks.append(asyncio.create_task(self.proxy.run(), name="service proxy"))
-        if self.dns is not None:
-            tasks.append(asyncio.create_task(self._serve_dns(), name="cluster dns"))
+        serving = False
         try:
             await self.nodes.wait_for_sync()
             while True:
                 self._changed.clear()
                 await self._sync()
+                if not serving:
+                    # NodePorts open only once the routes to other nodes' pods exist: before that
+                    # the proxy would accept connections it cannot forward (an agent restarted
+                    # during an upgrade reset clients' connections in that window)
+                    serving = True
+                    if self.proxy is not None:
+                        tasks.append(asyncio.create_task(self.proxy.run(), name="service proxy"))
+                    if self.dns is not None:
+                        tasks.append(asyncio.create_task(self._serve_dns(), name="cluster dns"))
                 await self._changed.wait()
         finally:
             for t in tasks:
