@@ -137,6 +137,12 @@ def too_many_requests(message: str, *, retry_after: int | None = None, causes: l
                     headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
 
 
+def store_unavailable(message: str, *, retry_after: int) -> ApiError:
+    """The store could not answer now (etcd without a leader, a member down): 503 + Retry-After, which clients retry."""
+    return ApiError(503, "ServiceUnavailable", message, details={"retryAfterSeconds": retry_after},
+                    headers={"Retry-After": str(retry_after)})
+
+
 def timeout(message: str) -> ApiError:
     return ApiError(504, "Timeout", message)
 
