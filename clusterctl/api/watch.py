@@ -156,10 +156,11 @@ _INDEXED_FIELDS = ("spec.nodeName", "metadata.name", "involvedObject.name")
 def watch_trigger(ctx: ApiContext, info: KindInfo, fields: FieldSelector) -> Trigger | None:
     """An index for a field-selector watch (``spec.nodeName=X``: a node agent's pods), so the store
     offers each event only to the watchers indexed under its values, instead of every watcher
-    matching every event (1,000 node agents = 1,000 matches per pod write). None when the store
-    cannot index or the selector has no exact term on an indexed field. Secrets are sealed in
+    matching every event (1,000 node agents = 1,000 matches per pod write); the shared watch
+    cache (etcd) indexes the same way. None when neither can index or the selector has no exact
+    term on an indexed field. Secrets are sealed in
     the store (their fields cannot be read there): never indexed."""
-    if not getattr(ctx.store, "watch_triggers", False) or ctx.watch_cache is not None or fields.empty:
+    if fields.empty or (ctx.watch_cache is None and not getattr(ctx.store, "watch_triggers", False)):
         return None
     if info.kind == "Secret" and not info.group:
         return None
@@ -185,7 +186,7 @@ async def _follow(ctx: ApiContext, stream: _Stream, prefix: str, after: int, lab
                   trigger: Trigger | None = None) -> None:
     queue: asyncio.Queue = asyncio.Queue(QUEUE_LIMIT)
     if ctx.watch_cache is not None and kind_prefix is not None:
-        gen = ctx.watch_cache.watch(kind_prefix, prefix, after_revision=after)
+        gen = ctx.watch_cache.watch(kind_prefix, prefix, after_revision=after, trigger=trigger)
     elif trigger is not None:
         gen = ctx.store.watch(prefix, after_revision=after, trigger=trigger)
     else:

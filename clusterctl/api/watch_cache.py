@@ -9,6 +9,10 @@ store watch (which answers 410 when that history is compacted). A subscriber tha
 ``buffer`` events behind is ended (its client re-watches from the last revision it got); a feed
 whose store watch ends closes its subscribers the same way, and the next watch starts a new feed.
 
+A watch with an indexable field selector (``spec.nodeName=X``: a node agent) subscribes under a
+``fanout.Trigger``: the feed offers each event only to the subscribers indexed under its value or
+previous value, as the tinydb store does, instead of to every subscriber of the kind.
+
 Used for the etcd backend (``watch_cache: auto``); the tinydb store already fans out in memory.
 """
 
@@ -20,6 +24,7 @@ import logging
 from typing import AsyncIterator
 
 from clusterctl.store.base import Event, WatchOverflow
+from clusterctl.store.fanout import Trigger
 
 log = logging.getLogger("clusterctl.api.watch_cache")
 
@@ -54,6 +59,8 @@ class KindFeed:
         self.complete_after = self.start     # every event with a revision above this is in ``events``
         self.events: collections.deque[Event] = collections.deque()
         self.subscribers: set[_Subscriber] = set()
+        #: triggered subscribers: trigger name -> (a trigger of that name, value -> subscribers)
+        self.indexed: dict[object, tuple[Trigger, dict[object, set[_Subscriber]]]] = {}
         self.closed = False
         self.task = asyncio.create_task(self._run(), name=f"watch-feed {prefix}")
 
@@ -65,23 +72,55 @@ class KindFeed:
                     self.complete_after = self.events.popleft().revision
                 for sub in list(self.subscribers):
                     sub.offer(event)
+                for trigger, by_value in list(self.indexed.values()):
+                    for sub in _indexed_targets(trigger, by_value, event):
+                        sub.offer(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the feed ends; subscribers re-watch, a new feed starts
             log.info("watch feed %s ended: %s", self.prefix, exc)
         finally:
             self.closed = True
-            for sub in self.subscribers:
+            for sub in self.all_subscribers():
                 sub.close()
 
-    def subscribe(self, prefix: str, after: int) -> _Subscriber | None:
+    def all_subscribers(self) -> list[_Subscriber]:
+        found = list(self.subscribers)
+        for _, by_value in self.indexed.values():
+            for subs in by_value.values():
+                found.extend(subs)
+        return found
+
+    def discard(self, sub: _Subscriber, trigger: Trigger | None) -> None:
+        if trigger is None:
+            self.subscribers.discard(sub)
+            return
+        group = self.indexed.get(trigger.name)
+        if group is None:
+            return
+        subs = group[1].get(trigger.value)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del group[1][trigger.value]
+        if not group[1]:
+            del self.indexed[trigger.name]
+
+    def subscribe(self, prefix: str, after: int, trigger: Trigger | None = None) -> _Subscriber | None:
         """A subscriber replaying events after ``after``; None when the window does not reach back."""
         if self.closed or after < self.complete_after:
             return None
         sub = _Subscriber(prefix, self.buffer, after)
         for event in self.events:
-            sub.offer(event)
-        self.subscribers.add(sub)
+            if trigger is None or trigger.value in _values(trigger, event):
+                sub.offer(event)
+        if trigger is None:
+            self.subscribers.add(sub)
+        else:
+            group = self.indexed.get(trigger.name)
+            if group is None:
+                group = self.indexed[trigger.name] = (trigger, {})
+            group[1].setdefault(trigger.value, set()).add(sub)
         return sub
 
 
@@ -90,17 +129,20 @@ class WatchCache:
         self.store = store
         self.feeds: dict[str, KindFeed] = {}
 
-    def watch(self, kind_prefix: str, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:
+    def watch(self, kind_prefix: str, prefix: str, *, after_revision: int,
+              trigger: Trigger | None = None) -> AsyncIterator[Event]:
+        """Events under ``prefix`` after ``after_revision``; with ``trigger``, only those whose value
+        or previous value match its index (a pre-filter: the caller still applies its selector)."""
         feed = self.feeds.get(kind_prefix)
         if feed is None or feed.closed:
             feed = self.feeds[kind_prefix] = KindFeed(self.store, kind_prefix)
-        sub = feed.subscribe(prefix, after_revision)
+        sub = feed.subscribe(prefix, after_revision, trigger)
         if sub is None:
             return self.store.watch(prefix, after_revision=after_revision)
-        return self._iterate(feed, sub)
+        return self._iterate(feed, sub, trigger)
 
     @staticmethod
-    async def _iterate(feed: KindFeed, sub: _Subscriber) -> AsyncIterator[Event]:
+    async def _iterate(feed: KindFeed, sub: _Subscriber, trigger: Trigger | None = None) -> AsyncIterator[Event]:
         try:
             while True:
                 while sub.buffer:
@@ -114,9 +156,30 @@ class WatchCache:
                 sub.wake.clear()
                 await sub.wake.wait()
         finally:
-            feed.subscribers.discard(sub)
+            feed.discard(sub, trigger)
 
     async def close(self) -> None:
         for feed in self.feeds.values():
             feed.task.cancel()
         await asyncio.gather(*(f.task for f in self.feeds.values()), return_exceptions=True)
+
+
+def _values(trigger: Trigger, event: Event) -> set:
+    try:
+        return trigger.values_of(event.key, lambda: event.value,
+                                 lambda: event.prev_value if event.type == "PUT" else None)
+    except Exception:  # noqa: BLE001 - cannot index it: treat it as concerning everyone
+        return {trigger.value}
+
+
+def _indexed_targets(trigger: Trigger, by_value: dict, event: Event) -> list[_Subscriber]:
+    """The subscribers indexed under the event's value or previous value."""
+    try:
+        values = trigger.values_of(event.key, lambda: event.value,
+                                   lambda: event.prev_value if event.type == "PUT" else None)
+    except Exception:  # noqa: BLE001 - cannot index it: every indexed subscriber gets it
+        values = set(by_value)
+    found: list[_Subscriber] = []
+    for value in values:
+        found.extend(by_value.get(value, ()))
+    return found

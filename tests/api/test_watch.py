@@ -187,7 +187,24 @@ def test_node_agent_watches_by_node_name_see_their_pods_only(kube):
     sees the pods bound to its node (a pod bound later as ADDED), a pod bound elsewhere not at
     all; a single-object watch (by name) sees only that object; a negated term is not indexed."""
     core, _ = kube
-    ns = "nodewatch"
+    _check_node_agent_watches(core, "nodewatch")
+
+
+def test_node_agent_watches_through_the_shared_watch_cache(tmp_path):
+    """The same through the per-kind watch cache (etcd's default), which indexes its subscribers."""
+    cp = start_control_plane(tmp_path / "cp", timings=FAST_TIMINGS, extra={"watch_cache": "true"})
+    try:
+        api = api_client(cp)
+        core = client.CoreV1Api(api)
+        # a first pod watch starts the kind's feed, so the watches below resume inside its window
+        list(watch.Watch().stream(core.list_pod_for_all_namespaces, timeout_seconds=1))
+        _check_node_agent_watches(core, "nodewatch")
+        api.close()
+    finally:
+        cp.stop()
+
+
+def _check_node_agent_watches(core, ns: str) -> None:
     core.create_namespace({"metadata": {"name": ns}})
     start = core.list_namespaced_pod(ns).metadata.resource_version
 
