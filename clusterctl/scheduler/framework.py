@@ -217,6 +217,8 @@ class NodeInfo:
     #: allocatable cpu/memory as plain ints for the scoring hot loop
     alloc_milli_cpu: int = 0
     alloc_memory: int = 0
+    #: Ready and not cordoned: the one check NodeReadySchedulable's hot loop makes per node
+    usable: bool = False
     #: scores a plugin memoized for this node at one ``generation`` (see plugins/allocation.py)
     score_memo: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
@@ -243,6 +245,7 @@ class NodeInfo:
         self.taints = list(spec.get("taints") or [])
         self.unschedulable = bool(spec.get("unschedulable"))
         self.ready = node_condition(node, "Ready")
+        self.usable = self.ready == "True" and not self.unschedulable
         self.generation += 1
         self._refresh_free()
 
@@ -283,6 +286,7 @@ class NodeInfo:
         copy = NodeInfo(self.name, self.node, self.labels, self.allocatable, self.taints, self.unschedulable, self.ready,
                         self.requested, self.non_zero_cpu, self.non_zero_memory, dict(self.pods), list(self.used_ports),
                         dict(self.owner_counts), self.generation)
+        copy.usable = self.usable
         copy._refresh_free()
         return copy
 

@@ -33,7 +33,7 @@ class NodeReadySchedulable:
         return SUCCESS
 
     def filter_batch(self, pod: PodInfo, nodes: list[NodeInfo], failures: dict[str, Status]) -> list[NodeInfo]:
-        passed = [node for node in nodes if node.ready == "True" and not node.unschedulable]
+        passed = [node for node in nodes if node.usable]
         if len(passed) == len(nodes):
             return passed
         passed = []
