@@ -9,6 +9,12 @@ gateway. Routes to other nodes' pods and the guard routes live in ``routes.HostR
 ``setup`` is idempotent (an agent restart re-runs it for adopted pods and gets the same
 address back from ``PodIPAM``); ``teardown`` deletes the namespace (which takes the veth with
 it) and releases the address; ``close`` removes the bridge and our routes once no pod is left.
+
+The bridge gets a fixed MAC address (``bridge_mac``). Left to itself, a Linux bridge takes the
+lowest MAC of its ports and changes it when that port goes: every pod that had resolved its
+gateway then sends to a MAC nobody has, and its answers vanish until its ARP entry expires (5 s
+and more). In rollouts that was a pod acknowledging a request and never answering it
+(tests/network/test_rollout_lab.py).
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ from node_runtime.network import NETNS_DIR, PodAddress, create_netns, delete_net
 from node_runtime.network.iproute import NetworkError, ip, ip_batch, link_exists
 from node_runtime.network.ipam import PodIPAM
 from node_runtime.network.routes import HostRoutes
+
+
+def bridge_mac(bridge: str) -> str:
+    """A stable, locally administered unicast MAC for the bridge, derived from its name."""
+    digest = hashlib.sha1(f"mac:{bridge}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +108,8 @@ class BridgeNetwork:
             await self.routes.check_overlap()
             ipam = PodIPAM(cidr, self.state_dir / "ipam.json")
             lines = [] if await link_exists(self.bridge) else [f"link add {self.bridge} type bridge"]
-            lines += [f"addr replace {ipam.gateway}/{ipam.prefixlen} dev {self.bridge}", f"link set {self.bridge} up"]
+            lines += [f"link set {self.bridge} address {bridge_mac(self.bridge)}",    # fixed: see the module doc
+                      f"addr replace {ipam.gateway}/{ipam.prefixlen} dev {self.bridge}", f"link set {self.bridge} up"]
             await ip_batch(lines)
             await self.routes.ensure_guards()
             if self.ip_forward:

@@ -101,3 +101,30 @@ def test_refuses_cluster_cidr_overlapping_a_host_route(lab_factory):
     assert r.returncode != 0
     assert "10.244.0.0/16 overlaps the host route 10.244.5.0/24 dev eth0" in r.stderr
     assert "cc" not in run(lab, "h1", "ip", "-br", "link").stdout.replace("eth0", "")
+
+
+@pytest.mark.lab
+def test_pods_keep_reaching_their_gateway_while_other_pods_come_and_go(lab_factory):
+    """The bridge's MAC is fixed. Left to itself a bridge takes its lowest port MAC and changes
+    it when that port goes: every pod that had resolved its gateway then sent its answers to a
+    MAC nobody had, for seconds (a pod in a rollout acknowledged a request and never answered)."""
+    from node_runtime.network.bridge import bridge_mac
+    lab = lab_factory(1)
+    netctl(lab, "h1", "start")
+    pods = {f"{i:08x}-gw": netctl(lab, "h1", "setup", uid=f"{i:08x}-gw") for i in range(6)}
+    bridge = next(line.split()[0] for line in run(lab, "h1", "ip", "-br", "link").stdout.splitlines()
+                  if line.startswith("cc"))
+    gateway = "10.244.1.1"
+    for pod in pods.values():                          # every pod resolves the gateway's MAC
+        in_pod(lab, "h1", pod["netns"], "busybox", "ping", "-c", "1", "-W", "2", gateway)
+    for uid in sorted(pods)[:-1]:                      # ports go, the lowest-MAC one among them
+        netctl(lab, "h1", "teardown", uid=uid)
+        del pods[uid]
+        mac = json.loads(run(lab, "h1", "ip", "-j", "link", "show", bridge).stdout)[0]["address"]
+        assert mac == bridge_mac(bridge)
+        for pod in pods.values():                      # no waiting for an ARP entry to expire
+            r = in_pod(lab, "h1", pod["netns"], "busybox", "ping", "-c", "1", "-W", "1", gateway, check=False)
+            assert r.returncode == 0, f"{pod['ip']} lost its gateway after a port left: {r.stdout}{r.stderr}"
+    for uid in list(pods):
+        netctl(lab, "h1", "teardown", uid=uid)
+    netctl(lab, "h1", "close")
