@@ -170,9 +170,7 @@ def deployment(image: str) -> dict:
                      "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
                          # a pod keeps serving a while after it leaves the Endpoints (preStop sleep, as a
                          # real zero-downtime Deployment does): a request a proxy sent it just before it
-                         # saw the removal is still answered (with the whole grace at 0.5 s scaled, one
-                         # such request was never answered, in threads mode). See docs/benchmarks.md for
-                         # the rarer silence of a *new* pod that is still open.
+                         # saw the removal is still answered
                          "terminationGracePeriodSeconds": 20,
                          "containers": [{"name": "web", "image": image, "ports": [{"name": "http", "containerPort": 8080}],
                                          "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
