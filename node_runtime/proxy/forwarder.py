@@ -6,10 +6,11 @@ backend with a short connect timeout and, when that backend refuses, is unreacha
 answer in time, tries the next one (a vanished pod IP would otherwise hang on ARP for seconds).
 With no backend left the client is reset at once.
 
-Bytes move between two asyncio transports by protocols that write what they receive straight
-into the peer transport: no copies into Python buffers, large reads (asyncio's 256 KiB), and
-flow control by pausing the peer's reading when a transport's write buffer fills. Replacing the
-backend list only affects new connections; open ones run until either side closes.
+Then the bytes move, by mode (see ``Forwarder``): by default one shared pump thread splices
+every connection's bytes through a pipe under one epoll (``_Pump``: they never enter Python);
+or two blocking splice threads per connection; or asyncio protocols writing into the peer
+transport. Replacing the backend list only affects new connections; open ones run until either
+side closes.
 """
 
 from __future__ import annotations
