@@ -629,9 +629,11 @@ class _ReadBatcher:
         self.store = store
         self.max_in_flight = max(1, max_in_flight)
         self.waiting: dict[bytes, tuple[dict, list[asyncio.Future]]] = {}
-        self.in_flight: set[asyncio.Task] = set()
+        self.in_flight: set[object] = set()  # merged-read tasks and reads going out alone
 
     async def read(self, request: dict) -> tuple[dict, int]:
+        if not self.waiting and len(self.in_flight) < self.max_in_flight:
+            return await self._read_alone(request)
         future = asyncio.get_running_loop().create_future()
         identity = orjson.dumps(request, option=orjson.OPT_SORT_KEYS)
         entry = self.waiting.get(identity)
@@ -642,6 +644,23 @@ class _ReadBatcher:
             self.store.stats["merged_reads"] += 1
         self._send_some()
         return await future
+
+    async def _read_alone(self, request: dict) -> tuple[dict, int]:
+        """Nothing to merge with: the read goes out from the caller's own task (no task hop);
+        reads arriving meanwhile wait for it and then go out merged."""
+        slot = object()
+        self.in_flight.add(slot)
+        try:
+            reply = await self.store._call("/kv/range", request)
+        except StoreUnavailable as exc:
+            self._fail(list(self.waiting.values()), exc)  # the shared verdict, as in _send
+            self.waiting.clear()
+            raise
+        finally:
+            self.in_flight.discard(slot)
+            if not self.store._closing:
+                self._send_some()
+        return reply, int(reply["header"]["revision"])
 
     def _send_some(self) -> None:
         while self.waiting and len(self.in_flight) < self.max_in_flight:
@@ -654,7 +673,7 @@ class _ReadBatcher:
 
     def _sent(self, task: asyncio.Task) -> None:
         self.in_flight.discard(task)
-        if not task.cancelled():
+        if not task.cancelled() and not self.store._closing:
             self._send_some()
 
     async def _send(self, batch: list[tuple[dict, list[asyncio.Future]]]) -> None:
@@ -699,7 +718,8 @@ class _ReadBatcher:
         self._fail(list(self.waiting.values()), closed)
         self.waiting.clear()
         for task in list(self.in_flight):
-            task.cancel()
+            if isinstance(task, asyncio.Task):
+                task.cancel()
 
 
 class _WatchHub:
