@@ -24,7 +24,7 @@ import logging
 from typing import AsyncIterator
 
 from clusterctl.store.base import Event, WatchOverflow
-from clusterctl.store.fanout import Trigger
+from clusterctl.store.fanout import Trigger, WatcherIndex
 
 log = logging.getLogger("clusterctl.api.watch_cache")
 
@@ -58,9 +58,7 @@ class KindFeed:
         self.start = store.revision
         self.complete_after = self.start     # every event with a revision above this is in ``events``
         self.events: collections.deque[Event] = collections.deque()
-        self.subscribers: set[_Subscriber] = set()
-        #: triggered subscribers: trigger name -> (a trigger of that name, value -> subscribers)
-        self.indexed: dict[object, tuple[Trigger, dict[object, set[_Subscriber]]]] = {}
+        self.subscribers = WatcherIndex()
         self.closed = False
         self.task = asyncio.create_task(self._run(), name=f"watch-feed {prefix}")
 
@@ -70,41 +68,23 @@ class KindFeed:
                 self.events.append(event)
                 if len(self.events) > self.window:
                     self.complete_after = self.events.popleft().revision
-                for sub in list(self.subscribers):
+                for sub in list(self.subscribers.plain):
                     sub.offer(event)
-                for trigger, by_value in list(self.indexed.values()):
-                    for sub in _indexed_targets(trigger, by_value, event):
-                        sub.offer(event)
+                for trigger, by_value in list(self.subscribers.groups.values()):
+                    for value in WatcherIndex.touched(trigger, by_value, event):
+                        for sub in list(by_value.get(value, ())):
+                            sub.offer(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the feed ends; subscribers re-watch, a new feed starts
             log.info("watch feed %s ended: %s", self.prefix, exc)
         finally:
             self.closed = True
-            for sub in self.all_subscribers():
+            for sub in self.subscribers.all():
                 sub.close()
 
-    def all_subscribers(self) -> list[_Subscriber]:
-        found = list(self.subscribers)
-        for _, by_value in self.indexed.values():
-            for subs in by_value.values():
-                found.extend(subs)
-        return found
-
     def discard(self, sub: _Subscriber, trigger: Trigger | None) -> None:
-        if trigger is None:
-            self.subscribers.discard(sub)
-            return
-        group = self.indexed.get(trigger.name)
-        if group is None:
-            return
-        subs = group[1].get(trigger.value)
-        if subs is not None:
-            subs.discard(sub)
-            if not subs:
-                del group[1][trigger.value]
-        if not group[1]:
-            del self.indexed[trigger.name]
+        self.subscribers.discard(sub, trigger)
 
     def subscribe(self, prefix: str, after: int, trigger: Trigger | None = None) -> _Subscriber | None:
         """A subscriber replaying events after ``after``; None when the window does not reach back."""
@@ -114,13 +94,7 @@ class KindFeed:
         for event in self.events:
             if trigger is None or trigger.value in _values(trigger, event):
                 sub.offer(event)
-        if trigger is None:
-            self.subscribers.add(sub)
-        else:
-            group = self.indexed.get(trigger.name)
-            if group is None:
-                group = self.indexed[trigger.name] = (trigger, {})
-            group[1].setdefault(trigger.value, set()).add(sub)
+        self.subscribers.add(sub, trigger)
         return sub
 
 
@@ -172,14 +146,3 @@ def _values(trigger: Trigger, event: Event) -> set:
         return {trigger.value}
 
 
-def _indexed_targets(trigger: Trigger, by_value: dict, event: Event) -> list[_Subscriber]:
-    """The subscribers indexed under the event's value or previous value."""
-    try:
-        values = trigger.values_of(event.key, lambda: event.value,
-                                   lambda: event.prev_value if event.type == "PUT" else None)
-    except Exception:  # noqa: BLE001 - cannot index it: every indexed subscriber gets it
-        values = set(by_value)
-    found: list[_Subscriber] = []
-    for value in values:
-        found.extend(by_value.get(value, ()))
-    return found

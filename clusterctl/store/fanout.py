@@ -46,6 +46,60 @@ class Trigger:
         return found
 
 
+class WatcherIndex:
+    """The watchers of one event producer: plain ones get every event; those with a ``Trigger``
+    are indexed by ``(scope, name)`` and value, so an event reaches only the watchers of the values
+    it touches (``targets``). Used by the tinydb store and the API's shared watch cache."""
+
+    def __init__(self) -> None:
+        self.plain: set = set()
+        self.groups: dict[tuple[str, Hashable], tuple[Trigger, dict[Hashable, set]]] = {}
+
+    def add(self, watcher, trigger: Trigger | None = None) -> None:
+        if trigger is None:
+            self.plain.add(watcher)
+            return
+        group = self.groups.get((trigger.scope, trigger.name))
+        if group is None:
+            group = self.groups[(trigger.scope, trigger.name)] = (trigger, {})
+        group[1].setdefault(trigger.value, set()).add(watcher)
+
+    def discard(self, watcher, trigger: Trigger | None = None) -> None:
+        if trigger is None:
+            self.plain.discard(watcher)
+            return
+        group = self.groups.get((trigger.scope, trigger.name))
+        if group is None:
+            return
+        watchers = group[1].get(trigger.value)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del group[1][trigger.value]
+        if not group[1]:
+            del self.groups[(trigger.scope, trigger.name)]
+
+    def all(self) -> list:
+        found = list(self.plain)
+        for _, by_value in self.groups.values():
+            for watchers in by_value.values():
+                found.extend(watchers)
+        return found
+
+    def clear(self) -> None:
+        self.plain.clear()
+        self.groups.clear()
+
+    @staticmethod
+    def touched(trigger: Trigger, by_value: dict, event: Event) -> Iterable[Hashable]:
+        """The indexed values ``event`` concerns: its value's and previous value's (every indexed
+        value when ``extract`` cannot read it — better a spurious event than a lost one)."""
+        try:
+            return trigger.values_of(event.key, lambda: event.value, lambda: event.prev_value if event.type == "PUT" else None)
+        except Exception:  # noqa: BLE001
+            return list(by_value)
+
+
 class Subscriber:
     """One watcher's buffer and state, filled by a producer, drained by ``deliver``."""
 

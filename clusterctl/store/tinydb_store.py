@@ -56,7 +56,7 @@ from clusterctl.store.base import (
     RevisionConflict,
     StoreError,
 )
-from clusterctl.store.fanout import Subscriber, Trigger, WatchStream, deliver
+from clusterctl.store.fanout import Subscriber, Trigger, WatcherIndex, WatchStream, deliver
 from clusterctl.store.group_commit import GroupCommitter
 from clusterctl.store.recovery import Change, RecoveredState, compact_json, make_change, recover
 from clusterctl.store.snapshot import SNAPSHOT_NAME, write_snapshot
@@ -148,9 +148,7 @@ class TinyDBStore:
         self._history_start = 0       # history[:start] is dropped (trimmed lazily in bulk)
         self._pending: dict[str, tuple[int, Item | None]] = {}
         self._queued = 0              # writes handed to the log thread, not yet applied or failed
-        self._watchers: set[Subscriber] = set()
-        #: triggered watchers: (scope, name) -> (a Trigger of the group, value -> watchers)
-        self._triggered: dict[tuple[str, Hashable], tuple[Trigger, dict[Hashable, set[Subscriber]]]] = {}
+        self._watchers = WatcherIndex()
 
         self._segment: SegmentWriter | None = None
         self._lock_fd = -1
@@ -223,10 +221,9 @@ class TinyDBStore:
                     await self._fold_log()
                 except StoreError as exc:
                     log.error("store %s: final snapshot failed: %s", self.data_dir, exc)
-            for watcher in self._all_watchers():
+            for watcher in self._watchers.all():
                 watcher.end()
             self._watchers.clear()
-            self._triggered.clear()
             self._started = False
             self._release()
             if self.freeze_gc:
@@ -496,26 +493,22 @@ class TinyDBStore:
         self._trim_history()
 
     def _notify(self, events: list[Event]) -> None:
-        if self._watchers:
-            overflowed = [watcher for watcher in self._watchers if not watcher.offer(events)]
+        plain = self._watchers.plain
+        if plain:
+            overflowed = [watcher for watcher in plain if not watcher.offer(events)]
             for watcher in overflowed:
-                self._watchers.discard(watcher)
-        if self._triggered:
+                plain.discard(watcher)
+        if self._watchers.groups:
             self._notify_triggered(events)
 
     def _notify_triggered(self, events: list[Event]) -> None:
         """Each event to the triggered watchers indexed under its value or previous value only."""
-        for (scope, _), (trigger, by_value) in list(self._triggered.items()):
+        for (scope, _), (trigger, by_value) in list(self._watchers.groups.items()):
             hits: dict[Hashable, list[Event]] = {}
             for event in events:
                 if not event.key.startswith(scope):
                     continue
-                try:
-                    values = trigger.values_of(event.key, lambda e=event: e.value,
-                                               lambda e=event: e.prev_value if e.type == "PUT" else None)
-                except Exception:  # noqa: BLE001 - cannot index it: every watcher of the scope gets it
-                    values = set(by_value)
-                for value in values:
+                for value in WatcherIndex.touched(trigger, by_value, event):
                     if value in by_value:
                         hits.setdefault(value, []).append(event)
             for value, batch in hits.items():
@@ -524,37 +517,12 @@ class TinyDBStore:
                     for watcher in [w for w in watchers if not w.offer(batch)]:
                         watchers.discard(watcher)
 
-    def _all_watchers(self) -> list[Subscriber]:
-        found = list(self._watchers)
-        for _, by_value in self._triggered.values():
-            for watchers in by_value.values():
-                found.extend(watchers)
-        return found
-
     def _register(self, watcher: Subscriber, trigger: Trigger | None) -> None:
-        if trigger is None:
-            self._watchers.add(watcher)
-            return
-        group = self._triggered.get((trigger.scope, trigger.name))
-        if group is None:
-            group = self._triggered[(trigger.scope, trigger.name)] = (trigger, {})
-        group[1].setdefault(trigger.value, set()).add(watcher)
-        watcher.reached = lambda: self._revision
-
-    def _unregister(self, watcher: Subscriber, trigger: Trigger | None) -> None:
-        if trigger is None:
-            self._watchers.discard(watcher)
-            return
-        group = self._triggered.get((trigger.scope, trigger.name))
-        if group is None:
-            return
-        watchers = group[1].get(trigger.value)
-        if watchers is not None:
-            watchers.discard(watcher)
-            if not watchers:
-                del group[1][trigger.value]
-        if not group[1]:
-            del self._triggered[(trigger.scope, trigger.name)]
+        self._watchers.add(watcher, trigger)
+        if trigger is not None:
+            # an indexed watcher is not offered the events it is not indexed under: its progress
+            # (for bookmarks) is the store's, not the last event it saw
+            watcher.reached = lambda: self._revision
 
     # ----------------------------------------------------------------- history, watches
 
@@ -623,7 +591,7 @@ class TinyDBStore:
             async for event in deliver(watcher, after_revision):
                 yield event
         finally:
-            self._unregister(watcher, trigger)
+            self._watchers.discard(watcher, trigger)
 
     # ----------------------------------------------------------------- snapshots
 
@@ -695,7 +663,7 @@ class TinyDBStore:
         return {"backend": "tinydb", "data_dir": str(self.data_dir), "revision": self._revision,
                 "compact_revision": self._compact_revision, "keys": len(self._index),
                 "history_events": len(self._history) - self._history_start,
-                "watchers": len(self._all_watchers()), "snapshots_written": self.snapshots_written,
+                "watchers": len(self._watchers.all()), "snapshots_written": self.snapshots_written,
                 "commit_batches": self.commit_batches, "committed_writes": self.committed_writes,
                 "broken": self._broken}
 
