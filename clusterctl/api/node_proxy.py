@@ -1,4 +1,4 @@
-"""``pods/log`` and ``pods/exec``: the API server proxies them to the node agent running the pod.
+"""``pods/log``, ``pods/exec`` and ``nodes/proxy``: the API server proxies them to node agents.
 
 Like Kubernetes, the API server looks up the pod's node, connects to the agent's endpoint
 (``https://<InternalIP>:<status.daemonEndpoints.kubeletEndpoint.Port>``, kubelet's paths
@@ -7,7 +7,10 @@ Like Kubernetes, the API server looks up the pod's node, connects to the agent's
 (``v5.channel.k8s.io`` / ``v4.channel.k8s.io``) the agent accepted. The agent's self-signed
 certificate is not verified; instead the API server presents its own admin token, which the agent
 checks with the API server (see ``node_runtime/server.py``). Caller authorization (``get pods/log``,
-``get pods/exec``) has already happened in the router.
+``get pods/exec``) has already happened in the router. ``GET nodes/{name}/proxy/{path}`` relays a
+GET to the agent's ``/{path}`` (``kubectl top``'s ``stats/summary``); like Kubernetes' it is a
+cluster-admin privilege (node tokens are refused by the router), and it keeps clients from ever
+sending their own token to an agent whose certificate they cannot check.
 
 Registered by ``register(routes)`` (two lines in ``server.make_app``).
 """
@@ -39,6 +42,10 @@ def register(routes) -> None:
     """Serve ``pods/log`` and ``pods/exec`` through ``routes.extra_subresources``."""
     routes.extra_subresources[("pods", "log")] = pod_log
     routes.extra_subresources[("pods", "exec")] = pod_exec
+    routes.extra_subresources[("nodes", "proxy")] = node_proxy_get
+
+#: where the router leaves the path below ``nodes/{name}/proxy/``
+PROXY_PATH_KEY = "clusterctl.node_proxy_path"
 
 
 def _admin_token(ctx: ApiContext) -> str:
@@ -63,14 +70,17 @@ async def _pod_and_node(ctx: ApiContext, t: Target) -> tuple[dict, str]:
     node_item = await ctx.store.get(node_info.key(None, node_name))
     if node_item is None:
         raise errors.bad_request(f'node "{node_name}" of pod {t.name} not found')
-    node = ctx.obj(node_item)
+    return pod, _agent_base(node_name, ctx.obj(node_item))
+
+
+def _agent_base(node_name: str, node: dict) -> str:
     status = node.get("status") or {}
     address = next((a["address"] for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), None)
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
     if not address or not port:
         raise errors.bad_request(f'node "{node_name}" publishes no agent endpoint')
     host = f"[{address}]" if ":" in address else address
-    return pod, f"https://{host}:{port}"
+    return f"https://{host}:{port}"
 
 
 def _container(pod: dict, requested: str | None) -> str:
@@ -168,3 +178,26 @@ async def pod_exec(ctx: ApiContext, t: Target, request: web.Request, raw: bytes)
     finally:
         await upstream.close()
         await session.close()
+
+
+async def node_proxy_get(ctx: ApiContext, t: Target, request: web.Request, raw: bytes) -> web.Response:
+    if request.method not in ("GET", "HEAD"):
+        raise errors.method_not_allowed(request.method, f"nodes/{t.name}/proxy")
+    node_item = await ctx.store.get(t.key)
+    if node_item is None:
+        raise errors.not_found("nodes", t.name or "")
+    path = request.get(PROXY_PATH_KEY, "")
+    url = f"{_agent_base(t.name or '', ctx.obj(node_item))}/{path}"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=_INSECURE)) as session:
+        try:
+            async with session.get(url, params=request.query, headers={"Authorization": f"Bearer {_admin_token(ctx)}"},
+                                   timeout=aiohttp.ClientTimeout(total=30, sock_connect=10)) as upstream:
+                body = await upstream.read()
+                if upstream.status >= 400:
+                    text = body.decode(errors="replace").strip()
+                    raise errors.ApiError(upstream.status if upstream.status < 500 else 503, "ServiceUnavailable" if upstream.status >= 500
+                                          else "BadRequest", f"node {t.name} answered {upstream.status} for /{path}: {text[:300]}")
+                return web.Response(body=body, status=upstream.status,
+                                    content_type=(upstream.content_type or "application/octet-stream"))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise errors.ApiError(503, "ServiceUnavailable", f"cannot reach the agent of node {t.name}: {exc}") from exc

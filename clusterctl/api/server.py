@@ -241,6 +241,10 @@ class ApiRoutes:
         namespace = None
         if len(parts) >= 3 and parts[0] == "namespaces" and parts[2] not in ("status", "finalize"):
             namespace, parts = parts[1], parts[2:]
+        if len(parts) > 3 and not group and namespace is None and parts[0] == "nodes" and parts[2] == "proxy":
+            from clusterctl.api.node_proxy import PROXY_PATH_KEY
+            request[PROXY_PATH_KEY] = "/".join(parts[3:])  # nodes/{name}/proxy/{path}: the path goes to the agent
+            parts = parts[:3]
         if not parts or len(parts) > 3:
             raise errors.path_not_found(request.path)
         info = ctx.registry.by_resource(group, version, parts[0])

@@ -67,3 +67,6 @@ def test_node_token_scope(control_plane, node_token):
     assert call("GET", "/api/v1/namespaces/default/secrets").status == 200
     assert call("POST", "/apis/apps/v1/namespaces/default/deployments", {"metadata": {"name": "x"}}).status == 403
     assert call("DELETE", "/api/v1/nodes/n2").status == 403
+    # the node proxy reaches agents with the API server's own credential: not for node tokens
+    assert call("GET", "/api/v1/nodes/n2/proxy/stats/summary").status == 403
+    assert call("GET", "/api/v1/nodes/n1/proxy/containerLogs/default/on-n2/c").status == 403
