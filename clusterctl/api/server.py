@@ -36,7 +36,7 @@ from clusterctl.api.context import ApiContext, Component
 from clusterctl.api.errors import ApiError
 from clusterctl.api.kinds import SUBRESOURCE_KINDS, SUBRESOURCE_VERBS, KindInfo, Registry, server_registry
 from clusterctl.api.rest import Target
-from clusterctl.store.base import Store, StoreError
+from clusterctl.store.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("clusterctl.api.server")
 
@@ -79,14 +79,13 @@ async def error_middleware(request: web.Request, handler):
     except asyncio.CancelledError:
         raise
     except StoreError as exc:
-        retry_after = getattr(exc, "retry_after", None)  # the etcd store's StoreUnavailable
-        if retry_after is not None:
+        if isinstance(exc, StoreUnavailable):
             log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
-            if getattr(exc, "outcome_unknown", False):
+            if exc.outcome_unknown:
                 # a write that may have been applied: 504 (not retried blindly: a repeated POST could create twice)
                 return status_response(errors.timeout(f"Timeout: the store did not confirm the write, which may or may "
                                                       f"not have been applied: {exc}"))
-            return status_response(errors.store_unavailable(f"the store is unavailable: {exc}", retry_after=int(retry_after)))
+            return status_response(errors.store_unavailable(f"the store is unavailable: {exc}", retry_after=int(exc.retry_after)))
         log.exception("store error on %s %s", request.method, request.path)
         return status_response(ApiError(500, "InternalError", f"Internal error occurred: store: {exc}"))
     except (ConnectionResetError, ConnectionError):

@@ -27,17 +27,18 @@ from clusterctl.store.base import (
     RevisionConflict,
     Store,
     StoreError,
+    StoreUnavailable,
     WatchOverflow,
 )
 
 __all__ = [
     "Compacted", "CorruptLog", "Event", "FutureRevision", "Item", "KeyExists", "KeyNotFound",
-    "ListResult", "RevisionConflict", "Store", "StoreError", "WatchOverflow", "open_store",
+    "ListResult", "RevisionConflict", "Store", "StoreError", "StoreUnavailable", "WatchOverflow", "open_store",
 ]
 
 _TINYDB_OPTIONS = ("history_events", "history_seconds", "watch_buffer", "snapshot_log_bytes",
                    "snapshot_log_records", "snapshot_on_close", "freeze_gc")
-_ETCD_OPTIONS = ("prefix", "timeout", "ca_file", "cert_file", "key_file")
+_ETCD_OPTIONS = ("prefix", "timeout", "ca_file", "cert_file", "key_file", "retry_budget", "read_batches")
 
 
 def open_store(config: dict) -> Store:

@@ -25,6 +25,19 @@ class StoreError(ClusterctlError):
     """The store failed (I/O error, corrupt log, backend unreachable)."""
 
 
+class StoreUnavailable(StoreError):
+    """The backend could not serve a request now (etcd without a leader, a member down, overload).
+
+    ``retry_after`` (seconds) is a hint for the client (HTTP 503 + Retry-After). ``outcome_unknown``
+    is True for a write that may or may not have been applied.
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 1, outcome_unknown: bool = False):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+
+
 class KeyExists(StoreError):
     """create() of a key that exists."""
 

@@ -61,6 +61,7 @@ from clusterctl.store.base import (
     ListResult,
     RevisionConflict,
     StoreError,
+    StoreUnavailable,
 )
 from clusterctl.store.etcd_http import GatewayAnswerLost, GatewayClient, GatewayConnectError
 from clusterctl.store.fanout import Subscriber, deliver
@@ -80,19 +81,6 @@ _UNAVAILABLE_MESSAGES = ("no leader", "leader changed", "request timed out", "to
                          "server stopped", "raft: stopped", "not capable", "timed out waiting for read index")
 #: of those, the ones etcd gives before proposing anything: a write that got them did not apply
 _NOT_APPLIED_MESSAGES = ("no leader", "too many requests", "not capable")
-
-
-class StoreUnavailable(StoreError):
-    """etcd could not serve a request within the retry budget (no leader, member down, overload).
-
-    ``retry_after`` (seconds) is a hint for the client (HTTP 503 + Retry-After). ``outcome_unknown``
-    is True for a write that may or may not have been applied.
-    """
-
-    def __init__(self, message: str, *, retry_after: int = 1, outcome_unknown: bool = False):
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.outcome_unknown = outcome_unknown
 
 
 class _Unavailable(Exception):

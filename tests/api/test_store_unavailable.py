@@ -8,8 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from clusterctl.api.server import error_middleware
-from clusterctl.store.base import StoreError
-from clusterctl.store.etcd_store import StoreUnavailable
+from clusterctl.store.base import StoreError, StoreUnavailable
 
 
 async def _client(exc: Exception) -> TestClient:

@@ -17,7 +17,8 @@ import pytest
 
 from clusterctl.store import KeyNotFound, RevisionConflict, StoreError
 from clusterctl.store.etcd_process import LocalEtcdCluster
-from clusterctl.store.etcd_store import EtcdStore, StoreUnavailable
+from clusterctl.store.base import StoreUnavailable
+from clusterctl.store.etcd_store import EtcdStore
 
 KEY = "/registry/core/configmaps/default/a"
 
