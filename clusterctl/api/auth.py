@@ -208,8 +208,10 @@ class Authenticator:
 
 # --- authorization -----------------------------------------------------------------------------
 
-NODE_READABLE = {"services", "endpoints", "endpointslices", "configmaps", "secrets", "namespaces", "nodes",
+NODE_READABLE = {"services", "endpoints", "endpointslices", "namespaces", "nodes",
                  "persistentvolumeclaims", "priorityclasses", "runtimeclasses"}
+#: a node reads these one by one, and only those a pod bound to it refers to (``authorize_pod_reference``)
+NODE_REFERENCED = {"secrets", "configmaps"}
 READ_VERBS = {"get", "list", "watch"}
 
 
@@ -253,7 +255,42 @@ def authorize(user: User, req: Request) -> None:
             return
     elif r in NODE_READABLE and v in READ_VERBS:
         return
+    elif r in NODE_REFERENCED and not req.group and v == "get" and req.name and req.subresource is None:
+        return  # checked against the node's pods by authorize_pod_reference
     raise _deny(user, req)
+
+
+def pod_references(pod: dict, resource: str, name: str) -> bool:
+    """Does ``pod`` use the Secret/ConfigMap ``name`` (volumes, projected sources, env, envFrom, imagePullSecrets)?"""
+    spec = pod.get("spec") or {}
+    secret = resource == "secrets"
+    for vol in spec.get("volumes") or []:
+        if secret and (vol.get("secret") or {}).get("secretName") == name:
+            return True
+        if not secret and (vol.get("configMap") or {}).get("name") == name:
+            return True
+        for src in (vol.get("projected") or {}).get("sources") or []:
+            if (src.get("secret" if secret else "configMap") or {}).get("name") == name:
+                return True
+    if secret and any((ref or {}).get("name") == name for ref in spec.get("imagePullSecrets") or []):
+        return True
+    key_ref, from_ref = ("secretKeyRef", "secretRef") if secret else ("configMapKeyRef", "configMapRef")
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []) + (spec.get("ephemeralContainers") or []):
+        for env in c.get("env") or []:
+            if ((env.get("valueFrom") or {}).get(key_ref) or {}).get("name") == name:
+                return True
+        for src in c.get("envFrom") or []:
+            if (src.get(from_ref) or {}).get("name") == name:
+                return True
+    return False
+
+
+def authorize_pod_reference(user: User, req: Request, pods_on_node: list[dict]) -> None:
+    """Kubernetes' node authorizer: a node may read a Secret or ConfigMap only when a pod bound to it uses it."""
+    if user.is_admin or user.node_name is None or req.resource not in NODE_REFERENCED:
+        return
+    if not any(pod_references(p, req.resource, req.name or "") for p in pods_on_node):
+        raise _deny(user, req, f"no relationship found between node '{user.node_name}' and this object")
 
 
 def authorize_pod(user: User, req: Request, pod: dict) -> None:

@@ -30,7 +30,8 @@ from aiohttp import web
 
 import clusterctl
 from clusterctl.api import errors, rest
-from clusterctl.api.auth import Authenticator, Request as AuthRequest, TokenFile, User, authorize, authorize_pod
+from clusterctl.api.auth import (NODE_REFERENCED, Authenticator, Request as AuthRequest, TokenFile, User, authorize, authorize_pod,
+                                 authorize_pod_reference)
 from clusterctl.api.config import ControlPlaneConfig
 from clusterctl.api.context import ApiContext, Component
 from clusterctl.api.errors import ApiError
@@ -264,6 +265,8 @@ class ApiRoutes:
         if info.kind == "Pod" and not info.group and user.node_name is not None and name:
             def check_old(pod: dict, _user=user, _req=authz) -> None:
                 authorize_pod(_user, _req, pod)
+        if user.node_name is not None and info.plural in NODE_REFERENCED and not info.group:
+            authorize_pod_reference(user, authz, await self._pods_on_node(namespace, user.node_name))
         raw = await self._body(request) if method in ("POST", "PUT", "PATCH", "DELETE") else b""
 
         if info.namespaced and namespace is None and verb not in ("list", "watch"):
@@ -306,6 +309,11 @@ class ApiRoutes:
         if verb == "deletecollection":
             return await rest.handle_deletecollection(ctx, t, request, raw)
         raise errors.method_not_allowed(method, request.path)
+
+    async def _pods_on_node(self, namespace: str | None, node: str) -> list[dict]:
+        pod_info = self.ctx.registry.by_kind("", "Pod")
+        pods = [self.ctx.load(item) for item in (await self.ctx.store.list(pod_info.prefix(namespace))).items]
+        return [p for p in pods if (p.get("spec") or {}).get("nodeName") == node]
 
     async def _body(self, request: web.Request) -> bytes:
         limit = self.ctx.config.max_body_bytes if self.ctx.config else 3 * 1024 * 1024 // 2

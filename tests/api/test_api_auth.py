@@ -15,10 +15,15 @@ NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}, "status"
 def node_token(control_plane):
     for name in ("n1", "n2"):
         control_plane.request("POST", "/api/v1/nodes", {**NODE, "metadata": {"name": name}})
+    for name in ("for-n1", "for-n2", "env-n1", "unused"):
+        control_plane.request("POST", "/api/v1/namespaces/default/secrets", {"metadata": {"name": name}, "stringData": {"k": "v"}})
+    control_plane.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "cm-n1"}, "data": {"k": "v"}})
     control_plane.request("POST", "/api/v1/namespaces/default/pods", {"metadata": {"name": "on-n1"}, "spec": {
-        "nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}})
+        "nodeName": "n1", "volumes": [{"name": "s", "secret": {"secretName": "for-n1"}},
+                                      {"name": "p", "projected": {"sources": [{"configMap": {"name": "cm-n1"}}]}}],
+        "containers": [{"name": "c", "image": "x", "env": [{"name": "E", "valueFrom": {"secretKeyRef": {"name": "env-n1", "key": "k"}}}]}]}})
     control_plane.request("POST", "/api/v1/namespaces/default/pods", {"metadata": {"name": "on-n2"}, "spec": {
-        "nodeName": "n2", "containers": [{"name": "c", "image": "x"}]}})
+        "nodeName": "n2", "volumes": [{"name": "s", "secret": {"secretName": "for-n2"}}], "containers": [{"name": "c", "image": "x"}]}})
     return control_plane.node_token("n1")
 
 
@@ -64,7 +69,16 @@ def test_node_token_scope(control_plane, node_token):
     event = {"metadata": {"name": "ev-n1"}, "involvedObject": {"kind": "Node", "name": "n1"}, "reason": "Starting"}
     assert call("POST", "/api/v1/namespaces/default/events", event).status == 201
     assert call("GET", "/api/v1/services").status == 200
-    assert call("GET", "/api/v1/namespaces/default/secrets").status == 200
+    # Kubernetes' node authorizer: only the Secrets/ConfigMaps of its own pods, one by one
+    assert call("GET", "/api/v1/namespaces/default/secrets").status == 403
+    assert call("GET", "/api/v1/namespaces/default/secrets?watch=1").status == 403
+    assert call("GET", "/api/v1/namespaces/default/secrets/for-n1").status == 200
+    assert call("GET", "/api/v1/namespaces/default/secrets/env-n1").status == 200
+    assert call("GET", "/api/v1/namespaces/default/configmaps/cm-n1").status == 200
+    denied = call("GET", "/api/v1/namespaces/default/secrets/for-n2")
+    assert denied.status == 403 and "no relationship found between node 'n1'" in denied.json()["message"]
+    assert call("GET", "/api/v1/namespaces/default/secrets/unused").status == 403
+    assert call("PUT", "/api/v1/namespaces/default/secrets/for-n1", {"metadata": {"name": "for-n1"}}).status == 403
     assert call("POST", "/apis/apps/v1/namespaces/default/deployments", {"metadata": {"name": "x"}}).status == 403
     assert call("DELETE", "/api/v1/nodes/n2").status == 403
     # the node proxy reaches agents with the API server's own credential: not for node tokens
