@@ -73,6 +73,7 @@ def build_shim(dest_dir: Path, *, compilers: Sequence[str] = DEFAULT_COMPILERS, 
                 log.warning("building the container shim with %s failed: %s", cc, exc)
                 break
             if done.returncode == 0:
+                os.chmod(tmp, 0o755)  # whatever the umask: _usable trusts only a shim nobody else can write
                 os.replace(tmp, target)
                 if cached is not None:
                     _install(target, cached)
@@ -85,7 +86,12 @@ def build_shim(dest_dir: Path, *, compilers: Sequence[str] = DEFAULT_COMPILERS, 
 
 
 def _usable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
+    """An executable we built: owned by us and writable by nobody else (it becomes every container's parent)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return path.is_file() and os.access(path, os.X_OK) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _install(src: Path, dest: Path) -> bool:

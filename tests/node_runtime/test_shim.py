@@ -70,6 +70,16 @@ def test_build_is_cached_by_source_hash(tmp_path, monkeypatch):
     assert other is not None and other != first and other.parent.parent == first.parent.parent
 
 
+def test_a_shim_others_can_write_is_not_trusted(tmp_path):
+    first = build_shim(tmp_path / "state", shared_cache=None)
+    assert first is not None
+    os.chmod(first, 0o777)  # e.g. replaced by someone else: it would become every container's parent
+    again = build_shim(tmp_path / "state", shared_cache=None)
+    assert again == first and (again.stat().st_mode & 0o777) == 0o755  # rebuilt, not reused
+    os.chmod(first, 0o777)
+    assert build_shim(tmp_path / "state", compilers=(), shared_cache=None) is None  # and never run as it is
+
+
 def test_glibc_build_works_too(tmp_path):
     glibc = build_shim(tmp_path, compilers=("cc",), shared_cache=None)
     assert glibc is not None
