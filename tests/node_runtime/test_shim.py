@@ -22,7 +22,7 @@ import pytest
 from node_runtime.errors import NodeRuntimeError
 from node_runtime.runtime.process import ContainerConfig, ProcessRuntime, c_spec
 from node_runtime.runtime.shim import SHIM_NAME, SOURCE, build_shim
-from tests.node_runtime.test_process_runtime import cfg, layers, run_to_exit  # noqa: F401 - fixture
+from tests.node_runtime.test_process_runtime import cfg, layers, run_to_exit, runtime  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root (CI runs as root)")
 
@@ -223,15 +223,6 @@ async def test_setup_failure_is_125_with_the_reason(runtime, layers, tmp_path): 
     status, log = await run_to_exit(runtime, c)
     assert status.code == 125 and "container setup failed: mount bind" in status.message, (status, log)
     assert "no-such-dir" in status.message
-
-
-@pytest.fixture
-def runtime(tmp_path):
-    rt = ProcessRuntime(node_name=f"t{uuid.uuid4().hex[:8]}", state_dir=tmp_path / "state")
-    yield rt
-    for cid in list(rt.known()):
-        rt.kill(cid)
-    rt.cgroups.cleanup()
 
 
 
