@@ -28,7 +28,9 @@ def test_backoff_doubles_and_caps():
 async def test_completions_parallelism_and_ttl(env):
     await env.start(controllers=("job",))
     await env.add_nodes("job-", 2)
-    await env.api.create(job("count", completions=4, parallelism=2, ttlSecondsAfterFinished=1))
+    # No TTL until the test has read the finished job: with a TTL of a second a loaded machine can
+    # delete it between two polls. ttlSecondsAfterFinished is mutable, as in Kubernetes.
+    await env.api.create(job("count", completions=4, parallelism=2))
 
     async def complete():
         j = await env.api.get("jobs", "count", namespace="default")
@@ -37,6 +39,8 @@ async def test_completions_parallelism_and_ttl(env):
     assert j["status"]["succeeded"] == 4 and j["status"]["active"] == 0 and j["status"]["completionTime"]
     pods = await env.pods(selector="job-name=count")
     assert len(pods) == 4 and all(p["metadata"]["labels"]["controller-uid"] == j["metadata"]["uid"] for p in pods)
+
+    await env.api.patch("jobs", "count", {"spec": {"ttlSecondsAfterFinished": 1}}, namespace="default")
 
     async def expired():
         names = [x["metadata"]["name"] for x in (await env.api.list("jobs", namespace="default"))["items"]]
