@@ -6,6 +6,10 @@ We do the same: the set of used addresses/ports is read from the stored Services
 (this process is the only writer of Services for a tinydb store; with several API servers on one
 etcd a collision is caught by the per-address reservation key). The first address of the CIDR
 belongs to the ``kubernetes`` Service in ``default``.
+
+As in Kubernetes (KEP-3070), the bottom of the CIDR — min(max(16, size/16), 256) addresses — is a
+band for addresses people pick themselves (the cluster DNS is conventionally ``.10``): a Service
+that asks for no address gets one from above the band, and from the band only when the rest is full.
 """
 
 from __future__ import annotations
@@ -50,6 +54,28 @@ def kubernetes_service_ip(ctx: ApiContext) -> str:
     return str(_network(ctx).network_address + 1)
 
 
+def static_band(net: ipaddress.IPv4Network) -> int:
+    """How many addresses at the bottom of ``net`` are kept for Services that name their own."""
+    return min(max(16, net.num_addresses // 16), 256)
+
+
+def _free_cluster_ip(net: ipaddress.IPv4Network, used: set[str]) -> str | None:
+    """A free address: random above the static band, else the lowest free one above it, else the
+    lowest free one in the band (never the network address, ``.1`` or the broadcast address)."""
+    first, last = int(net.network_address) + 2, int(net.broadcast_address) - 1
+    upper = max(first, int(net.network_address) + static_band(net))
+    if upper <= last:
+        for _ in range(64):
+            candidate = str(ipaddress.IPv4Address(random.randint(upper, last)))
+            if candidate not in used:
+                return candidate
+    for start, end in ((upper, last), (first, upper - 1)):
+        for n in range(start, end + 1):
+            if str(ipaddress.IPv4Address(n)) not in used:
+                return str(ipaddress.IPv4Address(n))
+    return None
+
+
 async def allocate_service(ctx: ApiContext, svc: dict, old: dict | None, *, dry_run: bool = False) -> None:
     """Fill ``spec.clusterIP(s)`` and node ports of a new Service in place; 422 on a taken or bad value."""
     spec = svc.setdefault("spec", {})
@@ -61,20 +87,10 @@ async def allocate_service(ctx: ApiContext, svc: dict, old: dict | None, *, dry_
             ip = spec.get("clusterIP")
             net = _network(ctx)
             if ip in (None, ""):
-                hosts = net.num_addresses - 2
-                for _ in range(64):
-                    candidate = str(net.network_address + 2 + random.randrange(max(1, hosts - 1)))
-                    if candidate not in used_ips:
-                        ip = candidate
-                        break
-                else:
-                    for addr in net.hosts():
-                        if str(addr) not in used_ips and addr != net.network_address + 1:
-                            ip = str(addr)
-                            break
-                    else:
-                        raise errors.invalid("Service", name, "", [FieldError.invalid(
-                            "spec.clusterIPs", None, "failed to allocate IP: range is full")])
+                ip = _free_cluster_ip(net, used_ips)
+                if ip is None:
+                    raise errors.invalid("Service", name, "", [FieldError.invalid(
+                        "spec.clusterIPs", None, "failed to allocate IP: range is full")])
             elif ip != "None":
                 try:
                     addr = ipaddress.ip_address(ip)
