@@ -70,13 +70,113 @@ def bind(source, target, readonly=False, recursive=True):
         mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | (MS_REC if recursive else 0))
 
 
-def _mkpoint(path, is_file):
-    if is_file:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        if not os.path.exists(path):
-            open(path, "a").close()
-    else:
-        os.makedirs(path, exist_ok=True)
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+SYS_OPENAT2 = 437                     # the same number on every architecture
+RESOLVE_NO_MAGICLINKS, RESOLVE_IN_ROOT = 0x02, 0x10
+
+
+class Root:
+    """The container's root, with every path in it resolved as if it were "/" (openat2
+    RESOLVE_IN_ROOT), as ccl-shim does: an image's symlink (/data -> /etc) cannot make setup
+    create, mount or link anything outside it. Mounts go onto /proc/self/fd/N of the resolved
+    descriptor."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def open(self, path, flags=os.O_PATH):
+        how = _OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        rel = path.strip("/").encode() or b"."
+        fd = libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(self.fd), ctypes.c_char_p(rel),
+                          ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        return fd
+
+    def point(self, path, is_file, depth=0):
+        """An O_PATH descriptor of ``path`` inside the root, made (with its parents) if missing:
+        each component is created in its already-resolved parent, and a dangling symlink on the
+        way is followed by its text, inside the root (as runc's MkdirAll does)."""
+        parts = [p for p in path.split("/") if p]
+        try:
+            return self.open(path)
+        except OSError as exc:
+            if exc.errno != 2:
+                raise SetupError(f"resolve {path} in the container's root: {exc.strerror}") from None
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            try:
+                os.close(self.open(sub))
+                continue
+            except OSError as exc:
+                if exc.errno != 2:
+                    raise SetupError(f"resolve /{sub} in the container's root: {exc.strerror}") from None
+            parent = self.open("/".join(parts[:i - 1]), os.O_PATH | os.O_DIRECTORY)
+            try:
+                try:
+                    link = os.readlink(parts[i - 1], dir_fd=parent)
+                except OSError:
+                    link = None
+                if link is not None:                                  # a dangling symlink
+                    if depth >= 40:
+                        raise SetupError(f"resolve {path} in the container's root: too many levels of symbolic links")
+                    base = [] if link.startswith("/") else parts[:i - 1]
+                    return self.point("/".join(base + [link] + parts[i:]), is_file, depth + 1)
+                if i == len(parts) and is_file:
+                    try:
+                        os.close(os.open(parts[i - 1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                         0o644, dir_fd=parent))
+                    except FileExistsError:
+                        pass
+                else:
+                    try:
+                        os.mkdir(parts[i - 1], 0o755, dir_fd=parent)
+                    except FileExistsError:
+                        pass
+            finally:
+                os.close(parent)
+        try:
+            return self.open(path)
+        except OSError as exc:
+            raise SetupError(f"resolve {path} in the container's root: {exc.strerror}") from None
+
+    def mount(self, path, is_file, source, fstype, flags=0, data=None):
+        fd = self.point(path, is_file)
+        try:
+            mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
+        except SetupError as exc:
+            raise SetupError(f"{exc} ({path} in the container)") from None
+        finally:
+            os.close(fd)
+
+    def remount(self, path, flags):
+        """Resolved again: the descriptor ``point`` gave is the directory under the new mount."""
+        fd = self.open(path)
+        try:
+            mount(None, f"/proc/self/fd/{fd}", None, flags)
+        except SetupError as exc:
+            raise SetupError(f"{exc} ({path} in the container)") from None
+        finally:
+            os.close(fd)
+
+    def bind(self, source, path, is_file, readonly=False, recursive=True):
+        self.mount(path, is_file, source, None, MS_BIND | (MS_REC if recursive else 0))
+        if readonly:
+            self.remount(path, MS_BIND | MS_REMOUNT | MS_RDONLY | (MS_REC if recursive else 0))
+
+    def symlink(self, target, directory, name):
+        fd = self.open(directory, os.O_PATH | os.O_DIRECTORY)
+        try:
+            os.symlink(target, name, dir_fd=fd)
+        finally:
+            os.close(fd)
+
+    def close(self):
+        os.close(self.fd)
 
 
 def setup_rootfs(spec):
@@ -92,40 +192,33 @@ def setup_rootfs(spec):
         mount("overlay", merged, "overlay", 0, opts)
     else:
         bind(merged, merged)
-    r = lambda p: os.path.join(merged, p.lstrip("/"))  # noqa: E731
-    _mkpoint(r("/proc"), False)
-    mount("proc", r("/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _mkpoint(r("/dev"), False)
-    mount("tmpfs", r("/dev"), "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+    root = Root(merged)
+    root.mount("/proc", False, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    root.mount("/dev", False, "tmpfs", "tmpfs", MS_NOSUID, "mode=755,size=65536k")
     for d in DEVICES:
-        _mkpoint(r(f"/dev/{d}"), True)
-        bind(f"/dev/{d}", r(f"/dev/{d}"), recursive=False)
-    os.makedirs(r("/dev/pts"), exist_ok=True)
+        root.bind(f"/dev/{d}", f"/dev/{d}", True, recursive=False)
     try:
-        mount("devpts", r("/dev/pts"), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
-        os.symlink("pts/ptmx", r("/dev/ptmx"))
+        root.mount("/dev/pts", False, "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+        root.symlink("pts/ptmx", "/dev", "ptmx")
     except (SetupError, OSError):
         pass
-    os.makedirs(r("/dev/shm"), exist_ok=True)
-    mount("shm", r("/dev/shm"), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
+    root.mount("/dev/shm", False, "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
-        os.symlink(target, r(f"/dev/{name}"))
-    _mkpoint(r("/sys"), False)
+        root.symlink(target, "/dev", name)
     try:
-        mount("sysfs", r("/sys"), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        root.mount("/sys", False, "sysfs", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except SetupError:
-        bind("/sys", r("/sys"), readonly=True)
+        root.bind("/sys", "/sys", False, readonly=True)
     for m in spec.get("mounts", []):
-        target = r(m["target"])
+        target = m["target"]
         if m.get("type") == "tmpfs":
-            _mkpoint(target, False)
-            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, m.get("options") or "mode=755")
+            root.mount(target, False, "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, m.get("options") or "mode=755")
             if m.get("readonly"):
-                mount(None, target, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+                root.remount(target, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
         else:
-            _mkpoint(target, os.path.isfile(m["source"]))
-            bind(m["source"], target, readonly=bool(m.get("readonly")))
+            root.bind(m["source"], target, os.path.isfile(m["source"]), readonly=bool(m.get("readonly")))
+    root.close()
     return merged
 
 

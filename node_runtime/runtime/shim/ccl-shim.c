@@ -195,21 +195,118 @@ static void mkdir_p(const char *path) {
     if (mkdir(buf, 0755) != 0 && errno != EEXIST) SETUP_FAILED("mkdir %s", buf);
 }
 
-static void mkpoint(const char *path, int is_file) {
-    if (!is_file) { mkdir_p(path); return; }
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) { *slash = '\0'; mkdir_p(dir); }
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) SETUP_FAILED("create %s", path);
+/* Paths inside the container's root are resolved as if the root were "/" (openat2 with
+   RESOLVE_IN_ROOT, kernel 5.6+), never by a path string on the host: an image's symlink
+   (/data -> /etc, /dev -> ../../..) cannot make setup create, mount or link anything outside the
+   root. Mounts go onto "/proc/self/fd/N" of the resolved descriptor, as runc does. */
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+struct ccl_open_how { unsigned long long flags, mode, resolve; };
+#define CCL_RESOLVE_NO_MAGICLINKS 0x02ULL
+#define CCL_RESOLVE_IN_ROOT 0x10ULL
+
+static int root_fd = -1;
+
+static int open_in_root(const char *rel, int flags) {
+    struct ccl_open_how how = {(unsigned long long)(flags | O_CLOEXEC), 0,
+                               CCL_RESOLVE_IN_ROOT | CCL_RESOLVE_NO_MAGICLINKS};
+    while (*rel == '/') rel++;
+    return (int)syscall(SYS_openat2, root_fd, *rel ? rel : ".", &how, sizeof how);
+}
+
+/* PATH (a directory, or an empty regular file when IS_FILE) inside the root, made with its
+   missing parents; each component is created in its already-resolved parent, and a dangling
+   symlink on the way is followed by its text, inside the root (as runc's MkdirAll does). Returns
+   an O_PATH descriptor of it and writes its /proc/self/fd name into FDPATH. */
+static int point_in_root_at(const char *path, int is_file, char *fdpath, size_t size, int depth) {
+    char rel[PATH_MAX];
+    const char *p = path;
+    while (*p == '/') p++;
+    if (snprintf(rel, sizeof rel, "%s", p) >= (int)sizeof rel) { errno = ENAMETOOLONG; SETUP_FAILED("path %s", path); }
+    size_t n = strlen(rel);
+    while (n > 0 && rel[n - 1] == '/') rel[--n] = '\0';
+    int fd = open_in_root(rel, O_PATH);
+    if (fd < 0 && errno == ENOSYS) SETUP_FAILED("openat2 (needs Linux 5.6+) for %s", path);
+    if (fd < 0 && errno != ENOENT) SETUP_FAILED("resolve %s in the container's root", path);
+    for (size_t end = 0; fd < 0 && end <= n; end++) {
+        if (end < n && rel[end] != '/') continue;
+        char saved = rel[end];
+        rel[end] = '\0';
+        int sub = open_in_root(rel, O_PATH);
+        if (sub < 0) {
+            if (errno != ENOENT) SETUP_FAILED("resolve %s in the container's root", rel);
+            char *slash = strrchr(rel, '/');
+            const char *name = slash ? slash + 1 : rel;
+            if (slash) *slash = '\0';
+            int parent = open_in_root(slash ? rel : "", O_PATH | O_DIRECTORY);
+            if (parent < 0) SETUP_FAILED("resolve %s in the container's root", slash ? rel : "/");
+            char link[PATH_MAX];
+            ssize_t len = readlinkat(parent, name, link, sizeof link - 1);
+            if (len >= 0) {                                       /* a dangling symlink */
+                char next[PATH_MAX];
+                const char *rest = end < n ? rel + end + 1 : "";
+                link[len] = '\0';
+                if (depth >= 40) { errno = ELOOP; SETUP_FAILED("resolve %s in the container's root", path); }
+                if (snprintf(next, sizeof next, "%s/%s/%s", link[0] == '/' || !slash ? "" : rel, link, rest) >= (int)sizeof next) {
+                    errno = ENAMETOOLONG; SETUP_FAILED("path %s", path);
+                }
+                close(parent);
+                return point_in_root_at(next, is_file, fdpath, size, depth + 1);
+            }
+            if (end == n && is_file) {
+                int f = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (f < 0 && errno != EEXIST) SETUP_FAILED("create %s", path);
+                if (f >= 0) close(f);
+            } else if (mkdirat(parent, name, 0755) != 0 && errno != EEXIST) {
+                SETUP_FAILED("mkdir %s", path);
+            }
+            close(parent);
+            if (slash) *slash = '/';
+            sub = open_in_root(rel, O_PATH);
+            if (sub < 0) SETUP_FAILED("resolve %s in the container's root", rel);
+        }
+        rel[end] = saved;
+        if (end == n) fd = sub; else close(sub);
+    }
+    snprintf(fdpath, size, "/proc/self/fd/%d", fd);
+    return fd;
+}
+
+static int point_in_root(const char *path, int is_file, char *fdpath, size_t size) {
+    return point_in_root_at(path, is_file, fdpath, size, 0);
+}
+
+/* Mount onto PATH inside the root (made first, as point_in_root does). */
+static void mount_in_root(const char *path, int is_file, const char *source, const char *fstype,
+                          unsigned long flags, const char *data) {
+    char fdpath[64];
+    int fd = point_in_root(path, is_file, fdpath, sizeof fdpath);
+    if (mount(source, fdpath, fstype, flags, data) != 0)
+        SETUP_FAILED("mount %s %s on %s", fstype ? fstype : "bind", source ? source : "None", path);
     close(fd);
 }
 
-static const char *in_root(const char *merged, const char *path, char *buf, size_t size) {
-    while (*path == '/') path++;
-    if (snprintf(buf, size, "%s/%s", merged, path) >= (int)size) { errno = ENAMETOOLONG; SETUP_FAILED("path %s", path); }
-    return buf;
+/* Remount what is now mounted on PATH: resolved again, so the descriptor is the new mount's root
+   (the one point_in_root returned is the directory underneath it). */
+static void remount_in_root(const char *path, unsigned long flags) {
+    char fdpath[64];
+    int fd = open_in_root(path, O_PATH);
+    if (fd < 0) SETUP_FAILED("resolve %s in the container's root", path);
+    snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", fd);
+    if (mount(NULL, fdpath, NULL, flags, NULL) != 0) SETUP_FAILED("remount %s", path);
+    close(fd);
+}
+
+static void bind_in_root(const char *source, const char *path, int is_file, int readonly, int recursive) {
+    mount_in_root(path, is_file, source, NULL, MS_BIND | (recursive ? MS_REC : 0), NULL);
+    if (readonly) remount_in_root(path, MS_BIND | MS_REMOUNT | MS_RDONLY | (recursive ? MS_REC : 0));
+}
+
+static void link_in_root(const char *target, const char *dir, const char *name) {
+    int d = open_in_root(dir, O_PATH | O_DIRECTORY);
+    if (d < 0 || symlinkat(target, d, name) != 0) SETUP_FAILED("symlink %s/%s", dir, name);
+    close(d);
 }
 
 static int is_regular(const char *path) {
@@ -236,6 +333,7 @@ static const int DEFAULT_CAPS[] = {0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 3
 static void setup_rootfs(const struct spec *s) {
     char p[PATH_MAX], q[PATH_MAX];
     const char *merged = s->merged;
+    int fd;
     mkdir_p(merged);
     if (s->n_lower > 0) {
         size_t cap = 256 + strlen(merged);
@@ -255,42 +353,38 @@ static void setup_rootfs(const struct spec *s) {
     } else {
         bind(merged, merged, 0, 1);
     }
-    mkpoint(in_root(merged, "/proc", p, sizeof p), 0);
-    do_mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    mkpoint(in_root(merged, "/dev", p, sizeof p), 0);
-    do_mount("tmpfs", p, "tmpfs", MS_NOSUID, "mode=755,size=65536k");
+    root_fd = open(merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0) SETUP_FAILED("open %s", merged);
+    mount_in_root("/proc", 0, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    mount_in_root("/dev", 0, "tmpfs", "tmpfs", MS_NOSUID, "mode=755,size=65536k");
     for (size_t i = 0; i < sizeof DEVICES / sizeof DEVICES[0]; i++) {
         snprintf(q, sizeof q, "/dev/%s", DEVICES[i]);
-        mkpoint(in_root(merged, q, p, sizeof p), 1);
-        bind(q, p, 0, 0);
+        bind_in_root(q, q, 1, 0, 0);
     }
-    mkdir_p(in_root(merged, "/dev/pts", p, sizeof p));
+    fd = point_in_root("/dev/pts", 0, p, sizeof p);
     if (mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") == 0)
-        (void)symlink("pts/ptmx", in_root(merged, "/dev/ptmx", q, sizeof q));
-    mkdir_p(in_root(merged, "/dev/shm", p, sizeof p));
-    do_mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+        link_in_root("pts/ptmx", "/dev", "ptmx");
+    close(fd);
+    mount_in_root("/dev/shm", 0, "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
     static const char *links[][2] = {{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
                                      {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}};
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(q, sizeof q, "/dev/%s", links[i][0]);
-        if (symlink(links[i][1], in_root(merged, q, p, sizeof p)) != 0) SETUP_FAILED("symlink %s", p);
-    }
-    mkpoint(in_root(merged, "/sys", p, sizeof p), 0);
-    if (mount("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
-        bind("/sys", p, 1, 1);
+    for (size_t i = 0; i < 4; i++) link_in_root(links[i][1], "/dev", links[i][0]);
+    fd = point_in_root("/sys", 0, p, sizeof p);
+    int sysfs = mount("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0;
+    close(fd);
+    if (!sysfs) bind_in_root("/sys", "/sys", 0, 1, 1);
     for (int i = 0; i < s->n_mounts; i++) {
         const struct mount_item *m = &s->mounts[i];
         int readonly = m->readonly[0] == '1';
-        in_root(merged, m->target, p, sizeof p);
         if (!strcmp(m->type, "tmpfs")) {
-            mkpoint(p, 0);
-            do_mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, m->options[0] ? m->options : "mode=755");
-            if (readonly) do_mount(NULL, p, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+            mount_in_root(m->target, 0, "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, m->options[0] ? m->options : "mode=755");
+            if (readonly) remount_in_root(m->target, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV);
         } else {
-            mkpoint(p, is_regular(m->source));
-            bind(m->source, p, readonly, 1);
+            bind_in_root(m->source, m->target, is_regular(m->source), readonly, 1);
         }
     }
+    close(root_fd);
+    root_fd = -1;
 }
 
 static void pivot(const char *merged) {
