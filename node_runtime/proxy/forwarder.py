@@ -8,8 +8,9 @@ With no backend left the client is reset at once.
 
 Then the bytes move, by mode (see ``Forwarder``): by default one shared pump thread splices
 every connection's bytes through a pipe under one epoll (``_Pump``: they never enter Python);
-or two blocking splice threads per connection; or asyncio protocols writing into the peer
-transport. Replacing the backend list only affects new connections; open ones run until either
+or the same loop in C in a child process (``compiled_pump.CompiledPump``, mode ``cpump``; the
+Python pump when it cannot be built or keeps dying); or two blocking splice threads per
+connection; or asyncio protocols writing into the peer transport. Replacing the backend list only affects new connections; open ones run until either
 side closes.
 """
 
@@ -26,9 +27,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from node_runtime.proxy.compiled_pump import PumpUnavailable, compiled_pump
 from node_runtime.proxy.table import Backend
 
 log = logging.getLogger(__name__)
+
+
+#: how a Forwarder moves bytes (see its docstring)
+MODES = ("splice", "cpump", "threads", "asyncio")
 
 
 class Balancer:
@@ -137,15 +143,17 @@ class Forwarder:
     The event loop only accepts and connects (with timeout and retry); then, by ``mode``:
     ``"splice"`` (default): one shared pump thread moves the bytes of every connection with
     non-blocking ``os.splice`` through a pipe under one level-triggered epoll — the bytes never
-    enter Python (``_Pump``); ``"threads"``: two blocking splice threads per connection (simple,
+    enter Python (``_Pump``); ``"cpump"``: the same loop in C, in the agent's ``ccl-pump`` child
+    process (no Python per event, no GIL; see compiled_pump.py), falling back to ``"splice"``'s
+    pump when it cannot be built; ``"threads"``: two blocking splice threads per connection (simple,
     but many threads and context switches: about half of splice's throughput); ``"asyncio"``:
     the protocols above on the event loop.
     """
 
     def __init__(self, name: str, backends: list[Backend], *, affinity_timeout: float | None = None,
                  connect_timeout: float = 1.0, attempts: int = 3, mode: str = "splice"):
-        if mode not in ("splice", "threads", "asyncio"):
-            raise ValueError(f"forwarder mode must be splice, threads or asyncio, not {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"forwarder mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.name = name
         self.balancer = Balancer(backends, affinity_timeout=affinity_timeout)
         self.connect_timeout = connect_timeout
@@ -159,6 +167,8 @@ class Forwarder:
 
     async def listen(self, addresses: list[tuple[str, int]]) -> None:
         loop = asyncio.get_running_loop()
+        if self.mode == "cpump":
+            await asyncio.to_thread(compiled_pump)      # built (or found) off the loop, once per process
         try:
             for host, port in addresses:
                 if self.mode == "asyncio":
@@ -220,7 +230,7 @@ class Forwarder:
             if self.mode == "threads":
                 _SplicePair(client, upstream).start()
             else:
-                shared_pump().add(client, upstream)
+                _hand_over(self.mode, client, upstream)
             return
         self.stats["failed"] += 1
         _reset_socket(client)
@@ -634,3 +644,28 @@ def shared_pump() -> _Pump:
         if _PUMP is None:
             _PUMP = _Pump()
         return _PUMP
+
+
+def _hand_over(mode: str, client: socket.socket, upstream: socket.socket) -> None:
+    """Give a connected pair to the pump of ``mode``: the compiled one when it is there and
+    takes it, else the Python pump thread."""
+    if mode == "cpump":
+        pump = compiled_pump()
+        if pump is not None and not pump.gave_up:
+            try:
+                pump.add(client, upstream)
+                return
+            except PumpUnavailable as exc:
+                log.warning("proxy: %s; this connection goes through the Python pump", exc)
+    shared_pump().add(client, upstream)
+
+
+def describe_pumps() -> list[str]:
+    """Every open connection of this process's pumps, one line each (the SIGUSR1 dump)."""
+    from node_runtime.proxy import compiled_pump as cp
+    lines: list[str] = []
+    if cp._SHARED is not None:
+        lines += [f"ccl-pump {line}" for line in cp._SHARED.describe()]
+    if _PUMP is not None:
+        lines += [f"python-pump {line}" for line in _PUMP.describe()]
+    return lines or ["no pump"]

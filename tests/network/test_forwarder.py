@@ -11,7 +11,8 @@ import pytest
 
 pytestmark = pytest.mark.timeout(30)
 
-from node_runtime.proxy.forwarder import Balancer, Forwarder
+from node_runtime.proxy.compiled_pump import compiled_pump
+from node_runtime.proxy.forwarder import Balancer, Forwarder, shared_pump
 from node_runtime.proxy.table import Backend
 
 
@@ -34,7 +35,7 @@ def dead_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(params=["splice", "threads", "asyncio"], autouse=True)
+@pytest.fixture(params=["splice", "cpump", "threads", "asyncio"], autouse=True)
 def mode(request):
     global MODE
     MODE = request.param
@@ -42,6 +43,25 @@ def mode(request):
 
 
 MODE = "splice"
+
+
+def open_links() -> int:
+    """Connections the current mode's pump still holds (0 for the modes without one)."""
+    if MODE == "splice":
+        return shared_pump().open_links
+    if MODE == "cpump":
+        return compiled_pump().open_links
+    return 0
+
+
+def carried_by_the_compiled_pump(before: int) -> bool:
+    """In cpump mode, the connections went through ccl-pump (not the Python fallback)."""
+    return MODE != "cpump" or compiled_pump().stats["connections"] > before
+
+
+def cpump_connections() -> int:
+    pump = compiled_pump() if MODE == "cpump" else None
+    return pump.stats["connections"] if pump is not None else 0
 
 
 async def frontend(backends, **kw) -> tuple[Forwarder, int]:
@@ -127,12 +147,14 @@ async def test_large_transfer_and_half_close_pass_through():
         received.set_result(len(data))
     server = await asyncio.start_server(sink, "127.0.0.1", 0)
     fwd, port = await frontend([Backend("127.0.0.1", server.sockets[0].getsockname()[1])])
+    carried = cpump_connections()
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(b"x" * (8 << 20))
     await w.drain()
     w.write_eof()
     assert await asyncio.wait_for(r.read(), 10) == str(8 << 20).encode()
     assert received.result() == 8 << 20
+    assert carried_by_the_compiled_pump(carried)
     w.close()
     fwd.close()
     server.close()
@@ -250,10 +272,9 @@ def client_session(port: int, kind: str, rng) -> None:
 @pytest.mark.timeout(90)
 async def test_stress_short_keep_alive_half_closed_reset_and_slow_connections_while_endpoints_churn():
     import random
-    from node_runtime.proxy.forwarder import shared_pump
     live = [await talker(NAMES[i]) for i in range(3)]
     fwd, port = await frontend([b for _, b in live], connect_timeout=0.5)
-    before = shared_pump().open_links if MODE == "splice" else 0
+    before, carried = open_links(), cpump_connections()
     stop = asyncio.Event()
 
     async def churn():
@@ -288,11 +309,11 @@ async def test_stress_short_keep_alive_half_closed_reset_and_slow_connections_wh
     errors = [e for r in results for e in r]
     assert errors == [], f"{len(errors)} failed: {errors[:5]}"
     assert fwd.stats["failed"] == 0
-    if MODE == "splice":                          # every finished connection let go of its sockets and pipes
-        deadline = time.monotonic() + 5
-        while shared_pump().open_links > before and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert shared_pump().open_links <= before
+    assert carried_by_the_compiled_pump(carried)
+    deadline = time.monotonic() + 30              # every finished connection let go of its sockets and pipes
+    while open_links() > before and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert open_links() <= before
     fwd.close()
     for s, _ in live:
         s.close()
@@ -321,7 +342,9 @@ async def test_hung_up_backend_with_bytes_still_in_the_pipe_delivers_them_all():
             while d := s.recv(1 << 16):
                 got += len(d)
             return got
+    carried = cpump_connections()
     for _ in range(3):
         assert await asyncio.to_thread(client) == size
+    assert carried_by_the_compiled_pump(carried)
     fwd.close()
     server.close()
