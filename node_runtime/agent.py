@@ -1,7 +1,9 @@
 """The node agent (kubelet-like): one per worker, everything it owns named by its node.
 
 ``Agent.run()`` registers the Node (capacity/allocatable from psutil and cgroups, addresses,
-nodeInfo, labels, taints, the agent endpoint's port in ``daemonEndpoints``), keeps its Lease in
+nodeInfo, labels, taints, the agent endpoint's port in ``daemonEndpoints`` and the SHA-256 of the
+endpoint's certificate in ``clusterctl.io/serving-cert-sha256``, which the API server pins and
+which every start and status post republish), keeps its Lease in
 ``kube-node-lease`` renewed, posts Node status (Ready, pressure conditions, the
 ``clusterctl.io/usage`` annotation), adopts the containers an earlier run left running, watches
 the pods bound to it (``fieldSelector=spec.nodeName=<node>``) with one ``PodWorker`` each, and
@@ -232,7 +234,7 @@ class Agent:
             spec["podCIDRs"] = [cfg.pod_cidr]
         return {
             "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": cfg.node_name, "labels": labels},
+            "metadata": {"name": cfg.node_name, "labels": labels, "annotations": self._identity_annotations()},
             "spec": spec,
             "status": {
                 "capacity": cap, "allocatable": dict(cap),
@@ -282,7 +284,8 @@ class Agent:
                     node = await self.client.get("nodes", self.config.node_name)
                     meta = node["metadata"]
                     labels = {**(meta.get("labels") or {}), **body["metadata"]["labels"]}
-                    patch: dict[str, Any] = {"metadata": {"labels": labels}}
+                    # a restarted agent may serve a new certificate: the API server must pin that one
+                    patch: dict[str, Any] = {"metadata": {"labels": labels, "annotations": self._identity_annotations()}}
                     if self.config.taints:
                         patch["spec"] = {"taints": body["spec"]["taints"]}
                     node = await self.client.patch("nodes", self.config.node_name, patch)
@@ -351,7 +354,14 @@ class Agent:
         status = {"conditions": self._conditions(prev), "daemonEndpoints": {"kubeletEndpoint": {"Port": self.endpoint_port}}}
         self.node = await self.client.patch("nodes", self.config.node_name, {"status": status}, subresource="status")
         usage = orjson.dumps(usage_annotation(self)).decode()
-        self.node = await self.client.patch("nodes", self.config.node_name, {"metadata": {"annotations": {USAGE_ANNOTATION: usage}}})
+        annotations = {USAGE_ANNOTATION: usage, **self._identity_annotations()}
+        self.node = await self.client.patch("nodes", self.config.node_name, {"metadata": {"annotations": annotations}})
+
+    def _identity_annotations(self) -> dict[str, str]:
+        """What lets the API server authenticate this agent's endpoint (its certificate's SHA-256)."""
+        from node_runtime.server import SERVING_CERT_ANNOTATION
+        sha = getattr(self.server, "cert_sha256", "")
+        return {SERVING_CERT_ANNOTATION: sha} if sha else {}
 
     async def _housekeeping(self) -> None:
         await self.pods.wait_for_sync()

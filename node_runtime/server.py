@@ -8,14 +8,19 @@ Routes (kubelet's paths, so the API server proxies them the way Kubernetes does)
   With ``tty`` the command gets a pty (resize honoured) and its output comes on channel 1.
 - ``GET /stats/summary`` (see ``stats``), ``GET /healthz``.
 
-TLS: the agent makes a self-signed certificate for its node (``<data_dir>/pki``); the API server
-connects without verifying it. Authentication is the agent's, not TLS's: every request needs a
-bearer token, and the agent accepts a token only if the API server says it belongs to a cluster
-administrator — it asks the API server itself, with that token, for something only
-``system:masters`` may do (list pods of every node), and caches the answer for a minute. The API
-server presents its own admin credential when it proxies ``pods/log`` and ``pods/exec``; node
-tokens and anonymous callers get 401/403. (A TokenReview/SubjectAccessReview webhook, as kubelet
-uses, would be the same idea with a dedicated API.)
+TLS, both ways (Kubernetes' kubelet ↔ API server model; nobody sends a bearer token here):
+
+- The agent serves with a self-signed certificate for its node (``<data_dir>/pki``, made once by
+  ``openssl``) and publishes its SHA-256 on its own Node as ``SERVING_CERT_ANNOTATION`` (see
+  ``Agent.register``); the API server pins it on every connection (``clusterctl/api/node_proxy.py``).
+- Every caller must present a client certificate signed by the cluster CA — the CA this agent
+  already trusts for the API server (its kubeconfig's certificate-authority, or ``ca_file``) —
+  and good for client authentication (``CERT_REQUIRED``: no certificate, another CA's, or a
+  server-only one fails the handshake). Of those, only the API server's
+  (CN ``API_SERVER_CLIENT_CN``) is let in; any other name gets 403. A direct admin path with a
+  bearer token no longer exists: nothing used it but one test (``clusterctl top``, the TUI and the
+  benchmarks all go through the API server), and it was what let every agent collect the admin
+  token. An agent without a cluster CA (a plain-HTTP test cluster) refuses every caller.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ import pty
 import ssl
 import struct
 import termios
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +51,10 @@ log = logging.getLogger(__name__)
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+#: on the agent's own Node: SHA-256 (hex) of its serving certificate's DER bytes, which the API server pins
+SERVING_CERT_ANNOTATION = "clusterctl.io/serving-cert-sha256"
+#: the subject CN of the API server's client certificate (``clusterctl.api.auth.KUBELET_CLIENT_CN``)
+API_SERVER_CLIENT_CN = "clusterctl-apiserver-kubelet-client"
 
 
 def self_signed(pki: Path, node: str, address: str) -> tuple[Path, Path]:
@@ -74,11 +82,36 @@ def self_signed(pki: Path, node: str, address: str) -> tuple[Path, Path]:
     return crt, key_path
 
 
+def cert_sha256(crt: Path) -> str:
+    """SHA-256 (hex) of a PEM certificate's DER bytes: what TLS peers see and pin."""
+    try:
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(crt.read_text())).hexdigest()
+    except (OSError, ValueError) as exc:
+        from node_runtime.errors import NodeRuntimeError
+        raise NodeRuntimeError(f"cannot read the agent's certificate {crt}: {exc}") from exc
+
+
+def endpoint_tls(crt: Path, key: Path, *, ca_file: str | None, ca_data: bytes | None) -> ssl.SSLContext:
+    """Serve with this node's certificate and require a client certificate from the cluster CA
+    (only that CA: the machine's trust store is never loaded for clients)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(crt), str(key))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if ca_data:
+        ctx.load_verify_locations(cadata=ca_data.decode())
+    elif ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    else:
+        log.warning("the agent has no cluster CA (its API connection names none): its endpoint refuses every caller, "
+                    "so logs/exec/stats of this node are unavailable")
+    return ctx
+
+
 class AgentServer:
-    def __init__(self, agent: Agent, *, auth_ttl: float = 60.0):
+    def __init__(self, agent: Agent):
         self.agent = agent
-        self.auth_ttl = auth_ttl
-        self._authorized: dict[str, float] = {}
+        self.cert_sha256 = ""
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -92,8 +125,14 @@ class AgentServer:
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
         crt, key = self_signed(self.agent.config.dir("pki"), self.agent.config.node_name, self.agent.node_ip)
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(crt), str(key))
+        self.cert_sha256 = cert_sha256(crt)
+        creds = getattr(self.agent.client, "credentials", None)
+        try:
+            ctx = endpoint_tls(crt, key, ca_file=getattr(creds, "ca_file", None), ca_data=getattr(creds, "ca_data", None))
+        except (OSError, ssl.SSLError) as exc:
+            from node_runtime.errors import NodeRuntimeError
+            raise NodeRuntimeError(f"cannot set up the agent endpoint's TLS (certificate {crt}, cluster CA "
+                                   f"{getattr(creds, 'ca_file', None) or 'inline'}): {exc}") from exc
         site = web.TCPSite(self._runner, host, port, ssl_context=ctx, reuse_address=True)
         await site.start()
         return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
@@ -106,35 +145,16 @@ class AgentServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
-        if request.path == "/healthz":
-            return await handler(request)
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return web.json_response({"kind": "Status", "status": "Failure", "code": 401, "reason": "Unauthorized",
-                                      "message": "Unauthorized"}, status=401)
-        token = header[7:].strip()
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
-        if self._authorized.get(digest, 0) < now:
-            if not await self._ask_api_server(token):
-                return web.json_response({"kind": "Status", "status": "Failure", "code": 403, "reason": "Forbidden",
-                                          "message": "only the API server (a cluster administrator) may use the node endpoint"},
-                                         status=403)
-            self._authorized[digest] = now + self.auth_ttl
+        # the handshake already proved the certificate is the cluster CA's and fit for client use
+        transport = request.transport
+        peer = transport.get_extra_info("peercert") if transport is not None else None
+        if not peer:
+            return _refuse(401, "Unauthorized", "the node endpoint needs the API server's client certificate")
+        cn = next((value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName"), None)
+        if cn != API_SERVER_CLIENT_CN:
+            return _refuse(403, "Forbidden", f"only the API server (client certificate CN={API_SERVER_CLIENT_CN}) may use "
+                                             f"the endpoint of node {self.agent.config.node_name}, not CN={cn}")
         return await handler(request)
-
-    async def _ask_api_server(self, token: str) -> bool:
-        client = self.agent.client
-        ssl_ctx = client.credentials.ssl_context()
-        try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as session:
-                async with session.get(client.server + "/api/v1/pods", params={"limit": "1"},
-                                       headers={"Authorization": f"Bearer {token}"},
-                                       timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                    return resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            log.warning("cannot check a caller's token with the API server: %s", exc)
-            return False
 
     # ------------------------------------------------------------------ handlers
 
@@ -222,6 +242,11 @@ class AgentServer:
         except (ConnectionResetError, RuntimeError):
             pass
         return ws
+
+
+def _refuse(code: int, reason: str, message: str) -> web.Response:
+    return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": code,
+                              "reason": reason, "message": message}, status=code)
 
 
 def _failure(message: str, code: int | None = None) -> dict:

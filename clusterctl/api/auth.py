@@ -2,7 +2,12 @@
 
 PKI: ``init_pki`` makes a cluster CA (EC P-256) and a server certificate signed by it, with SANs
 for 127.0.0.1, localhost, this host's addresses and configured names. The kubeconfig carries the
-CA, so kubectl and the Python client verify the server.
+CA, so kubectl and the Python client verify the server. It also makes, once, the API server's
+*client* certificate for node agents (``apiserver-kubelet-client.crt``, CN
+``KUBELET_CLIENT_CN``, clientAuth only; Kubernetes' ``--kubelet-client-certificate``): agents
+accept only that certificate (``node_runtime/server.py``), so the API server never sends a bearer
+token to an agent. ``ensure_kubelet_client_cert`` issues it for a data directory made before it
+existed (the API server calls it when it starts), and reissues it when the CA changed.
 
 Tokens: ``tokens.yaml`` holds only SHA-256 hashes of tokens, each with a user name and groups.
 ``admin`` (group ``system:masters``) may do everything. ``system:node:<name>`` (group
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import yaml
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -35,6 +41,9 @@ from clusterctl.api import errors
 
 ADMIN_USER = "admin"
 NODE_PREFIX = "system:node:"
+#: the subject common name of the API server's client certificate for node agents: the only one they accept
+KUBELET_CLIENT_CN = "clusterctl-apiserver-kubelet-client"
+KUBELET_CLIENT_CERT, KUBELET_CLIENT_KEY = "apiserver-kubelet-client.crt", "apiserver-kubelet-client.key"
 
 
 # --- PKI ---------------------------------------------------------------------------------------
@@ -108,6 +117,64 @@ def init_pki(pki_dir: Path, *, names: list[str] = (), addresses: list[str] | Non
             .sign(ca_key, hashes.SHA256()))
     _write_private(pki_dir / "server.key", _pem_key(key))
     (pki_dir / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ensure_kubelet_client_cert(pki_dir, valid_days=valid_days)
+
+
+def ensure_kubelet_client_cert(pki_dir: Path, *, valid_days: int = 3650) -> bool:
+    """Issue the API server's client certificate for node agents unless a valid one signed by
+    this CA is there. Returns True when it issued one. Needs ``ca.key`` (``errors.internal`` naming
+    the file otherwise). Written key first, certificate last, each atomically: a reader that sees
+    the certificate sees its key."""
+    crt_path, key_path = pki_dir / KUBELET_CLIENT_CERT, pki_dir / KUBELET_CLIENT_KEY
+    try:
+        ca_cert = x509.load_pem_x509_certificate((pki_dir / "ca.crt").read_bytes())
+    except (OSError, ValueError) as exc:
+        raise errors.internal(f"cannot read the cluster CA certificate {pki_dir / 'ca.crt'}: {exc}") from exc
+    if _current_client_cert(crt_path, key_path, ca_cert):
+        return False
+    try:
+        ca_key = serialization.load_pem_private_key((pki_dir / "ca.key").read_bytes(), None)
+    except (OSError, ValueError) as exc:
+        raise errors.internal(f"cannot issue the API server's client certificate for node agents: "
+                              f"the CA key {pki_dir / 'ca.key'} is unreadable ({exc})") from exc
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    key = _key()
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                                     x509.NameAttribute(NameOID.COMMON_NAME, KUBELET_CLIENT_CN)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=valid_days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    _replace(key_path, _pem_key(key), private=True)
+    _replace(crt_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
+    return True
+
+
+def _current_client_cert(crt_path: Path, key_path: Path, ca_cert: x509.Certificate) -> bool:
+    """Is there a client certificate signed by ``ca_cert``, with its key, valid for another 30 days?"""
+    if not key_path.exists():
+        return False
+    try:
+        cert = x509.load_pem_x509_certificate(crt_path.read_bytes())
+        cert.verify_directly_issued_by(ca_cert)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+    return cert.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
+
+
+def _replace(path: Path, data: bytes, *, private: bool) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if private:
+        _write_private(tmp, data)
+    else:
+        tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _is_ip(text: str) -> bool:

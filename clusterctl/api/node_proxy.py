@@ -4,15 +4,29 @@ Like Kubernetes, the API server looks up the pod's node, connects to the agent's
 (``https://<InternalIP>:<status.daemonEndpoints.kubeletEndpoint.Port>``, kubelet's paths
 ``/containerLogs/...`` and ``/exec/...``) and relays the answer: log bytes (streamed for
 ``follow``) and, for exec, WebSocket frames in both directions, with the subprotocol
-(``v5.channel.k8s.io`` / ``v4.channel.k8s.io``) the agent accepted. The agent's self-signed
-certificate is not verified; instead the API server presents its own admin token, which the agent
-checks with the API server (see ``node_runtime/server.py``). Caller authorization (``get pods/log``,
-``get pods/exec``) has already happened in the router. ``GET nodes/{name}/proxy/{path}`` relays a
-GET to the agent's ``/{path}`` (``kubectl top``'s ``stats/summary``); like Kubernetes' it is a
-cluster-admin privilege (node tokens are refused by the router), and it keeps clients from ever
-sending their own token to an agent whose certificate they cannot check.
+(``v5.channel.k8s.io`` / ``v4.channel.k8s.io``) the agent accepted. Caller authorization
+(``get pods/log``, ``get pods/exec``) has already happened in the router. ``GET
+nodes/{name}/proxy/{path}`` relays a GET to the agent's ``/{path}`` (``kubectl top``'s
+``stats/summary``); like Kubernetes' it is a cluster-admin privilege (node tokens are refused by
+the router), and it keeps clients from ever talking to an agent themselves.
 
-Registered by ``register(routes)`` (two lines in ``server.make_app``).
+Both ends authenticate each other, and no bearer token ever goes to an agent:
+
+- **The agent is pinned.** Each agent publishes the SHA-256 of its (self-signed) serving
+  certificate on its own Node (``clusterctl.io/serving-cert-sha256``, set by the node at
+  registration; a node token may write only its own Node). The API server checks the
+  certificate the endpoint presents against it during the TLS handshake (aiohttp's
+  ``Fingerprint`` on the connector), before a byte of the request is sent: anyone else answering
+  on that address gets a handshake and nothing more, and the caller gets 502 naming the node.
+  A Node without the annotation (an agent not yet registered, hollow nodes) is 503: nothing is
+  dialled. Pinning instead of CA-signed agent certificates: a worker never needs the CA key or a
+  signing round trip, and a restarted agent with a new certificate just republishes its hash.
+- **The API server presents a client certificate** signed by the cluster CA
+  (``pki/apiserver-kubelet-client.crt``, ``auth.ensure_kubelet_client_cert``), which the agent
+  requires (see ``node_runtime/server.py``).
+
+Registered by ``register(routes)`` (one line in ``server.make_app``), which also issues the client
+certificate for a data directory made before it existed.
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -33,32 +48,128 @@ log = logging.getLogger(__name__)
 
 LOG_PARAMS = ("tailLines", "limitBytes", "sinceSeconds", "timestamps", "previous", "follow")
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-_INSECURE = ssl.create_default_context()
-_INSECURE.check_hostname = False
-_INSECURE.verify_mode = ssl.CERT_NONE
+#: set by each agent on its own Node: the SHA-256 (hex) of its serving certificate's DER bytes
+#: (the same name as ``node_runtime.server.SERVING_CERT_ANNOTATION``; a test keeps them equal)
+SERVING_CERT_ANNOTATION = "clusterctl.io/serving-cert-sha256"
 
 
 def register(routes) -> None:
-    """Serve ``pods/log`` and ``pods/exec`` through ``routes.extra_subresources``."""
+    """Serve ``pods/log``, ``pods/exec`` and ``nodes/proxy`` through ``routes.extra_subresources``."""
     routes.extra_subresources[("pods", "log")] = pod_log
     routes.extra_subresources[("pods", "exec")] = pod_exec
     routes.extra_subresources[("nodes", "proxy")] = node_proxy_get
+    _prepare_client_cert(getattr(routes, "ctx", None))
 
 #: where the router leaves the path below ``nodes/{name}/proxy/``
 PROXY_PATH_KEY = "clusterctl.node_proxy_path"
 
 
-def _admin_token(ctx: ApiContext) -> str:
-    from clusterctl.client.kubeconfig import load_kubeconfig
-    if ctx.kubeconfig is None:
-        raise errors.internal("the API server has no admin credential to reach node agents with")
-    token = load_kubeconfig(str(ctx.kubeconfig)).bearer_token()
-    if not token:
-        raise errors.internal("the admin kubeconfig has no token")
-    return token
+# --- the two ends' credentials ----------------------------------------------------------------
+
+def _pki_dir(ctx: ApiContext | None) -> Path | None:
+    cfg = getattr(ctx, "config", None)
+    if cfg is None or not cfg.tls:
+        return None
+    return cfg.path(cfg.pki_dir)
 
 
-async def _pod_and_node(ctx: ApiContext, t: Target) -> tuple[dict, str]:
+def _prepare_client_cert(ctx: ApiContext | None) -> None:
+    """At server start: a data directory made before agents required a client certificate gets one."""
+    pki = _pki_dir(ctx)
+    if pki is None or not (pki / "ca.key").exists():
+        return
+    from clusterctl.api.auth import ensure_kubelet_client_cert
+    try:
+        if ensure_kubelet_client_cert(pki):
+            log.info("issued the API server's client certificate for node agents in %s", pki)
+    except errors.ApiError as exc:
+        log.warning("%s", exc.message)
+
+
+_client_tls_cache: dict[Path, tuple[tuple[int, int], ssl.SSLContext]] = {}
+
+
+def client_tls(ctx: ApiContext) -> ssl.SSLContext:
+    """The TLS context the API server dials agents with: its client certificate, and no chain
+    check of the agent's (self-signed) certificate — that one is pinned per node instead
+    (``aiohttp.Fingerprint`` on the connector, see ``_agent_session``). Cached until the
+    certificate file changes."""
+    from clusterctl.api.auth import KUBELET_CLIENT_CERT, KUBELET_CLIENT_KEY, ensure_kubelet_client_cert
+    pki = _pki_dir(ctx)
+    if pki is None:
+        raise errors.internal("the API server serves plain HTTP and has no cluster CA: it has no client certificate "
+                              "to present to node agents")
+    crt, key = pki / KUBELET_CLIENT_CERT, pki / KUBELET_CLIENT_KEY
+    if not crt.exists():
+        ensure_kubelet_client_cert(pki)
+    try:
+        st = crt.stat()
+        stamp = (st.st_mtime_ns, st.st_ino)
+        cached = _client_tls_cache.get(crt)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+        tls.load_cert_chain(crt, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.internal(f"cannot load the API server's client certificate for node agents ({crt}, {key}): {exc}") from exc
+    _client_tls_cache[crt] = (stamp, tls)
+    return tls
+
+
+@dataclass(frozen=True)
+class AgentEndpoint:
+    """Where a node's agent answers, and the serving certificate it must present there."""
+
+    node: str
+    base: str
+    cert_sha256: bytes
+
+    def session(self) -> aiohttp.ClientSession:
+        """A session whose every connection is refused unless the agent's certificate matches
+        the pin — checked in the handshake, before the request is written."""
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=aiohttp.Fingerprint(self.cert_sha256)))
+
+    def mismatch(self, exc: aiohttp.ServerFingerprintMismatch) -> errors.ApiError:
+        return errors.ApiError(502, "BadGateway", (
+            f'refusing to talk to the agent of node "{self.node}" at {self.base}: it presented a certificate with '
+            f'SHA-256 {exc.got.hex()}, but node "{self.node}" published {exc.expected.hex()} ({SERVING_CERT_ANNOTATION}); '
+            f"nothing was sent to it"))
+
+    def unreachable(self, exc: BaseException) -> errors.ApiError:
+        return errors.ApiError(503, "ServiceUnavailable",
+                               f'cannot reach the agent of node "{self.node}" at {self.base}: {exc or type(exc).__name__}')
+
+    def refused(self, status: int, text: str) -> errors.ApiError:
+        return errors.ApiError(502, "BadGateway", f'the agent of node "{self.node}" refused the API server ({status}): '
+                                                  f"{text[:300]}")
+
+
+def agent_endpoint(node_name: str, node: dict) -> AgentEndpoint:
+    status = node.get("status") or {}
+    address = next((a["address"] for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), None)
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    if not address or not port:
+        raise errors.bad_request(f'node "{node_name}" publishes no agent endpoint')
+    pin = ((node.get("metadata") or {}).get("annotations") or {}).get(SERVING_CERT_ANNOTATION)
+    if not pin:
+        raise errors.ApiError(503, "ServiceUnavailable", (
+            f'node "{node_name}" has not published its agent\'s serving certificate ({SERVING_CERT_ANNOTATION}): '
+            f"the API server does not connect to an agent it cannot authenticate"))
+    try:
+        digest = bytes.fromhex(str(pin))
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise errors.ApiError(503, "ServiceUnavailable",
+                              f'node "{node_name}" published a malformed {SERVING_CERT_ANNOTATION}: {str(pin)[:80]!r}')
+    host = f"[{address}]" if ":" in address else address
+    return AgentEndpoint(node_name, f"https://{host}:{port}", digest)
+
+
+async def _pod_and_node(ctx: ApiContext, t: Target) -> tuple[dict, AgentEndpoint]:
     item = await ctx.store.get(t.key)
     if item is None:
         raise errors.not_found("pods", t.name or "")
@@ -70,17 +181,7 @@ async def _pod_and_node(ctx: ApiContext, t: Target) -> tuple[dict, str]:
     node_item = await ctx.store.get(node_info.key(None, node_name))
     if node_item is None:
         raise errors.bad_request(f'node "{node_name}" of pod {t.name} not found')
-    return pod, _agent_base(node_name, ctx.obj(node_item))
-
-
-def _agent_base(node_name: str, node: dict) -> str:
-    status = node.get("status") or {}
-    address = next((a["address"] for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), None)
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-    if not address or not port:
-        raise errors.bad_request(f'node "{node_name}" publishes no agent endpoint')
-    host = f"[{address}]" if ":" in address else address
-    return f"https://{host}:{port}"
+    return pod, agent_endpoint(node_name, ctx.obj(node_item))
 
 
 def _container(pod: dict, requested: str | None) -> str:
@@ -97,23 +198,30 @@ def _container(pod: dict, requested: str | None) -> str:
                              f'choose one of: [{" ".join(names)}]')
 
 
+# --- the three proxied calls ------------------------------------------------------------------
+
 async def pod_log(ctx: ApiContext, t: Target, request: web.Request, raw: bytes) -> web.StreamResponse:
     if request.method != "GET":
         raise errors.method_not_allowed(request.method, f"pods/{t.name}/log")
-    pod, base = await _pod_and_node(ctx, t)
+    pod, agent = await _pod_and_node(ctx, t)
     container = _container(pod, request.query.get("container"))
     params = {k: request.query[k] for k in LOG_PARAMS if k in request.query}
-    url = f"{base}/containerLogs/{t.namespace}/{t.name}/{container}"
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=_INSECURE))
+    url = f"{agent.base}/containerLogs/{t.namespace}/{t.name}/{container}"
+    tls = client_tls(ctx)
+    session = agent.session()
     try:
-        upstream = await session.get(url, params=params, headers={"Authorization": f"Bearer {_admin_token(ctx)}"},
-                                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        upstream = await session.get(url, params=params, ssl=tls, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+    except aiohttp.ServerFingerprintMismatch as exc:
+        await session.close()
+        raise agent.mismatch(exc) from exc
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         await session.close()
-        raise errors.internal(f"cannot reach the agent of pod {t.name}: {exc}") from exc
+        raise agent.unreachable(exc) from exc
     try:
         if upstream.status >= 400:
             text = (await upstream.read()).decode(errors="replace").strip()
+            if upstream.status in (401, 403):
+                raise agent.refused(upstream.status, text)
             raise errors.bad_request(text or f"agent answered {upstream.status}")
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await resp.prepare(request)
@@ -127,25 +235,30 @@ async def pod_log(ctx: ApiContext, t: Target, request: web.Request, raw: bytes) 
 
 
 async def pod_exec(ctx: ApiContext, t: Target, request: web.Request, raw: bytes) -> web.StreamResponse:
-    pod, base = await _pod_and_node(ctx, t)
+    pod, agent = await _pod_and_node(ctx, t)
     container = _container(pod, request.query.get("container"))
     query = [(k, v) for k, v in request.query.items() if k != "container"]
     if not any(k == "command" for k, _ in query):
         raise errors.bad_request("you must specify at least one command for the container")
-    url = f"{base}/exec/{t.namespace}/{t.name}/{container}"
+    url = f"{agent.base}/exec/{t.namespace}/{t.name}/{container}"
     requested = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     protocols = [p for p in requested if p in EXEC_PROTOCOLS] or list(EXEC_PROTOCOLS)
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=_INSECURE))
+    tls = client_tls(ctx)
+    session = agent.session()
     try:
-        upstream = await session.ws_connect(url, params=query, protocols=protocols, max_msg_size=0, autoping=True,
-                                            headers={"Authorization": f"Bearer {_admin_token(ctx)}"},
+        upstream = await session.ws_connect(url, params=query, protocols=protocols, max_msg_size=0, autoping=True, ssl=tls,
                                             timeout=aiohttp.ClientWSTimeout(ws_close=10) if hasattr(aiohttp, "ClientWSTimeout") else 10)
+    except aiohttp.ServerFingerprintMismatch as exc:
+        await session.close()
+        raise agent.mismatch(exc) from exc
     except aiohttp.WSServerHandshakeError as exc:
         await session.close()
+        if exc.status in (401, 403):
+            raise agent.refused(exc.status, exc.message) from exc
         raise errors.bad_request(f"agent refused exec: {exc.status} {exc.message}") from exc
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         await session.close()
-        raise errors.internal(f"cannot reach the agent of pod {t.name}: {exc}") from exc
+        raise agent.unreachable(exc) from exc
     ws = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else EXEC_PROTOCOLS, max_msg_size=0)
     try:
         await ws.prepare(request)
@@ -187,17 +300,22 @@ async def node_proxy_get(ctx: ApiContext, t: Target, request: web.Request, raw: 
     if node_item is None:
         raise errors.not_found("nodes", t.name or "")
     path = request.get(PROXY_PATH_KEY, "")
-    url = f"{_agent_base(t.name or '', ctx.obj(node_item))}/{path}"
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=_INSECURE)) as session:
+    agent = agent_endpoint(t.name or "", ctx.obj(node_item))
+    tls = client_tls(ctx)
+    async with agent.session() as session:
         try:
-            async with session.get(url, params=request.query, headers={"Authorization": f"Bearer {_admin_token(ctx)}"},
+            async with session.get(f"{agent.base}/{path}", params=request.query, ssl=tls,
                                    timeout=aiohttp.ClientTimeout(total=30, sock_connect=10)) as upstream:
                 body = await upstream.read()
                 if upstream.status >= 400:
                     text = body.decode(errors="replace").strip()
+                    if upstream.status in (401, 403):
+                        raise agent.refused(upstream.status, text)
                     raise errors.ApiError(upstream.status if upstream.status < 500 else 503, "ServiceUnavailable" if upstream.status >= 500
                                           else "BadRequest", f"node {t.name} answered {upstream.status} for /{path}: {text[:300]}")
                 return web.Response(body=body, status=upstream.status,
                                     content_type=(upstream.content_type or "application/octet-stream"))
+        except aiohttp.ServerFingerprintMismatch as exc:
+            raise agent.mismatch(exc) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise errors.ApiError(503, "ServiceUnavailable", f"cannot reach the agent of node {t.name}: {exc}") from exc
+            raise agent.unreachable(exc) from exc
