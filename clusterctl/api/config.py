@@ -3,14 +3,20 @@
 One file says everything a control-plane process needs: where its data lives, where it listens,
 which store backend to use, where the PKI, tokens and secrets-encryption key are, and the
 timings the server uses (watch bookmarks, graceful pod deletion, namespace cleanup). Relative
-paths are relative to ``data_dir``. ``clusterctl control-plane init`` writes one with defaults.
+paths are relative to ``data_dir`` (the etcd store's ``ca_file``/``cert_file``/``key_file`` too).
+``clusterctl control-plane init`` writes one with defaults. An etcd endpoint on plain ``http://``
+is refused unless it is on loopback: the store carries every object and Secret.
 
 Example::
 
     data_dir: /var/lib/clusterctl
     bind_address: 127.0.0.1
     port: 6443
-    store: {backend: tinydb}          # or {backend: etcd, endpoints: [http://127.0.0.1:2379]}
+    store: {backend: tinydb}          # or etcd over TLS with a client certificate:
+    # store: {backend: etcd, endpoints: [https://127.0.0.1:2379, https://10.0.0.2:2379],
+    #         ca_file: /var/lib/clusterctl/etcd-pki/ca.crt,
+    #         cert_file: /var/lib/clusterctl/etcd-pki/apiserver-etcd-client.crt,
+    #         key_file: /var/lib/clusterctl/etcd-pki/apiserver-etcd-client.key}
     tls: true
     tls_names: [localhost, cp.example]
     tokens_file: tokens.yaml
@@ -85,6 +91,10 @@ class ControlPlaneConfig:
         cfg = dict(self.store)
         if cfg.get("backend", "tinydb") == "tinydb":
             cfg.setdefault("data_dir", str(self.path(cfg.get("data_dir", "store"))))
+        elif cfg.get("backend") == "etcd":
+            for name in _ETCD_TLS_FILES:
+                if cfg.get(name):
+                    cfg[name] = str(self.path(cfg[name]))
         return cfg
 
     @property
@@ -132,7 +142,32 @@ def from_dict(raw: dict, *, where: str = "config") -> ControlPlaneConfig:
         raise ConfigError(f"{where}: {exc}") from exc
     if not isinstance(cfg.store, dict):
         raise ConfigError(f"{where}: 'store' must be a mapping")
+    if cfg.store.get("backend") == "etcd":
+        _check_etcd_store(cfg.store, where)
     return cfg
+
+
+#: the etcd store's TLS settings (paths; relative ones are under data_dir)
+_ETCD_TLS_FILES = ("ca_file", "cert_file", "key_file")
+
+
+def _check_etcd_store(store: dict, where: str) -> None:
+    """Refuse an etcd store that would talk to etcd in the clear across a network, or half a key pair."""
+    from clusterctl.store.etcd_tls import insecure_endpoint_problem
+
+    endpoints = store.get("endpoints")
+    if not isinstance(endpoints, list) or not endpoints:
+        raise ConfigError(f"{where}: store.endpoints must be a list of etcd URLs (https://HOST:2379)")
+    for endpoint in endpoints:
+        problem = insecure_endpoint_problem(str(endpoint))
+        if problem:
+            raise ConfigError(f"{where}: store.endpoints: {problem}")
+    if bool(store.get("cert_file")) != bool(store.get("key_file")):
+        raise ConfigError(f"{where}: store.cert_file and store.key_file go together (the API server's "
+                          f"etcd client certificate and its key)")
+    if store.get("cert_file") and not store.get("ca_file"):
+        raise ConfigError(f"{where}: store.ca_file is needed with a client certificate "
+                          f"(the etcd CA that verifies etcd's serving certificate)")
 
 
 def load(path: str | Path) -> ControlPlaneConfig:

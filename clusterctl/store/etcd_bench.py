@@ -1,7 +1,8 @@
 """What one API pod create costs on the etcd backend, measured at the store: ``python -m
-clusterctl.store.etcd_bench [--creates N] [--writers W] [--json]``.
+clusterctl.store.etcd_bench [--creates N] [--writers W] [--plain] [--json]``.
 
-Starts a throwaway local etcd (``LocalEtcd``) and plays the store calls the API server makes per
+Starts a throwaway local etcd (``LocalEtcd``: TLS with client certificates, as deployed; ``--plain``
+for plain http on loopback, to see what TLS costs) and plays the store calls the API server makes per
 pod create — GET of the namespace, LIST of PriorityClasses (admission), the create txn — from
 ``--writers`` concurrent writers, with one watch on the pods prefix open (the API server's watch
 cache). Prints creates/s, latency, and the CPU per create of this process and of etcd (psutil),
@@ -48,8 +49,9 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else 0.0
 
 
-async def measure(endpoint: str, etcd_pid: int, *, creates: int, writers: int) -> dict:
-    store = EtcdStore([endpoint], prefix=f"/etcd-bench-{time.time_ns()}")
+async def measure(endpoint: str, etcd_pid: int, *, creates: int, writers: int, tls: dict | None = None) -> dict:
+    """``tls``: the store's TLS options (``LocalEtcd.store_options()``), none for plain http."""
+    store = EtcdStore([endpoint], prefix=f"/etcd-bench-{time.time_ns()}", **(tls or {}))
     await store.start()
     try:
         await store.create(NAMESPACE_KEY, {"metadata": {"name": "bench"}})
@@ -86,7 +88,7 @@ async def measure(endpoint: str, etcd_pid: int, *, creates: int, writers: int) -
         elapsed = time.perf_counter() - started
         await asyncio.wait_for(done.wait(), 60)
         result = {
-            "creates": creates, "writers": writers,
+            "creates": creates, "writers": writers, "tls": endpoint.startswith("https:"),
             "creates_per_s": round(creates / elapsed, 1),
             "p50_ms": round(_pct(latencies, 50) * 1000, 2), "p99_ms": round(_pct(latencies, 99) * 1000, 2),
             "client_cpu_ms_per_create": round((time.process_time() - own_cpu) / creates * 1000, 3),
@@ -104,13 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clusterctl.store.etcd_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--creates", type=int, default=3000)
     parser.add_argument("--writers", type=int, default=16)
+    parser.add_argument("--plain", action="store_true", help="plain http on loopback instead of TLS")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     data_dir = tempfile.mkdtemp(prefix="clusterctl-etcd-bench-")
     try:
-        with LocalEtcd(data_dir) as etcd:
+        with LocalEtcd(data_dir, tls=not args.plain) as etcd:
             assert etcd.process is not None
-            result = asyncio.run(measure(etcd.endpoint, etcd.process.pid, creates=args.creates, writers=args.writers))
+            result = asyncio.run(measure(etcd.endpoint, etcd.process.pid, creates=args.creates, writers=args.writers,
+                                         tls=etcd.store_options()))
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))

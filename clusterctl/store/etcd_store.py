@@ -27,6 +27,10 @@ revision, identical ones sent once. A read joins only a request sent after it wa
 merged reads stay linearizable. Values stay the JSON bytes etcd sent (``Item.raw``): the API
 server splices them into its answers, so a LIST or watch event is never decoded here.
 
+Transport: ``https`` endpoints are verified against ``ca_file`` (etcd's own CA) and this client
+presents ``cert_file``/``key_file`` (etcd runs with ``--client-cert-auth``; ``etcd_tls`` makes
+them); plain ``http`` is refused unless the endpoint is on loopback.
+
 Errors: etcd is asked to fail fast when its member has no leader (``hasleader`` gRPC metadata),
 and "unavailable" answers (no leader, leader changed, request timed out, too many requests, a
 member down) are retried with capped exponential backoff for ``retry_budget`` seconds; then
@@ -64,6 +68,7 @@ from clusterctl.store.base import (
     StoreUnavailable,
 )
 from clusterctl.store.etcd_http import GatewayAnswerLost, GatewayClient, GatewayConnectError
+from clusterctl.store.etcd_tls import EtcdTLSError, client_ssl_context, insecure_endpoint_problem
 from clusterctl.store.fanout import Subscriber, deliver
 
 API_PREFIX = "/v3"
@@ -143,6 +148,12 @@ class EtcdStore:
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep):
         if not endpoints:
             raise StoreError("etcd store: no endpoints given")
+        for endpoint in endpoints:
+            problem = insecure_endpoint_problem(endpoint)
+            if problem:
+                raise EtcdTLSError(problem)
+        if key_file and not cert_file:
+            raise EtcdTLSError(f"etcd store: key_file {key_file} given without cert_file")
         self.endpoints = [endpoint.rstrip("/") for endpoint in endpoints]
         self.prefix = prefix
         self._raw_prefix = prefix.encode()
@@ -174,11 +185,9 @@ class EtcdStore:
         ssl_context = None
         ca_file, cert_file, key_file = self._tls
         if ca_file or cert_file:
-            import ssl
-
-            ssl_context = ssl.create_default_context(cafile=ca_file)
-            if cert_file:
-                ssl_context.load_cert_chain(cert_file, key_file)
+            # one context for every pooled connection and watch stream: connections are kept
+            # alive, so a TLS handshake is paid per connection, not per request
+            ssl_context = client_ssl_context(ca_file, cert_file, key_file)
         # no limit on connections (here and in the gateway client): every request in flight gets its
         # own keep-alive connection, so etcd sees them all at once and batches them into one fsync
         connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context if ssl_context else True)

@@ -15,7 +15,7 @@ from clusterctl.store.etcd_store import _b64
 
 
 async def test_small_and_large_etcd_answers_on_reused_connections(etcd_server):
-    client = GatewayClient()
+    client = GatewayClient(ssl_context=etcd_server.client_ssl_context())  # mTLS, as the store does
     try:
         base = etcd_server.endpoint + "/v3/kv"
         value = _b64(b"x" * 3000)
@@ -27,7 +27,7 @@ async def test_small_and_large_etcd_answers_on_reused_connections(etcd_server):
         status, body = await client.post(base + "/range", whole, timeout=5)
         reply = orjson.loads(body)
         assert status == 200 and len(reply["kvs"]) == 40 and reply["kvs"][-1]["value"] == value
-        assert len(client._idle[etcd_server.endpoint]) == 1  # one connection did all of it, sequentially
+        assert len(client._idle[etcd_server.endpoint]) == 1  # one connection (one handshake) did all of it
         status, body = await client.post(base + "/range", b"{not json", timeout=5)
         assert status == 400 and b"error" in body
     finally:

@@ -21,7 +21,7 @@ def test_prefix_end():
 
 async def test_a_dead_endpoint_is_skipped(etcd_server):
     dead = f"http://127.0.0.1:{free_port()}"
-    store = EtcdStore([dead, etcd_server.endpoint], prefix="/failover")
+    store = EtcdStore([dead, etcd_server.endpoint], prefix="/failover", **etcd_server.store_options())
     await store.start()
     try:
         item = await store.create("/registry/core/pods/default/a", {"a": 1})
@@ -39,8 +39,8 @@ async def test_unreachable_etcd_raises_store_error_naming_the_endpoints():
 
 
 async def test_prefix_isolates_stores_sharing_one_etcd(etcd_server):
-    one = open_store({"backend": "etcd", "endpoints": [etcd_server.endpoint], "prefix": "/cluster-one"})
-    two = open_store({"backend": "etcd", "endpoints": [etcd_server.endpoint], "prefix": "/cluster-two"})
+    one = open_store(etcd_server.store_config(prefix="/cluster-one"))
+    two = open_store(etcd_server.store_config(prefix="/cluster-two"))
     await one.start()
     await two.start()
     try:
@@ -54,7 +54,7 @@ async def test_prefix_isolates_stores_sharing_one_etcd(etcd_server):
 
 
 async def test_watch_ends_when_the_store_closes(etcd_server):
-    store = EtcdStore([etcd_server.endpoint], prefix="/closing")
+    store = EtcdStore([etcd_server.endpoint], prefix="/closing", **etcd_server.store_options())
     await store.start()
     watch = store.watch("/registry/", after_revision=store.revision)
     waiter = asyncio.create_task(watch.__anext__())
@@ -76,7 +76,7 @@ def test_open_store_rejects_bad_configs(tmp_path):
 
 
 async def test_watchers_of_one_prefix_share_one_etcd_stream(etcd_server):
-    store = EtcdStore([etcd_server.endpoint], prefix="/shared", watch_replay=3)
+    store = EtcdStore([etcd_server.endpoint], prefix="/shared", watch_replay=3, **etcd_server.store_options())
     await store.start()
     try:
         old = store.revision
@@ -108,7 +108,7 @@ async def test_watchers_of_one_prefix_share_one_etcd_stream(etcd_server):
 async def test_slow_etcd_watcher_is_ended_without_stalling_the_others(etcd_server):
     from clusterctl.store import WatchOverflow
 
-    store = EtcdStore([etcd_server.endpoint], prefix="/slow", watch_buffer=5)
+    store = EtcdStore([etcd_server.endpoint], prefix="/slow", watch_buffer=5, **etcd_server.store_options())
     await store.start()
     try:
         start = store.revision
@@ -141,7 +141,7 @@ async def test_slow_etcd_watcher_is_ended_without_stalling_the_others(etcd_serve
 async def test_concurrent_reads_share_few_requests_and_long_lists_stay_whole(etcd_server):
     from clusterctl.store.etcd_store import MERGED_LIST_KEYS
 
-    store = EtcdStore([etcd_server.endpoint], prefix="/merged", read_batches=1)
+    store = EtcdStore([etcd_server.endpoint], prefix="/merged", read_batches=1, **etcd_server.store_options())
     await store.start()
     try:
         written = [await store.create(f"/registry/core/configmaps/default/c{i}", {"i": i}) for i in range(5)]
@@ -174,7 +174,7 @@ async def test_concurrent_reads_share_few_requests_and_long_lists_stay_whole(etc
 async def test_lists_at_a_revision_see_exactly_that_revision(etcd_server):
     from clusterctl.store import FutureRevision
 
-    store = EtcdStore([etcd_server.endpoint], prefix="/at-revision")
+    store = EtcdStore([etcd_server.endpoint], prefix="/at-revision", **etcd_server.store_options())
     await store.start()
     try:
         first = await store.create("/registry/core/configmaps/default/a", {"v": 1})
