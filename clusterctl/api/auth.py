@@ -360,6 +360,19 @@ def authorize_pod_reference(user: User, req: Request, pods_on_node: list[dict]) 
         raise _deny(user, req, f"no relationship found between node '{user.node_name}' and this object")
 
 
+def authorize_node_create(user: User, req: Request, obj: dict) -> None:
+    """Kubernetes' NodeRestriction: a node creates only its own Node. (``authorize`` lets node users
+    create Nodes but cannot see the name, which is in the body.) Without this, a node could register
+    a Node for a peer that has not registered yet — its address, its agent certificate's hash —
+    and be handed that peer's pods, logs and exec sessions."""
+    if user.is_admin or user.node_name is None or req.resource != "nodes" or req.group or req.verb != "create":
+        return
+    name = ((obj or {}).get("metadata") or {}).get("name")
+    if name != user.node_name:
+        raise _deny(user, Request(req.verb, req.resource, req.group, None, name, None),
+                    why=f'node "{user.node_name}" may only create its own Node object')
+
+
 def authorize_pod(user: User, req: Request, pod: dict) -> None:
     """Node users may touch a pod only when it is bound to their node."""
     if user.is_admin or user.node_name is None:
