@@ -17,6 +17,9 @@ covering the product's sources, the version stamp and every dependency's name an
 result is cached under ``~/.cache/clusterctl/wheelhouse/KEY/`` as one uncompressed tar
 (``wheelhouse.tar``) — a rerun with the same sources reuses it, and hosts key their install on
 the same ``KEY``, so a rerun changes nothing.
+
+Beside it, ``KEY/native/`` holds the product's C helpers built static for this machine's
+architecture (``clusterctl.bootstrap.prebuilt``), which the install role ships to the hosts.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
 from clusterctl.bootstrap.errors import WheelhouseError
+from clusterctl.bootstrap.prebuilt import PrebuiltHelpers, build_prebuilt
 
 PRODUCT = "clusterctl"
 PACKAGES = ("clusterctl", "node_runtime")
@@ -52,6 +56,7 @@ class Wheelhouse:
     key: str            # VERSION-HASH: what hosts key their install on
     archive: Path       # wheelhouse.tar: every wheel, flat
     wheels: tuple[str, ...]
+    native: PrebuiltHelpers | None = None   # KEY/native/: the C helpers, static, for hosts of this arch
 
 
 def _norm(name: str) -> str:
@@ -196,13 +201,22 @@ def wheelhouse_key(version: str, source_root: Path = SOURCE_ROOT) -> str:
 
 
 def build_wheelhouse(version: str | None = None, *, cache_root: Path = DEFAULT_CACHE,
-                     source_root: Path = SOURCE_ROOT) -> Wheelhouse:
-    """The wheelhouse for ``version`` (default: the source's), from the cache when it is there."""
+                     source_root: Path = SOURCE_ROOT, native_cache: Path | None = None) -> Wheelhouse:
+    """The wheelhouse for ``version`` (default: the source's), from the cache when it is there, with
+    its prebuilt C helpers (static builds cached in ``native_cache``, default ``cache_root/../native``)."""
     version = version or product_version(source_root)
     key = wheelhouse_key(version, source_root)
     dest = cache_root / key
+    wh = _wheels(version, key, dest, source_root)
+    native = build_prebuilt(dest / "native", source_root=source_root,
+                            cache_root=native_cache or Path(cache_root).parent / "native")
+    return Wheelhouse(wh.version, wh.key, wh.archive, wh.wheels, native)
+
+
+def _wheels(version: str, key: str, dest: Path, source_root: Path) -> Wheelhouse:
     archive = dest / "wheelhouse.tar"
     listing = dest / "wheels.txt"
+    cache_root = dest.parent
     if archive.exists() and listing.exists():
         return Wheelhouse(version, key, archive, tuple(listing.read_text().split()))
     work = cache_root / f".{key}.{os.getpid()}"

@@ -10,6 +10,7 @@ import pytest
 
 from clusterctl.bootstrap.cli import upgrade_plan
 from clusterctl.bootstrap.lab_inventory import snapshot_source
+from clusterctl.bootstrap.prebuilt import expected_keys
 from clusterctl.bootstrap.wheelhouse import build_wheelhouse
 
 
@@ -21,7 +22,14 @@ def test_wheelhouse_installs_offline_with_the_stamped_version_and_is_cached(tmp_
     assert wh.key.startswith("9.8.7-") and "clusterctl-9.8.7-py3-none-any.whl" in wh.wheels
     assert any(w.startswith("pip-") for w in wh.wheels) and any(w.lower().startswith("aiohttp-") for w in wh.wheels)
     mtime = wh.archive.stat().st_mtime_ns
-    assert build_wheelhouse("9.8.7", cache_root=cache, source_root=source).archive.stat().st_mtime_ns == mtime
+    # the C helpers, static, beside the wheels where the install role looks (clusterctl_native_dir)
+    assert wh.native is not None and wh.native.tree == wh.archive.parent / "native"
+    assert wh.native.keys == expected_keys(source) and wh.native.missing == ()
+    shim = wh.native.tree / next(k for k in wh.native.keys if k.startswith("ccl-shim-")) / "ccl-shim"
+    shim_mtime = shim.stat().st_mtime_ns
+    assert (tmp_path / "native" / shim.parent.name / "ccl-shim").is_file()  # the build cache: cache_root/../native
+    again = build_wheelhouse("9.8.7", cache_root=cache, source_root=source)
+    assert again.archive.stat().st_mtime_ns == mtime and shim.stat().st_mtime_ns == shim_mtime
 
     (source / "clusterctl" / "bootstrap" / "new_module.py").write_text("# a change\n")
     assert build_wheelhouse("9.8.7", cache_root=cache, source_root=source).key != wh.key

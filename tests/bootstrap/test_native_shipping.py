@@ -1,0 +1,117 @@
+"""Prebuilt C helpers: built static on the controller, shipped by the install role to a real lab host
+over real SSH, found there by the agent's lookup with no compiler; a rerun uploads nothing, new
+sources ship new binaries beside the old, another architecture gets a note and nothing.
+
+The role's ``native.yml`` runs alone here (seconds); ``test_bootstrap_lab.py`` checks the same on a
+bootstrapped cluster's worker, whose real agent logs that it took the prebuilt shim.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clusterctl.bootstrap.lab_inventory import snapshot_source
+from clusterctl.bootstrap.prebuilt import build_prebuilt, expected_keys
+from clusterctl.provision.cli import main as provision_main
+
+pytestmark = [pytest.mark.lab]
+
+ROLE_TASKS = Path(__file__).resolve().parents[2] / "playbooks" / "roles" / "clusterctl_install" / "tasks" / "native.yml"
+SHIM_SOURCE = "node_runtime/runtime/shim/ccl-shim.c"
+
+#: what the agent does at start (node_runtime.native), run inside the host with no compiler allowed;
+#: the shim's source comes on stdin (a lab host has a private /tmp: the test's files are not there)
+AGENT_LOOKUP = """
+import logging, sys, tempfile
+from pathlib import Path
+from node_runtime.native import find_or_build
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+src = Path(tempfile.mkdtemp()) / "ccl-shim.c"
+src.write_bytes(sys.stdin.buffer.read())
+print("FOUND", find_or_build("ccl-shim", Path(tempfile.mkdtemp()) / "state", compilers=(), source=src))
+"""
+
+
+def ship(lab, tmp_path: Path, tree: Path, name: str, **extra) -> tuple[dict, str]:
+    """Run the role's native.yml on every lab host: (recap per host, the run's output)."""
+    play = tmp_path / f"{name}.yml"
+    play.write_text(f"- hosts: nodes\n  gather_facts: false\n  tasks:\n    - import_tasks: {ROLE_TASKS}\n")
+    log = tmp_path / f"{name}.json"
+    variables = {"clusterctl_native_dir": str(tree), "clusterctl_native_arch": extra.pop("arch", None) or _arch(),
+                 "clusterctl_native_cache": "/var/cache/clusterctl", **extra}
+    out = subprocess.run([sys.executable, "-m", "clusterctl", "provision", "-i", str(lab.inventory_path), str(play),
+                          "-e", json.dumps(variables), "--log-json", str(log)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [e for e in events if e["event"] == "recap"][-1]["hosts"], out.stdout
+
+
+def _arch() -> str:
+    import platform
+    return platform.machine()
+
+
+def in_host(lab, script: str, stdin: bytes | None = None) -> str:
+    out = subprocess.run(lab.exec_argv("h1", "sh", "-c", script), input=stdin, capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+    return out.stdout.decode()
+
+
+@pytest.mark.timeout(240)
+def test_prebuilt_helpers_ship_once_are_used_without_a_compiler_and_follow_the_source(lab_factory, tmp_path):
+    source = snapshot_source(tmp_path / "source")
+    helpers = build_prebuilt(tmp_path / "wheelhouse" / "native", source_root=source, cache_root=tmp_path / "native-cache")
+    assert helpers.missing == () and helpers.keys == expected_keys(source)
+    (key,) = [k for k in helpers.keys if k.startswith("ccl-shim-")]
+    lab = lab_factory(1)
+
+    first, _ = ship(lab, tmp_path, helpers.tree, "first")
+    assert first["h1"]["changed"] == 1 and first["h1"]["failed"] == 0
+    shipped = f"/var/cache/clusterctl/{key}/ccl-shim"
+    assert in_host(lab, f"stat -c '%U %a' {shipped} $(dirname {shipped})").split() == ["root", "755", "root", "755"]
+
+    # the agent's lookup inside the host: the shipped shim, nothing compiled (no compiler allowed)
+    found = in_host(lab, f"{sys.executable} -c '{AGENT_LOOKUP}'", stdin=(source / SHIM_SOURCE).read_bytes())
+    assert f"FOUND {shipped}\n" in found and f"ccl-shim: prebuilt {shipped}" in found, found
+
+    again, _ = ship(lab, tmp_path, helpers.tree, "again")
+    assert again["h1"]["changed"] == 0
+
+    # new sources (an upgrade): a new key ships beside the old one, which a running agent may still use
+    with open(source / SHIM_SOURCE, "a") as fh:
+        fh.write("\n/* release N+1 */\n")
+    newer = build_prebuilt(tmp_path / "wheelhouse2" / "native", source_root=source, cache_root=tmp_path / "native-cache")
+    (new_key,) = [k for k in newer.keys if k.startswith("ccl-shim-")]
+    assert new_key != key
+    upgraded, _ = ship(lab, tmp_path, newer.tree, "upgraded")
+    assert upgraded["h1"]["changed"] == 1
+    assert set(in_host(lab, "ls /var/cache/clusterctl").split()) >= {key, new_key}
+
+
+@pytest.mark.timeout(240)
+def test_other_architecture_or_no_compiler_ships_nothing(lab_factory, tmp_path, caplog):
+    source = snapshot_source(tmp_path / "source")
+    with caplog.at_level(logging.WARNING, logger="clusterctl.bootstrap.prebuilt"):
+        none = build_prebuilt(tmp_path / "bare" / "native", source_root=source, cache_root=tmp_path / "nc", compilers=())
+    assert none.keys == () and none.missing == ("ccl-shim",) and list(none.tree.iterdir()) == []
+    assert "no C compiler here builds ccl-shim statically" in caplog.text
+
+    helpers = build_prebuilt(tmp_path / "wheelhouse" / "native", source_root=source, cache_root=tmp_path / "native-cache")
+    lab = lab_factory(1)
+    recap, output = ship(lab, tmp_path, helpers.tree, "other-arch", arch="s390x")
+    assert recap["h1"]["changed"] == 0 and recap["h1"]["failed"] == 0
+    assert "the prebuilt helpers are s390x: not shipped" in " ".join(output.split())
+    (key,) = helpers.keys
+    assert "absent" in in_host(lab, f"test -e /var/cache/clusterctl/{key}/ccl-shim || echo absent")
+
+    # a controller without a compiler: an empty tree, nothing shipped, nothing fails
+    recap, _ = ship(lab, tmp_path, none.tree, "no-compiler")
+    assert recap["h1"]["failed"] == 0
+    assert "absent" in in_host(lab, f"test -e /var/cache/clusterctl/{key}/ccl-shim || echo absent")
