@@ -1,7 +1,10 @@
 """HA control plane on real lab hosts: three control-plane hosts with ``clusterctl_store: etcd``.
 
 Bootstrap makes an etcd member on each (from the Debian package fetched on the controller and
-uploaded) and an API server on each sharing one CA and token set. Then the first control-plane
+uploaded) and an API server on each sharing one CA and token set. etcd speaks only TLS with
+client certificates, between members too: the member list shows https peer and client URLs, a
+client without a certificate is refused, the keys are 0600, and a rerun of bootstrap changes
+nothing on the control-plane hosts (certificates are kept, nothing restarts). Then the first control-plane
 host is stopped (``lab stop``): the API stays available through the other two (same data from
 either), and the leader-elected controllers and scheduler take over there — a Deployment
 created after the stop gets its ReplicaSet and its pods bound to nodes.
@@ -18,9 +21,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime
 
 import pytest
@@ -29,7 +35,7 @@ from clusterctl.bootstrap.cli import bootstrap_main
 from clusterctl.bootstrap.lab_inventory import snapshot_source, write_lab_inventory
 from clusterctl.client.kubeconfig import load_kubeconfig
 from tests.bootstrap.seed_app import GatewayRegistry, kubectl_apply, push_seed_images, seed_app, wait_for_page
-from tests.bootstrap.test_bootstrap_lab import kubectl_json
+from tests.bootstrap.test_bootstrap_lab import kubectl_json, recap
 
 pytestmark = [pytest.mark.lab]
 
@@ -42,6 +48,37 @@ def kubeconfig_for(kubeconfig, host_ip: str, dest):
 def clusterctl_json(kubeconfig, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "clusterctl", "--kubeconfig", str(kubeconfig), *args, "-o", "json"],
                           capture_output=True, text=True, timeout=60)
+
+
+def assert_etcd_speaks_only_mtls(lab, pki) -> None:
+    """The etcd members peer and serve over TLS only, and want a client certificate of their CA."""
+    pki.mkdir()
+    for name in ("ca.crt", "apiserver-etcd-client.crt", "apiserver-etcd-client.key"):
+        copied = subprocess.run(lab.exec_argv("h2", "cat", f"/var/lib/clusterctl/etcd-pki/{name}"),
+                                capture_output=True, timeout=30)
+        assert copied.returncode == 0, copied.stderr
+        (pki / name).write_bytes(copied.stdout)
+    modes = subprocess.run(lab.exec_argv("h2", "sh", "-c", "stat -c '%n %a' /var/lib/clusterctl/etcd-pki/*.key"),
+                           capture_output=True, text=True, timeout=30)
+    assert sorted(line.split()[1] for line in modes.stdout.splitlines()) == ["600"] * 3, modes.stdout + modes.stderr
+
+    endpoint = f"https://{lab.host('h2').ip}:2379"
+    members = subprocess.run(["etcdctl", "--endpoints", endpoint, "--cacert", str(pki / "ca.crt"),
+                              "--cert", str(pki / "apiserver-etcd-client.crt"),
+                              "--key", str(pki / "apiserver-etcd-client.key"),
+                              "--dial-timeout", "20s", "--command-timeout", "30s", "member", "list", "-w", "json"],
+                             capture_output=True, text=True, timeout=60, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+    assert members.returncode == 0, members.stderr
+    listed = json.loads(members.stdout)["members"]
+    assert sorted(m["name"] for m in listed) == ["h1", "h2", "h3"]
+    assert all(url.startswith("https://") for m in listed for url in m["peerURLs"] + m["clientURLs"]), listed
+
+    request = urllib.request.Request(endpoint + "/v3/kv/range", data=b'{"key":"AA=="}', method="POST")
+    with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+        urllib.request.urlopen(request, timeout=30, context=ssl.create_default_context(cafile=str(pki / "ca.crt")))
+    with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain http on the client port
+        urllib.request.urlopen(urllib.request.Request(endpoint.replace("https:", "http:") + "/v3/kv/range",
+                                                      data=b'{"key":"AA=="}', method="POST"), timeout=30)
 
 
 def lease_renewals(kubeconfig) -> dict[str, float]:
@@ -66,7 +103,9 @@ def lose_a_control_plane_host(lab, tmp_path, registry: GatewayRegistry) -> None:
     inv = write_lab_inventory(lab, tmp_path / "inv" / "inventory.ini", control_plane=["h1", "h2", "h3"],
                               workers=["h4", "h5"], control_plane_vars={"clusterctl_store": "etcd"},
                               worker_vars=registry.worker_vars)
-    assert bootstrap_main(["-i", str(inv), "--source", str(source), "-e", "clusterctl_ready_timeout=60"]) == 0
+    first_log = tmp_path / "bootstrap.jsonl"
+    assert bootstrap_main(["-i", str(inv), "--source", str(source), "-e", "clusterctl_ready_timeout=60",
+                           "--log-json", str(first_log)]) == 0
     kubeconfig = inv.parent / "kubeconfig"
     servers = [f"https://{lab.host(h).ip}:6443" for h in ("h1", "h2", "h3")]
     creds = load_kubeconfig(str(kubeconfig))
@@ -74,10 +113,10 @@ def lose_a_control_plane_host(lab, tmp_path, registry: GatewayRegistry) -> None:
     node_kubeconfig = subprocess.run(lab.exec_argv("h4", "cat", "/etc/clusterctl/node.kubeconfig"), capture_output=True, text=True)
     assert all(url in node_kubeconfig.stdout for url in servers), node_kubeconfig.stdout
 
-    members = subprocess.run(["etcdctl", "--endpoints", f"http://{lab.host('h2').ip}:2379", "member", "list", "-w", "json"],
-                             capture_output=True, text=True, timeout=30, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
-    assert members.returncode == 0, members.stderr
-    assert sorted(m["name"] for m in json.loads(members.stdout)["members"]) == ["h1", "h2", "h3"]
+    assert_etcd_speaks_only_mtls(lab, tmp_path / "etcd-pki")
+    rerun_log = tmp_path / "rerun.jsonl"
+    assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(rerun_log)]) == 0
+    assert {host: recap(rerun_log)[host]["changed"] for host in ("h1", "h2", "h3")} == {"h1": 0, "h2": 0, "h3": 0}
 
     kc2 = kubeconfig_for(kubeconfig, lab.host("h2").ip, tmp_path / "kc2")
     kc3 = kubeconfig_for(kubeconfig, lab.host("h3").ip, tmp_path / "kc3")
