@@ -33,7 +33,7 @@ from clusterctl.store.base import StoreError
 from clusterctl.store.etcd_tls import ClientTLS, EtcdCA, MemberTLS
 
 ETCD_BINARY = "etcd"
-#: TLS unless a caller asks for plain http
+#: whether LocalEtcd and LocalEtcdCluster run TLS when the caller does not say (``tls=``)
 DEFAULT_TLS = False
 
 
