@@ -69,6 +69,8 @@ class NativeProgram:
 PROGRAMS: dict[str, NativeProgram] = {p.name: p for p in (
     NativeProgram("ccl-shim", "runtime/shim/ccl-shim.c",
                   fallback="containers use util-linux unshare and the Python launcher"),
+    NativeProgram("ccl-pump", "proxy/pump/ccl-pump.c",
+                  fallback="the Service proxy moves bytes with the Python splice pump"),
 )}
 
 

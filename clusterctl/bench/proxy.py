@@ -104,7 +104,9 @@ def measure(duration: float, connections: int, mode: str = "splice") -> dict:
         return {"benchmark": "proxy", "client": f"wrk -t2 -c{connections} (Debian) on node h2, 2 alternating rounds of {round_s}s each way",
                 "server": "asyncio keep-alive HTTP/1.1 server, fixed 6-byte body (node_runtime/network/standalone.py http-backend) in a pod on node h1",
                 "proxy": f"clusterctl ServiceProxy NodePort on node h1 (asyncio accept/connect/retry; mode {mode}: "
-                          + {"splice": "one epoll thread moves bytes with splice(2))", "threads": "two splice(2) threads per connection)",
+                          + {"splice": "one epoll thread moves bytes with splice(2))",
+                             "cpump": "the ccl-pump child process (C) moves bytes with epoll + splice(2))",
+                             "threads": "two splice(2) threads per connection)",
                              "asyncio": "asyncio protocols)"}[mode],
                 "mode": mode, "connections": connections, "duration_s": 2 * round_s,
                 "direct_rps": round(d_rps, 1), "proxied_rps": round(p_rps, 1), "ratio": round(p_rps / d_rps, 3),
@@ -121,8 +123,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--duration", type=float, default=6.0, help="seconds per way, in two rounds of whole seconds")
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--mode", choices=["splice", "threads", "asyncio"], default="splice",
-                   help="how the proxy moves bytes (default: splice, one epoll thread)")
+    p.add_argument("--mode", choices=["splice", "cpump", "threads", "asyncio"], default="splice",
+                   help="how the proxy moves bytes (default: splice, one Python epoll thread; cpump: the same loop "
+                        "in C in a child process)")
     args = p.parse_args(argv)
     result = measure(args.duration, args.connections, args.mode)
     if args.json:

@@ -20,6 +20,11 @@ logs it and the next connection starts a new pump. After ``max_restarts`` deaths
 ``restart_window`` seconds it gives up for good and ``PumpUnavailable`` tells the forwarder to use
 the Python pump (logged once). ``close()`` (the agent stopping) closes the control socket: the
 pump exits on that EOF, taking its connections with it, as the agent's own threads would.
+
+The binary comes from ``node_runtime.native`` (entry ``ccl-pump``): shipped prebuilt by bootstrap,
+else compiled here once per source version; none at all → ``compiled_pump()`` is None and the
+forwarder uses the Python pump. ``CLUSTERCTL_PUMP_TRANSFER=splice`` makes the pump splice every
+read, as the Python pump does, instead of its default ``hybrid`` (see ``copy_in`` in the C source).
 """
 
 from __future__ import annotations
@@ -37,11 +42,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from node_runtime.errors import NodeRuntimeError
+from node_runtime.native import PROGRAMS, SHARED_CACHE, find_or_build
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("pump") / "ccl-pump.c"
-PUMP_NAME = "ccl-pump"
+PUMP = PROGRAMS["ccl-pump"]
 
 _RECORD = struct.Struct("=IIQ")         # {u32 type, u32 arg, u64 id}: see ccl-pump.c
 _MSG_ADD, _MSG_DUMP = 1, 2              # to the pump
@@ -58,8 +63,10 @@ class CompiledPump:
     """A running ``ccl-pump`` (started on first use, restarted after a death) and its links."""
 
     def __init__(self, binary: Path, *, max_restarts: int = 5, restart_window: float = 60.0,
-                 send_timeout: float = 5.0, clock: Callable[[], float] = time.monotonic):
+                 send_timeout: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 transfer: str = "hybrid"):
         self.binary = Path(binary)
+        self.transfer = transfer
         self.max_restarts = max_restarts
         self.restart_window = restart_window
         self.send_timeout = send_timeout
@@ -173,7 +180,8 @@ class CompiledPump:
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
-                proc = subprocess.Popen([str(self.binary), str(theirs.fileno()), str(os.getpid())],
+                proc = subprocess.Popen([str(self.binary), str(theirs.fileno()), str(os.getpid()),
+                                         "--transfer", self.transfer],
                                         pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, close_fds=True)
             finally:
                 theirs.close()
@@ -239,55 +247,8 @@ class CompiledPump:
 
 # ---------------------------------------------------------------------- building and sharing it
 
-#: machine-wide cache of built helpers (root's), as for ccl-shim
-SHARED_CACHE = Path("/var/cache/clusterctl")
-DEFAULT_COMPILERS: tuple[str, ...] = ("musl-gcc", "cc", "gcc")
-
-
-def build_pump(*, compilers: tuple[str, ...] = DEFAULT_COMPILERS, source: Path = SOURCE,
-               cache: Path = SHARED_CACHE) -> Path | None:
-    """The path of a ``ccl-pump`` built from ``source`` (hash-named under ``cache``), or None
-    when no compiler built it; never raises."""
-    import hashlib
-    import shutil
-    try:
-        key = f"{PUMP_NAME}-{hashlib.sha256(source.read_bytes()).hexdigest()[:16]}"
-    except OSError as exc:
-        log.warning("ccl-pump source %s unreadable: %s", source, exc)
-        return None
-    for name in compilers:
-        cc = shutil.which(name)
-        if cc is None:
-            continue
-        target = Path(cache) / key / Path(name).name / PUMP_NAME
-        if _usable(target):
-            return target
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        except OSError as exc:
-            log.warning("ccl-pump: cannot create %s: %s", target.parent, exc)
-            return None
-        tmp = target.with_name(f".{PUMP_NAME}-{os.getpid()}-{threading.get_ident()}")
-        for flags in (["-O2", "-static", "-s"], ["-O2", "-s"]):
-            try:
-                done = subprocess.run([cc, *flags, "-o", str(tmp), str(source)], capture_output=True, text=True,
-                                      timeout=120)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                log.warning("building ccl-pump with %s failed: %s", cc, exc)
-                break
-            if done.returncode == 0:
-                os.chmod(tmp, 0o755)
-                os.replace(tmp, target)
-                return target
-    return None
-
-
-def _usable(path: Path) -> bool:
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    return path.is_file() and os.access(path, os.X_OK) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+#: where the agent builds it when no prebuilt one is there (root's, like native's shared cache)
+DEFAULT_BUILD_DIR = SHARED_CACHE / "agent"
 
 
 _SHARED: CompiledPump | None = None
@@ -295,19 +256,17 @@ _SHARED_TRIED = False
 _SHARED_LOCK = threading.Lock()
 
 
-def compiled_pump() -> CompiledPump | None:
-    """This process's compiled pump (built on first call; blocking), or None when it cannot be
-    built — then the proxy uses the Python splice pump (logged once, here)."""
+def compiled_pump(build_dir: Path | None = None) -> CompiledPump | None:
+    """This process's compiled pump (found or built on the first call, which blocks; later calls
+    return it at once), or None when there is no binary: then the proxy uses the Python splice
+    pump (``native`` logs why, once)."""
     global _SHARED, _SHARED_TRIED
     with _SHARED_LOCK:
         if not _SHARED_TRIED:
             _SHARED_TRIED = True
-            binary = build_pump()
-            if binary is None:
-                log.warning("ccl-pump could not be built (no C compiler?): the Service proxy moves bytes with "
-                            "the Python splice pump")
-            else:
-                _SHARED = CompiledPump(binary)
+            binary = find_or_build(PUMP, build_dir or DEFAULT_BUILD_DIR)
+            if binary is not None:
+                _SHARED = CompiledPump(binary, transfer=os.environ.get("CLUSTERCTL_PUMP_TRANSFER", "hybrid"))
         return _SHARED
 
 

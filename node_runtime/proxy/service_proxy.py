@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
+
 from node_runtime.proxy.addresses import ClusterIPAddresses
+from node_runtime.proxy.compiled_pump import close_compiled_pump, compiled_pump
 from node_runtime.proxy.forwarder import Forwarder
 from node_runtime.proxy.table import Frontend, build_frontends
 
@@ -26,12 +29,13 @@ log = logging.getLogger(__name__)
 class ServiceProxy:
     def __init__(self, client: ApiClient | None, node_name: str, node_addresses: list[str], *,
                  bind_cluster_ips: bool = True, connect_timeout: float = 1.0, attempts: int = 3,
-                 extra_cluster_ips: set[str] | None = None, mode: str = "splice"):
+                 extra_cluster_ips: set[str] | None = None, mode: str = "splice", native_dir: Path | None = None):
         self.client = client
         self.node_name = node_name
         self.node_addresses = list(node_addresses)
         self.connect_timeout = connect_timeout
         self.mode = mode                                           # Forwarder mode (see forwarder.py)
+        self.native_dir = native_dir        # where ccl-pump is built when none is shipped (mode cpump)
         self.extra_cluster_ips = set(extra_cluster_ips or ())     # e.g. the cluster DNS address
         self.attempts = attempts
         self.addresses = ClusterIPAddresses(node_name) if bind_cluster_ips else None
@@ -77,6 +81,8 @@ class ServiceProxy:
         return [(fe.ip, fe.port)] if fe.ip else [(a, fe.port) for a in self.node_addresses]
 
     async def apply(self, services: list[dict], endpoints: list[dict]) -> None:
+        if self.mode == "cpump":
+            await asyncio.to_thread(compiled_pump, self.native_dir)    # found or built once, off the loop
         want = build_frontends(services, endpoints)
         cluster_ips = {fe.ip for fe in want.values() if fe.ip} | self.extra_cluster_ips
         if self.addresses is not None:
@@ -110,5 +116,7 @@ class ServiceProxy:
         for fwd in self.forwarders.values():
             fwd.close()
         self.forwarders.clear()
+        if self.mode == "cpump":
+            await asyncio.to_thread(close_compiled_pump)     # the pump process goes with the proxy
         if self.addresses is not None:
             await self.addresses.remove_link()
