@@ -22,6 +22,7 @@ import pytest
 from clusterctl.bootstrap.cli import bootstrap_main, remove_node_main
 from clusterctl.bootstrap.lab_inventory import snapshot_source, write_lab_inventory
 from tests.bootstrap.seed_app import GatewayRegistry, kubectl_apply, push_seed_images, seed_app, wait_for_page
+from tests.bootstrap.test_native_shipping import assert_workers_run_the_shipped_shim
 
 pytestmark = [pytest.mark.lab]
 
@@ -112,6 +113,8 @@ def bootstrap_serve_rerun_add_remove(lab, tmp_path: Path, source: Path, registry
     assert fetched.stdout == "hello v1\n", fetched.stderr
     looked_up = in_host(lab, "h3", f"python3 -c {shlex.quote(DNS_QUERY)} web.default.svc.cluster.local 10.96.0.10")
     assert looked_up.stdout.split() == [cluster_ip], looked_up.stdout + looked_up.stderr
+    # the workers' agents run the ccl-shim bootstrap built on the controller and shipped (none compiled it)
+    assert_workers_run_the_shipped_shim(lab, ["h2", "h3", "h4"], source)
 
     second = tmp_path / "second.json"
     assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(second)]) == 0

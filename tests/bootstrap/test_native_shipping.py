@@ -18,7 +18,7 @@ import pytest
 
 from clusterctl.bootstrap.lab_inventory import snapshot_source
 from clusterctl.bootstrap.prebuilt import build_prebuilt, expected_keys
-from clusterctl.provision.cli import main as provision_main
+from node_runtime.native import PROGRAMS, program_key
 
 pytestmark = [pytest.mark.lab]
 
@@ -58,8 +58,8 @@ def _arch() -> str:
     return platform.machine()
 
 
-def in_host(lab, script: str, stdin: bytes | None = None) -> str:
-    out = subprocess.run(lab.exec_argv("h1", "sh", "-c", script), input=stdin, capture_output=True, timeout=60)
+def in_host(lab, script: str, stdin: bytes | None = None, host: str = "h1") -> str:
+    out = subprocess.run(lab.exec_argv(host, "sh", "-c", script), input=stdin, capture_output=True, timeout=60)
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
     return out.stdout.decode()
 
@@ -115,3 +115,16 @@ def test_other_architecture_or_no_compiler_ships_nothing(lab_factory, tmp_path, 
     recap, _ = ship(lab, tmp_path, none.tree, "no-compiler")
     assert recap["h1"]["failed"] == 0
     assert "absent" in in_host(lab, f"test -e /var/cache/clusterctl/{key}/ccl-shim || echo absent")
+
+
+def assert_workers_run_the_shipped_shim(lab, workers: list[str], source: Path) -> None:
+    """For a bootstrapped cluster (``test_bootstrap_lab.py``): each worker's agent took the shim
+    bootstrap shipped (its log says so; it compiled nothing, although a lab host sees this
+    machine's compilers), and every running container's parent is that very binary."""
+    shipped = f"/var/cache/clusterctl/{program_key(PROGRAMS['ccl-shim'], source / 'node_runtime')}/ccl-shim"
+    for worker in workers:
+        out = in_host(lab, "grep -h 'ccl-shim:' /var/log/clusterctl/clusterctl-node.log; "
+                           "for p in $(pgrep -x ccl-shim); do echo EXE $(readlink /proc/$p/exe); done", host=worker)
+        assert f"ccl-shim: prebuilt {shipped}" in out and "ccl-shim: compiled" not in out, f"{worker}: {out}"
+        exes = {line.split()[1] for line in out.splitlines() if line.startswith("EXE ") and len(line.split()) == 2}
+        assert exes <= {shipped}, f"{worker}: {out}"  # (a process gone between pgrep and readlink prints no path)
