@@ -240,6 +240,12 @@ async def pod_exec(ctx: ApiContext, t: Target, request: web.Request, raw: bytes)
     query = [(k, v) for k, v in request.query.items() if k != "container"]
     if not any(k == "command" for k, _ in query):
         raise errors.bad_request("you must specify at least one command for the container")
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        # kubectl retries a failed WebSocket exec over SPDY: tell it what the agent would have
+        # said (pin, reachability), then that only WebSocket is served. Nothing runs on the node.
+        await _check_agent(ctx, agent)
+        raise errors.bad_request("exec is served over WebSocket only (subprotocols v5.channel.k8s.io, v4.channel.k8s.io), "
+                                 f"not {request.headers.get('Upgrade') or 'a plain request'}")
     url = f"{agent.base}/exec/{t.namespace}/{t.name}/{container}"
     requested = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     protocols = [p for p in requested if p in EXEC_PROTOCOLS] or list(EXEC_PROTOCOLS)
@@ -291,6 +297,22 @@ async def pod_exec(ctx: ApiContext, t: Target, request: web.Request, raw: bytes)
     finally:
         await upstream.close()
         await session.close()
+
+
+async def _check_agent(ctx: ApiContext, agent: AgentEndpoint) -> None:
+    """Dial the agent's ``/healthz`` as any proxied call would (pinned, with the client
+    certificate) and raise what such a call would meet."""
+    tls = client_tls(ctx)
+    async with agent.session() as session:
+        try:
+            async with session.get(f"{agent.base}/healthz", ssl=tls,
+                                   timeout=aiohttp.ClientTimeout(total=30, sock_connect=10)) as upstream:
+                if upstream.status in (401, 403):
+                    raise agent.refused(upstream.status, (await upstream.read()).decode(errors="replace").strip())
+        except aiohttp.ServerFingerprintMismatch as exc:
+            raise agent.mismatch(exc) from exc
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise agent.unreachable(exc) from exc
 
 
 async def node_proxy_get(ctx: ApiContext, t: Target, request: web.Request, raw: bytes) -> web.Response:

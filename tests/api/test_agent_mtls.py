@@ -211,7 +211,10 @@ async def test_an_impostor_on_the_nodes_address_gets_a_handshake_and_not_one_byt
                                    protocols=["v5.channel.k8s.io"], headers={"Authorization": f"Bearer {cp.token}"},
                                    timeout=aiohttp.ClientWSTimeout(ws_receive=WAIT, ws_close=WAIT))
         assert refused.value.status == 502
-        await wait_for(lambda: fake.connections == 3 and fake.closed == 3, "the three connections to close")
+        # kubectl's fallback after a failed WebSocket exec (SPDY, no WebSocket upgrade) hears the same
+        r = await call(cp, "GET", f"/api/v1/namespaces/default/pods/{node}-pod/exec?command=cat&stdout=true")
+        assert r.status == 502 and f'node "{node}"' in json.loads(r.body)["message"], r.body
+        await wait_for(lambda: fake.connections == 4 and fake.closed == 4, "the four connections to close")
     assert fake.received == b"", fake.received[:200]   # no request line, no header, no token
 
 
@@ -222,6 +225,8 @@ async def test_a_node_that_published_no_certificate_is_not_dialled(cp, tmp_path)
         r = await call(cp, "GET", f"/api/v1/namespaces/default/pods/{node}-pod/log")
         assert r.status == 503 and node_proxy.SERVING_CERT_ANNOTATION in json.loads(r.body)["message"], r.body
         r = await call(cp, "GET", f"/api/v1/nodes/{node}/proxy/stats/summary")
+        assert r.status == 503 and f'node "{node}"' in json.loads(r.body)["message"], r.body
+        r = await call(cp, "GET", f"/api/v1/namespaces/default/pods/{node}-pod/exec?command=cat&stdout=true")
         assert r.status == 503 and f'node "{node}"' in json.loads(r.body)["message"], r.body
     assert fake.connections == 0
 
@@ -235,7 +240,10 @@ async def test_the_pinned_agent_sees_the_api_servers_client_certificate_and_no_t
         assert r.status == 200 and r.body == b"from the pinned agent\n", (r.status, r.body)
         r = await call(cp, "GET", f"/api/v1/nodes/{node}/proxy/stats/summary")
         assert r.status == 200, r.body
-    assert [p for p, _, _ in agent.requests] == [f"/containerLogs/default/{node}-pod/main", "/stats/summary"]
+        # exec without a WebSocket: the agent is checked (healthz), nothing is run, the caller learns why
+        r = await call(cp, "GET", f"/api/v1/namespaces/default/pods/{node}-pod/exec?command=cat&stdout=true")
+        assert r.status == 400 and "WebSocket only" in json.loads(r.body)["message"], r.body
+    assert [p for p, _, _ in agent.requests] == [f"/containerLogs/default/{node}-pod/main", "/stats/summary", "/healthz"]
     for _, headers, cn in agent.requests:
         assert cn == auth.KUBELET_CLIENT_CN
         assert not any(h.lower() in ("authorization", "proxy-authorization") for h in headers), headers
