@@ -66,6 +66,7 @@ class LocalEtcd:
         self.ca = ca if ca is not None else EtcdCA(self.data_dir / "pki")
         self.member_tls: MemberTLS | None = None
         self.client_tls: ClientTLS | None = None
+        self._ssl_context: ssl.SSLContext | None = None
         self.client_port = 0
         self.peer_port = 0
         self.process: subprocess.Popen | None = None
@@ -87,8 +88,12 @@ class LocalEtcd:
         return self.client_tls.store_options() if self.client_tls is not None else {}
 
     def client_ssl_context(self) -> ssl.SSLContext | None:
-        """What a client needs to reach this member (None on plain http)."""
-        return self.client_tls.ssl_context() if self.client_tls is not None else None
+        """What a client needs to reach this member (None on plain http); made once, then shared."""
+        if self.client_tls is None:
+            return None
+        if self._ssl_context is None:
+            self._ssl_context = self.client_tls.ssl_context()
+        return self._ssl_context
 
     def store_config(self, **extra) -> dict:
         """A store config (``clusterctl.store.open_store``, the control plane's ``store:``) for this member."""
