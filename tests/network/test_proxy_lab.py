@@ -36,11 +36,11 @@ SERVICE = {"metadata": {"name": "web", "namespace": "default"},
 
 
 class Proxies:
-    def __init__(self, lab, hosts):
+    def __init__(self, lab, hosts, mode: str = "splice"):
         self.lab, self.procs, self.pids = lab, {}, {}
         for h in hosts:
             args = {"node": h, "ip": lab.host(h).ip, "cidr": "-", "state": "/var/lib/clusterctl/net-test",
-                    "objects": "/var/lib/clusterctl/objects.json", "dns": DNS_IP}
+                    "objects": "/var/lib/clusterctl/objects.json", "dns": DNS_IP, "mode": mode}
             args["cidr"] = {"h1": "10.244.1.0/24", "h2": "10.244.2.0/24"}[h]
             self.procs[h] = subprocess.Popen(lab.exec_argv(h, HOST_PYTHON, NETCTL, "serve", json.dumps(args)),
                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -82,8 +82,14 @@ def get_outside(ip, port):
     return r.stdout.strip() if r.returncode == 0 else f"error: {r.stderr.strip()}"
 
 
+def pumps_in(lab, host) -> list[str]:
+    """The ccl-pump processes running in a lab host (its own PID namespace)."""
+    return run(lab, host, "sh", "-c", "pgrep -x ccl-pump || true").stdout.split()
+
+
 @pytest.mark.lab
-def test_cluster_ip_and_node_port_reach_ready_pods_on_every_node(lab_factory):
+@pytest.mark.parametrize("mode", ["splice", "cpump"])
+def test_cluster_ip_and_node_port_reach_ready_pods_on_every_node(lab_factory, mode):
     lab = lab_factory(2)
     netctl(lab, "h1", "start")
     netctl(lab, "h2", "start")
@@ -94,7 +100,7 @@ def test_cluster_ip_and_node_port_reach_ready_pods_on_every_node(lab_factory):
     for host, p, text in (("h1", p1, "p1"), ("h2", p2, "p2"), ("h2", p3, "p3")):
         in_pod(lab, host, p["netns"], "sh", "-c", f"mkdir -p /tmp/www-{text} && echo {text} > /tmp/www-{text}/index.html "
                f"&& busybox httpd -p 8080 -h /tmp/www-{text}")
-    proxies = Proxies(lab, ["h1", "h2"])
+    proxies = Proxies(lab, ["h1", "h2"], mode)
     try:
         proxies.publish([SERVICE], [pod("p1", p1["ip"]), pod("p2", p2["ip"]), pod("p3", p3["ip"], ready=False)])
         # pod -> ClusterIP (both ports; targetPort by name and by number): both ready pods, never the unready one
@@ -126,8 +132,12 @@ def test_cluster_ip_and_node_port_reach_ready_pods_on_every_node(lab_factory):
         t0 = time.monotonic()
         out = get(lab, "h1", client["netns"], f"http://{CLUSTER_IP}/")
         assert out.startswith("error") and time.monotonic() - t0 < 2, out
+        if mode == "cpump":                         # the bytes went through each node's ccl-pump
+            assert [len(pumps_in(lab, h)) for h in ("h1", "h2")] == [1, 1]
     finally:
         proxies.stop()
+    for host in ("h1", "h2"):                       # and it went with the proxy
+        assert pumps_in(lab, host) == []
     for host in ("h1", "h2"):
         addrs = run(lab, host, "ip", "addr").stdout
         assert CLUSTER_IP not in addrs and DNS_IP not in addrs
