@@ -7,7 +7,9 @@ keep-alive HTTP/1.1 server (asyncio, fixed 6-byte body; Debian's docker-registry
 ``ServiceProxy`` with a NodePort Service in front of it; node h2 has the host-gw route to
 h1's pods and runs the client, ``wrk`` (Debian), with N keep-alive connections: first straight
 to the pod IP, then through h1's NodePort — same client, same backend, one run.
-Prints ``direct_rps``, ``proxied_rps``, ``ratio``, ``direct_p99_ms``, ``proxied_p99_ms``.
+Prints ``direct_rps``, ``proxied_rps``, ``ratio``, ``direct_p99_ms``, ``proxied_p99_ms``, and
+``proxy_cpu_us_per_request`` (CPU of the proxy process and its ``ccl-pump`` per proxied request:
+the mode's own cost, much steadier than the ratio on a shared machine).
 """
 
 from __future__ import annotations
@@ -55,6 +57,23 @@ def parse_wrk(text: str) -> tuple[float, float, int]:
     return rps, p99, errors + (int(non2xx.group(1)) if non2xx else 0)
 
 
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants (the proxy and its ccl-pump)."""
+    import psutil
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
 def measure(duration: float, connections: int, mode: str = "splice") -> dict:
     from clusterctl.lab import Lab
     lab = Lab(Path(tempfile.mkdtemp(prefix="bench-proxy-")), owner_pid=os.getpid())
@@ -89,14 +108,19 @@ def measure(duration: float, connections: int, mode: str = "splice") -> dict:
             time.sleep(0.2)
         # alternate direct/proxied in two rounds so a busy machine's swings hit both alike
         runs: dict[str, list[tuple[float, float, int]]] = {"direct": [], "proxied": []}
+        proxy_cpu, proxied_requests = 0.0, 0
         for name, url in (("direct", direct_url), ("proxied", proxied_url)):
             _run(lab, "h2", "wrk", "-t2", f"-c{connections}", "-d1s", url)         # warm-up
         round_s = max(1, round(duration / 2))     # wrk takes whole seconds only ("-d2.5s" is a usage error)
         for _ in range(2):
             for name, url in (("direct", direct_url), ("proxied", proxied_url)):
+                cpu0 = _tree_cpu(proxy.pid)
                 out = _run(lab, "h2", "wrk", "-t2", f"-c{connections}", f"-d{round_s}s", "--latency", url,
                            timeout=duration + 60)
                 runs[name].append(parse_wrk(out))
+                if name == "proxied":
+                    proxy_cpu += _tree_cpu(proxy.pid) - cpu0
+                    proxied_requests += int(re.search(r"(\d+) requests in", out).group(1))
                 if os.environ.get("CLUSTERCTL_BENCH_VERBOSE"):
                     print(out, file=sys.stderr)
         (d_rps, d_p99, d_err), (p_rps, p_p99, p_err) = (
@@ -111,7 +135,10 @@ def measure(duration: float, connections: int, mode: str = "splice") -> dict:
                 "mode": mode, "connections": connections, "duration_s": 2 * round_s,
                 "direct_rps": round(d_rps, 1), "proxied_rps": round(p_rps, 1), "ratio": round(p_rps / d_rps, 3),
                 "direct_p99_ms": round(d_p99, 3), "proxied_p99_ms": round(p_p99, 3), "target_ratio": 0.5,
-                "direct_errors": d_err, "proxied_errors": p_err}
+                "direct_errors": d_err, "proxied_errors": p_err,
+                # the proxy process and its ccl-pump, per proxied request: what the mode costs, whatever the load
+                "proxy_cpu_us_per_request": round(proxy_cpu / max(proxied_requests, 1) * 1e6, 2),
+                "load_avg_1m": os.getloadavg()[0]}
     finally:
         if proxy is not None:
             proxy.kill()
