@@ -203,11 +203,15 @@ def trusted(path: Path) -> bool:
 
 
 def _make_dir(path: Path) -> None:
-    """``path`` and missing parents, 0755 whatever the umask (trusted() checks the binary's folder)."""
-    if path.is_dir():
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o755)
+    """``path`` and missing parents, each 0755 whatever the umask (trusted() checks the binary's folder,
+    and a shared ``<name>-<sha16>`` folder made here may later hold bootstrap's prebuilt binary)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        os.chmod(folder, 0o755)
 
 
 def _install(src: Path, dest: Path) -> bool:

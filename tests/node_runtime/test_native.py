@@ -135,3 +135,20 @@ def test_never_raises_when_the_state_dir_cannot_be_made(tmp_path, caplog):
 
 def test_missing_source_gives_none(tmp_path):
     assert find_or_build(SHIM, tmp_path, shared_cache=None, source=tmp_path / "gone.c") is None
+
+
+def test_folders_made_for_builds_are_0755_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        built = find_or_build(SHIM, tmp_path / "state", compilers=("cc",), shared_cache=tmp_path / "cache")
+    finally:
+        os.umask(old)
+    assert built is not None
+    key_dir = tmp_path / "cache" / built.parent.name
+    for folder in (built.parent, key_dir, key_dir / "cc", tmp_path / "cache"):
+        assert (folder.stat().st_mode & 0o777) == 0o755, folder
+    # so bootstrap's binary shipped later into the same <name>-<sha16> folder is trusted
+    assert find_or_build(SHIM, tmp_path / "other", compilers=(), shared_cache=tmp_path / "cache") is None
+    shutil.copyfile(built, key_dir / "ccl-shim")
+    os.chmod(key_dir / "ccl-shim", 0o755)
+    assert find_or_build(SHIM, tmp_path / "other", compilers=(), shared_cache=tmp_path / "cache") == key_dir / "ccl-shim"
