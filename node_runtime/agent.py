@@ -20,6 +20,7 @@ import shutil
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -60,7 +61,7 @@ def _arch() -> str:
 
 def _os_image() -> str:
     try:
-        for line in open("/etc/os-release"):
+        for line in Path("/etc/os-release").read_text().splitlines():
             if line.startswith("PRETTY_NAME="):
                 return line.split("=", 1)[1].strip().strip('"')
     except OSError:
@@ -436,7 +437,7 @@ class Agent:
 def _machine_id() -> str:
     for p in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
         try:
-            return open(p).read().strip()
+            return Path(p).read_text().strip()
         except OSError:
             continue
     return ""
@@ -444,6 +445,6 @@ def _machine_id() -> str:
 
 def _boot_id() -> str:
     try:
-        return open("/proc/sys/kernel/random/boot_id").read().strip()
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
