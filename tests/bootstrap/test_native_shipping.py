@@ -38,7 +38,7 @@ print("FOUND", find_or_build("ccl-shim", Path(tempfile.mkdtemp()) / "state", com
 """
 
 
-def ship(lab, tmp_path: Path, tree: Path, name: str, **extra) -> tuple[dict, str]:
+def ship(lab, tmp_path: Path, tree: Path, name: str, *options: str, **extra) -> tuple[dict, str]:
     """Run the role's native.yml on every lab host: (recap per host, the run's output)."""
     play = tmp_path / f"{name}.yml"
     play.write_text(f"- hosts: nodes\n  gather_facts: false\n  tasks:\n    - import_tasks: {ROLE_TASKS}\n")
@@ -46,7 +46,7 @@ def ship(lab, tmp_path: Path, tree: Path, name: str, **extra) -> tuple[dict, str
     variables = {"clusterctl_native_dir": str(tree), "clusterctl_native_arch": extra.pop("arch", None) or _arch(),
                  "clusterctl_native_cache": "/var/cache/clusterctl", **extra}
     out = subprocess.run([sys.executable, "-m", "clusterctl", "provision", "-i", str(lab.inventory_path), str(play),
-                          "-e", json.dumps(variables), "--log-json", str(log)],
+                          "-e", json.dumps(variables), "--log-json", str(log), *options],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
@@ -72,9 +72,13 @@ def test_prebuilt_helpers_ship_once_are_used_without_a_compiler_and_follow_the_s
     (key,) = [k for k in helpers.keys if k.startswith("ccl-shim-")]
     lab = lab_factory(1)
 
+    shipped = f"/var/cache/clusterctl/{key}/ccl-shim"
+    checked, _ = ship(lab, tmp_path, helpers.tree, "check", "--check")  # the plan, nothing written
+    assert checked["h1"]["changed"] == 1 and checked["h1"]["failed"] == 0
+    assert "absent" in in_host(lab, f"test -e {shipped} || echo absent")
+
     first, _ = ship(lab, tmp_path, helpers.tree, "first")
     assert first["h1"]["changed"] == 1 and first["h1"]["failed"] == 0
-    shipped = f"/var/cache/clusterctl/{key}/ccl-shim"
     assert in_host(lab, f"stat -c '%U %a' {shipped} $(dirname {shipped})").split() == ["root", "755", "root", "755"]
 
     # the agent's lookup inside the host: the shipped shim, nothing compiled (no compiler allowed)
