@@ -74,7 +74,7 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-def measure(duration: float, connections: int, mode: str = "splice") -> dict:
+def measure(duration: float, connections: int, mode: str = "cpump") -> dict:
     from clusterctl.lab import Lab
     lab = Lab(Path(tempfile.mkdtemp(prefix="bench-proxy-")), owner_pid=os.getpid())
     lab.up(2)
@@ -150,9 +150,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--duration", type=float, default=6.0, help="seconds per way, in two rounds of whole seconds")
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--mode", choices=["splice", "cpump", "threads", "asyncio"], default="splice",
-                   help="how the proxy moves bytes (default: splice, one Python epoll thread; cpump: the same loop "
-                        "in C in a child process)")
+    p.add_argument("--mode", choices=["cpump", "splice", "threads", "asyncio"], default="cpump",
+                   help="how the proxy moves bytes (default: cpump, the ccl-pump child process; splice: the same "
+                        "loop in one Python epoll thread)")
     args = p.parse_args(argv)
     result = measure(args.duration, args.connections, args.mode)
     if args.json:

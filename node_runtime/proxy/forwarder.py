@@ -6,11 +6,11 @@ backend with a short connect timeout and, when that backend refuses, is unreacha
 answer in time, tries the next one (a vanished pod IP would otherwise hang on ARP for seconds).
 With no backend left the client is reset at once.
 
-Then the bytes move, by mode (see ``Forwarder``): by default one shared pump thread splices
-every connection's bytes through a pipe under one epoll (``_Pump``: they never enter Python);
-or the same loop in C in a child process (``compiled_pump.CompiledPump``, mode ``cpump``; the
-Python pump when it cannot be built or keeps dying); or two blocking splice threads per
-connection; or asyncio protocols writing into the peer transport. Replacing the backend list only affects new connections; open ones run until either
+Then the bytes move, by mode (see ``Forwarder``): by default in C, in the agent's ``ccl-pump``
+child process (``compiled_pump.CompiledPump``, mode ``cpump``); or by one shared Python pump
+thread that splices every connection's bytes through a pipe under one epoll (``_Pump``, mode
+``splice``, also cpump's fallback when it has no binary or keeps dying); or two blocking splice
+threads per connection; or asyncio protocols writing into the peer transport. Replacing the backend list only affects new connections; open ones run until either
 side closes.
 """
 
@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 
 
 #: how a Forwarder moves bytes (see its docstring)
-MODES = ("splice", "cpump", "threads", "asyncio")
+MODES = ("cpump", "splice", "threads", "asyncio")
+#: the compiled pump: ~20% less proxy CPU per request than the Python pump (docs/benchmarks.md,
+#: "Session 3: compiled pump"); it falls back to the Python pump by itself when there is no binary
+DEFAULT_MODE = "cpump"
 
 
 class Balancer:
@@ -141,17 +144,17 @@ class Forwarder:
     """The listeners and the balancer of one frontend.
 
     The event loop only accepts and connects (with timeout and retry); then, by ``mode``:
-    ``"splice"`` (default): one shared pump thread moves the bytes of every connection with
-    non-blocking ``os.splice`` through a pipe under one level-triggered epoll — the bytes never
-    enter Python (``_Pump``); ``"cpump"``: the same loop in C, in the agent's ``ccl-pump`` child
-    process (no Python per event, no GIL; see compiled_pump.py), falling back to ``"splice"``'s
-    pump when it cannot be built; ``"threads"``: two blocking splice threads per connection (simple,
+    ``"cpump"`` (default): the bytes of every connection move in the agent's ``ccl-pump`` child
+    process, one epoll loop in C (no Python per event, no GIL; see compiled_pump.py), or in
+    ``"splice"``'s pump when there is no binary or it keeps dying; ``"splice"``: one shared pump
+    thread moves them with non-blocking ``os.splice`` through a pipe under one level-triggered
+    epoll — the bytes never enter Python, but every event runs Python (``_Pump``); ``"threads"``: two blocking splice threads per connection (simple,
     but many threads and context switches: about half of splice's throughput); ``"asyncio"``:
     the protocols above on the event loop.
     """
 
     def __init__(self, name: str, backends: list[Backend], *, affinity_timeout: float | None = None,
-                 connect_timeout: float = 1.0, attempts: int = 3, mode: str = "splice"):
+                 connect_timeout: float = 1.0, attempts: int = 3, mode: str = DEFAULT_MODE):
         if mode not in MODES:
             raise ValueError(f"forwarder mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.name = name

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from node_runtime.proxy.addresses import ClusterIPAddresses
 from node_runtime.proxy.compiled_pump import close_compiled_pump, compiled_pump
-from node_runtime.proxy.forwarder import Forwarder
+from node_runtime.proxy.forwarder import DEFAULT_MODE, Forwarder
 from node_runtime.proxy.table import Frontend, build_frontends
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class ServiceProxy:
     def __init__(self, client: ApiClient | None, node_name: str, node_addresses: list[str], *,
                  bind_cluster_ips: bool = True, connect_timeout: float = 1.0, attempts: int = 3,
-                 extra_cluster_ips: set[str] | None = None, mode: str = "splice", native_dir: Path | None = None):
+                 extra_cluster_ips: set[str] | None = None, mode: str = DEFAULT_MODE, native_dir: Path | None = None):
         self.client = client
         self.node_name = node_name
         self.node_addresses = list(node_addresses)
