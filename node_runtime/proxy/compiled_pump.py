@@ -179,18 +179,22 @@ class CompiledPump:
         until it goes."""
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                proc = subprocess.Popen([str(self.binary), str(theirs.fileno()), str(os.getpid()),
-                                         "--transfer", self.transfer],
-                                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, close_fds=True)
-            finally:
-                theirs.close()
         except OSError as exc:
-            ours.close() if "ours" in locals() else None
+            failure.append(exc)
+            started.set()
+            return
+        try:
+            proc = subprocess.Popen([str(self.binary), str(theirs.fileno()), str(os.getpid()),
+                                     "--transfer", self.transfer],
+                                    pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, close_fds=True)
+        except OSError as exc:
+            ours.close()
             failure.append(exc)
             log.error("ccl-pump %s did not start: %s", self.binary, exc)
             started.set()
             return
+        finally:
+            theirs.close()
         ours.settimeout(self.send_timeout)
         self._process, self._control = proc, ours
         self.stats["started"] += 1

@@ -23,7 +23,7 @@ import pytest
 
 from node_runtime.proxy import compiled_pump as cp
 from node_runtime.proxy.compiled_pump import CompiledPump, PumpUnavailable, compiled_pump
-from node_runtime.proxy.forwarder import Forwarder, shared_pump
+from node_runtime.proxy.forwarder import Forwarder, describe_pumps, shared_pump
 from node_runtime.proxy.service_proxy import ServiceProxy
 from node_runtime.proxy.table import Backend
 
@@ -127,10 +127,12 @@ def test_both_ways_large_and_half_closed_through_each_transfer(transfer):
     assert gone(pump._process.pid)
 
 
-def test_describe_lists_each_open_connection_with_its_peers():
+def test_describe_lists_each_open_connection_with_its_peers(monkeypatch):
     pump = CompiledPump(binary())
+    monkeypatch.setattr(cp, "_SHARED", pump)        # the one the agent's SIGUSR1 dump asks
     try:
         pairs = [linked(pump) for _ in range(3)]
+        assert sum(line.startswith("ccl-pump ") for line in describe_pumps()) == 3
         lines = pump.describe()
         assert len(lines) == 3, lines
         for client, backend in pairs:
@@ -279,6 +281,26 @@ async def test_repeated_deaths_fall_back_to_the_python_pump(monkeypatch, caplog)
         fwd.close()
         server.close()
         pump.close()
+
+
+async def test_a_pump_that_cannot_start_leaves_the_connection_to_the_python_pump(monkeypatch, caplog):
+    pump = CompiledPump(Path("/nonexistent/ccl-pump"))
+    monkeypatch.setattr(cp, "_SHARED", pump)
+    monkeypatch.setattr(cp, "_SHARED_TRIED", True)
+    server, backend = await line_backend()
+    fwd = Forwarder("t", [backend], mode="cpump")
+    await fwd.listen([("127.0.0.1", 0)])
+    try:
+        before = shared_pump().open_links
+        reader, writer = await asyncio.open_connection("127.0.0.1", fwd.bound[0][1])
+        writer.write(b"x\n")
+        assert await asyncio.wait_for(reader.readline(), WAIT) == b"ok:x\n"
+        assert shared_pump().open_links == before + 1 and pump.stats["connections"] == 0
+        assert any("did not start" in r.getMessage() for r in caplog.records), caplog.text
+        writer.close()
+    finally:
+        fwd.close()
+        server.close()
 
 
 async def test_no_binary_means_the_python_pump(monkeypatch):
