@@ -91,8 +91,10 @@ def sha256_of(crt: Path) -> str:
 
 
 class Eavesdropper:
-    """A TLS server on a node's address that records every connection and every byte sent to it
-    after the handshake. It asks for no client certificate: whatever it gets is what it learns."""
+    """A TLS server on a node's address that counts every TCP connection and records every byte
+    sent to it after the handshake. It asks for no client certificate: whatever it gets is what it
+    learns. (TLS is started by hand after the accept, so a connection counts even when its
+    handshake does not finish.)"""
 
     def __init__(self, crt: Path, key: Path):
         self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -104,7 +106,7 @@ class Eavesdropper:
         self.port = 0
 
     async def __aenter__(self) -> "Eavesdropper":
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -115,9 +117,10 @@ class Eavesdropper:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
+            await writer.start_tls(self.tls)
             while data := await reader.read(65536):
                 self.received += data
-        except (ConnectionError, ssl.SSLError):
+        except (OSError, ssl.SSLError):
             pass
         finally:
             self.closed += 1
@@ -312,7 +315,7 @@ async def test_the_agent_publishes_its_certificate_and_republishes_a_new_one(cp,
     async def on_the_wire() -> str:
         pki = cp.data_dir / "pki"
         tls = client_tls((pki / auth.KUBELET_CLIENT_CERT, pki / auth.KUBELET_CLIENT_KEY))
-        _, writer = await asyncio.open_connection("127.0.0.1", real_agent.agent.endpoint_port, ssl=tls)
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", real_agent.agent.endpoint_port, ssl=tls), WAIT)
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         writer.close()
         return hashlib.sha256(der).hexdigest()
