@@ -129,7 +129,8 @@ def measure(duration: float, connections: int, mode: str = "cpump") -> dict:
                 "server": "asyncio keep-alive HTTP/1.1 server, fixed 6-byte body (node_runtime/network/standalone.py http-backend) in a pod on node h1",
                 "proxy": f"clusterctl ServiceProxy NodePort on node h1 (asyncio accept/connect/retry; mode {mode}: "
                           + {"splice": "one epoll thread moves bytes with splice(2))",
-                             "cpump": "the ccl-pump child process (C) moves bytes with epoll + splice(2))",
+                             "cpump": "the ccl-pump child process (C) moves bytes: epoll, recv/send for a turn's first 16 KiB, "
+                                      "splice(2) beyond)",
                              "threads": "two splice(2) threads per connection)",
                              "asyncio": "asyncio protocols)"}[mode],
                 "mode": mode, "connections": connections, "duration_s": 2 * round_s,
