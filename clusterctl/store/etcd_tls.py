@@ -191,9 +191,11 @@ class EtcdCA:
 
     def issue_member(self, stem: str, *, name: str, addresses: list[str] = (),
                      dns_names: list[str] = ()) -> tuple[MemberTLS, bool]:
-        """A member's serving + peer certificate, valid for its addresses, 127.0.0.1 and localhost."""
-        ips = sorted({"127.0.0.1", *addresses}, key=lambda ip: ipaddress.ip_address(ip).packed)
-        dns = sorted({"localhost", name, *dns_names})
+        """A member's serving + peer certificate, valid for its addresses, 127.0.0.1 and localhost.
+
+        An address that is not an IP (an inventory's ``ansible_host`` may be a DNS name) becomes a DNS name."""
+        ips = sorted({"127.0.0.1", *(a for a in addresses if _is_ip(a))}, key=lambda ip: ipaddress.ip_address(ip).packed)
+        dns = sorted({"localhost", name, *dns_names, *(a for a in addresses if not _is_ip(a))})
         changed = self._issue(stem, common_name=name, ips=ips, dns=dns,
                               usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
         return MemberTLS(str(self.ca_file), str(self.directory / f"{stem}.crt"), str(self.directory / f"{stem}.key")), changed
@@ -268,6 +270,14 @@ class EtcdCA:
         return set(ips) <= have_ips and set(dns) <= have_dns
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -309,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     member = actions.add_parser("member", help="this host's member certificate (serving + peer)")
     member.add_argument("--stem", default="member")
     member.add_argument("--name", required=True, help="the member's name (also a DNS SAN)")
-    member.add_argument("--address", action="append", default=[], help="an IP address peers and clients use")
+    member.add_argument("--address", action="append", default=[],
+                        help="an address (IP or DNS name) peers and clients use to reach this member")
     member.add_argument("--dns-name", action="append", default=[])
     client = actions.add_parser("client", help="a client certificate (e.g. the API server's)")
     client.add_argument("--stem", default="apiserver-etcd-client")

@@ -132,6 +132,11 @@ def test_certificates_are_made_once_kept_and_reissued_only_when_they_must_change
     assert not ca.issue_member("member", name="h1", addresses=["10.200.7.2"])[1]
     assert stat.S_IMODE((tmp_path / "pki" / "member.key").stat().st_mode) == 0o600
     assert ca.issue_member("member", name="h1", addresses=["10.200.7.2", "10.200.8.2"])[1]
+    # an inventory address that is a DNS name is a DNS name in the certificate
+    named, _ = ca.issue_member("named", name="cp1", addresses=["cp1.example.internal"])
+    san = x509.load_pem_x509_certificate(Path(named.cert_file).read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert set(san.get_values_for_type(x509.DNSName)) == {"cp1", "cp1.example.internal", "localhost"}
     # a certificate another CA signed is replaced
     other = EtcdCA(tmp_path / "other")
     other.issue_client("apiserver-etcd-client", common_name="x")
