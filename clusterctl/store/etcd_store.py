@@ -128,6 +128,14 @@ def prefix_end(prefix: bytes) -> bytes:
     return b"\x00"  # every key
 
 
+def _tls_hint(message: str) -> str:
+    """A TLS failure (etcd refused our certificate, or we could not verify etcd's) says what to check."""
+    if "[SSL" not in message:
+        return message
+    return (f"{message} — TLS with etcd failed: ca_file must be the etcd CA, and cert_file/key_file a client "
+            f"certificate that CA signed")
+
+
 def _unavailable_message(status: int, message: str) -> bool:
     return status in _UNAVAILABLE_STATUSES or any(m in message for m in _UNAVAILABLE_MESSAGES)
 
@@ -285,10 +293,10 @@ class EtcdStore:
             status, payload = await self._gateway.post(url, data, timeout=self.timeout)
         except GatewayConnectError as exc:
             self._next_endpoint()  # nothing was sent
-            raise _Unavailable(str(exc), applied_maybe=False) from exc
+            raise _Unavailable(_tls_hint(str(exc)), applied_maybe=False) from exc
         except GatewayAnswerLost as exc:
             self._next_endpoint()  # sent, answer lost
-            raise _Unavailable(f"{url}: {exc}", applied_maybe=True) from exc
+            raise _Unavailable(_tls_hint(f"{url}: {exc}"), applied_maybe=True) from exc
         try:
             with _collector_paused(len(payload) > 1_000_000):
                 reply = orjson.loads(payload) if payload else {}

@@ -98,6 +98,13 @@ async def test_the_store_speaks_mtls_and_fails_clearly_without_it(tls_etcd, othe
         refused = EtcdStore([tls_etcd.endpoint], prefix="/tls", retry_budget=0.5, timeout=10, **options)
         with pytest.raises(StoreError, match=tls_etcd.endpoint.replace(".", r"\.")):
             await refused.start()
+    # verifying etcd against the wrong CA fails in the handshake, and the error says what to check
+    other_ca.ensure()
+    unverified = EtcdStore([tls_etcd.endpoint], prefix="/tls", retry_budget=0.5, timeout=10,
+                           ca_file=str(other_ca.ca_file), cert_file=tls_etcd.client_tls.cert_file,
+                           key_file=tls_etcd.client_tls.key_file)
+    with pytest.raises(StoreError, match="CERTIFICATE_VERIFY_FAILED.*TLS with etcd failed: ca_file must be the etcd CA"):
+        await unverified.start()
     with pytest.raises(EtcdTLSError, match="no such file"):
         await EtcdStore([tls_etcd.endpoint], ca_file="/nonexistent/ca.crt").start()
 
