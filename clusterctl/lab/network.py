@@ -101,20 +101,46 @@ def netns_pids(netns_names: Iterable[str]) -> dict[str, list[int]]:
 
 
 def kill_netns_processes(netns_names: list[str], *, timeout: float = 5.0) -> None:
-    """SIGKILL every process in the namespaces (a power cut) and wait until they are gone."""
+    """SIGKILL every process in the namespaces (a power cut) and wait until they are gone.
+
+    A dying process leaves its namespaces before its last files are closed (the kernel's
+    ``do_exit`` runs the deferred closes after ``exit_task_namespaces``), so "no process in the
+    namespace" alone can still leave a listening socket open for a moment: every killed process is
+    also waited for until it is a zombie or gone."""
     deadline = time.monotonic() + timeout
+    killed: dict[int, bytes | None] = {}                      # pid -> its start time
     while True:
         pids = [pid for group in netns_pids(netns_names).values() for pid in group]
-        if not pids:
+        killed = {pid: start for pid, start in killed.items() if not _exited(pid, start)}
+        if not pids and not killed:
             return
+        for pid in pids:
+            killed.setdefault(pid, _stat(pid)[1])
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         if time.monotonic() > deadline:
-            raise LabError(f"processes {pids[:10]} in lab namespaces survived SIGKILL for {timeout:.0f} s")
+            raise LabError(f"processes {sorted(killed)[:10]} in lab namespaces survived SIGKILL for {timeout:.0f} s")
         time.sleep(0.01)
+
+
+def _stat(pid: int) -> tuple[bytes, bytes | None]:
+    """``(state, start time)`` of ``pid`` from /proc/PID/stat; ``(b"X", None)`` when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return b"X", None
+    return fields[0], fields[19] if len(fields) > 19 else None
+
+
+def _exited(pid: int, start: bytes | None) -> bool:
+    """Whether the process ``pid`` that started at ``start`` has finished exiting (a zombie, or
+    reaped; a new process that reused the pid does not count)."""
+    state, now_start = _stat(pid)
+    return state in (b"Z", b"X") or now_start != start
 
 
 def teardown(ip: str, names: SlotNames, netns: Iterable[str], links: Iterable[str]) -> None:
