@@ -14,7 +14,9 @@ Issuing is idempotent: a certificate that already exists, matches its key, was s
 CA, covers the wanted names and has more than ``RENEW_BEFORE`` left is kept (a bootstrap rerun
 changes nothing); otherwise it is made again. Member certificates carry serverAuth *and*
 clientAuth: peers present them as clients, and etcd 3.4's JSON gateway dials its own gRPC
-server with them.
+server with them. They all have the CN ``clusterctl-etcd-member`` (the member's name is a DNS
+SAN), the only CN the peer port admits, so the API server's client certificate opens the store
+but cannot pose as a member.
 
 Client policy (``insecure_endpoint_problem``): a plain ``http://`` endpoint is accepted only on
 loopback, where nothing crosses a network.
@@ -46,6 +48,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from clusterctl.store.base import StoreError
 
 CA_DAYS = 3650
+#: every member certificate's CN: the peer port admits only it (``--peer-cert-allowed-cn``), so a
+#: client certificate of the same CA (the API server's) cannot act as a peer
+MEMBER_CN = "clusterctl-etcd-member"
 LEAF_DAYS = 1825
 #: a certificate with less than this left is issued again by the next bootstrap run
 RENEW_BEFORE = dt.timedelta(days=180)
@@ -89,7 +94,8 @@ class MemberTLS:
         return ["--cert-file", self.cert_file, "--key-file", self.key_file,
                 "--trusted-ca-file", self.ca_file, "--client-cert-auth",
                 "--peer-cert-file", self.cert_file, "--peer-key-file", self.key_file,
-                "--peer-trusted-ca-file", self.ca_file, "--peer-client-cert-auth"]
+                "--peer-trusted-ca-file", self.ca_file, "--peer-client-cert-auth",
+                "--peer-cert-allowed-cn", MEMBER_CN]
 
 
 def client_ssl_context(ca_file: str | None, cert_file: str | None = None,
@@ -196,7 +202,7 @@ class EtcdCA:
         An address that is not an IP (an inventory's ``ansible_host`` may be a DNS name) becomes a DNS name."""
         ips = sorted({"127.0.0.1", *(a for a in addresses if _is_ip(a))}, key=lambda ip: ipaddress.ip_address(ip).packed)
         dns = sorted({"localhost", name, *dns_names, *(a for a in addresses if not _is_ip(a))})
-        changed = self._issue(stem, common_name=name, ips=ips, dns=dns,
+        changed = self._issue(stem, common_name=MEMBER_CN, ips=ips, dns=dns,
                               usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
         return MemberTLS(str(self.ca_file), str(self.directory / f"{stem}.crt"), str(self.directory / f"{stem}.key")), changed
 
@@ -211,7 +217,7 @@ class EtcdCA:
         self.ensure()
         ca_cert, ca_key = self._load()
         cert_path, key_path = self.directory / f"{stem}.crt", self.directory / f"{stem}.key"
-        if self._still_good(cert_path, key_path, ca_cert, ips=ips, dns=dns, usages=usages):
+        if self._still_good(cert_path, key_path, ca_cert, common_name=common_name, ips=ips, dns=dns, usages=usages):
             return False
         key = ec.generate_private_key(ec.SECP256R1())
         now = self._clock() - _CLOCK_SLACK
@@ -238,14 +244,17 @@ class EtcdCA:
         _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return True
 
-    def _still_good(self, cert_path: Path, key_path: Path, ca_cert: x509.Certificate, *, ips: list[str],
-                    dns: list[str], usages: list[x509.ObjectIdentifier]) -> bool:
+    def _still_good(self, cert_path: Path, key_path: Path, ca_cert: x509.Certificate, *, common_name: str,
+                    ips: list[str], dns: list[str], usages: list[x509.ObjectIdentifier]) -> bool:
         try:
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
             key = serialization.load_pem_private_key(key_path.read_bytes(), None)
         except (OSError, ValueError):
             return False
         if cert.public_key() != key.public_key() or cert.issuer != ca_cert.subject:
+            return False
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if not names or names[0].value != common_name:
             return False
         try:
             cert.verify_directly_issued_by(ca_cert)

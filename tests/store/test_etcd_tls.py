@@ -79,6 +79,25 @@ def test_etcd_refuses_clients_without_a_certificate_of_its_ca(tls_etcd, other_ca
     assert "CERTIFICATE_VERIFY_FAILED" in error, error
 
 
+def test_the_peer_port_admits_members_only(tls_etcd):
+    """Peers must show a member certificate: the API server's client certificate (same CA) is refused."""
+    peer = tls_etcd.peer_url
+    member = tls_etcd.member_tls
+    as_member = client_ssl_context(member.ca_file, member.cert_file, member.key_file)
+    with urllib.request.urlopen(peer + "/members", timeout=30, context=as_member) as response:
+        assert response.status == 200 and tls_etcd.name in response.read().decode()
+    _refused_get(peer + "/members", tls_etcd.client_tls.ssl_context())
+    _refused_get(peer + "/members", client_ssl_context(member.ca_file))
+
+
+def _refused_get(url: str, context: ssl.SSLContext) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=30, context=context) as response:
+            raise AssertionError(f"{url} answered {response.status} to a certificate it should refuse")
+    except (urllib.error.URLError, ssl.SSLError, ConnectionError, OSError):
+        pass
+
+
 async def test_the_store_speaks_mtls_and_fails_clearly_without_it(tls_etcd, other_ca):
     store = EtcdStore([tls_etcd.endpoint], prefix="/tls", **tls_etcd.store_options())
     await store.start()
@@ -118,7 +137,7 @@ def test_certificates_are_made_once_kept_and_reissued_only_when_they_must_change
     again, changed = ca.issue_member("member", name="h1", addresses=["10.200.7.2"])
     assert not changed and again == member
     client, changed = ca.issue_client("apiserver-etcd-client", common_name="clusterctl-apiserver-etcd-client")
-    assert changed and not ca.issue_client("apiserver-etcd-client", common_name="x")[1]
+    assert changed and not ca.issue_client("apiserver-etcd-client", common_name="clusterctl-apiserver-etcd-client")[1]
     for name, data in before.items():
         assert (tmp_path / "pki" / name).read_bytes() == data, f"{name} changed on a rerun"
 
