@@ -12,7 +12,7 @@ existed (the API server calls it when it starts), and reissues it when the CA ch
 Tokens: ``tokens.yaml`` holds only SHA-256 hashes of tokens, each with a user name and groups.
 ``admin`` (group ``system:masters``) may do everything. ``system:node:<name>`` (group
 ``system:nodes``) may act only for its node, modelled on Kubernetes' Node authorizer:
-its Node object (and status), its Lease in ``kube-node-lease``, pods bound to it (list/watch
+its Node object (and status; it creates only its own: ``authorize_node_create``), its Lease in ``kube-node-lease``, pods bound to it (list/watch
 only with ``fieldSelector=spec.nodeName=<name>``, status updates, final deletion), Events, and
 read access to what a kubelet and service proxy need (services, endpoints, endpointslices,
 configmaps, secrets, namespaces, nodes). Anything else is 403 with Kubernetes' message.
