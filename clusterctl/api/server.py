@@ -30,8 +30,8 @@ from aiohttp import web
 
 import clusterctl
 from clusterctl.api import errors, rest
-from clusterctl.api.auth import (NODE_REFERENCED, Authenticator, Request as AuthRequest, TokenFile, User, authorize, authorize_pod,
-                                 authorize_pod_reference)
+from clusterctl.api.auth import (NODE_REFERENCED, Authenticator, Request as AuthRequest, TokenFile, User, authorize,
+                                 authorize_node_create, authorize_pod, authorize_pod_reference)
 from clusterctl.api.config import ControlPlaneConfig
 from clusterctl.api.context import ApiContext, Component
 from clusterctl.api.errors import ApiError
@@ -268,6 +268,12 @@ class ApiRoutes:
         if user.node_name is not None and info.plural in NODE_REFERENCED and not info.group:
             authorize_pod_reference(user, authz, await self._pods_on_node(namespace, user.node_name))
         raw = await self._body(request) if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        if verb == "create" and user.node_name is not None and info.plural == "nodes" and not info.group:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = {}
+            authorize_node_create(user, authz, body if isinstance(body, dict) else {})   # NodeRestriction
 
         if info.namespaced and namespace is None and verb not in ("list", "watch"):
             raise errors.path_not_found(request.path)  # namespaced objects live under /namespaces/{ns}/
@@ -342,7 +348,7 @@ def _verb(method: str, t: Target, watch: bool) -> str:
     if method == "POST":
         if collection:
             return "create"
-        if t.subresource in ("binding", "eviction"):
+        if t.subresource in ("binding", "eviction", "exec"):   # exec: kubectl's SPDY fallback POSTs
             return "create"
         raise errors.method_not_allowed(method, t.info.plural + "/" + (t.name or ""))
     if method == "PUT" and not collection:

@@ -405,3 +405,35 @@ def test_a_control_plane_made_before_the_client_certificate_gets_one_when_it_sta
 def test_both_ends_agree_on_names():
     assert agent_server.API_SERVER_CLIENT_CN == auth.KUBELET_CLIENT_CN
     assert agent_server.SERVING_CERT_ANNOTATION == node_proxy.SERVING_CERT_ANNOTATION
+
+
+async def test_a_node_token_creates_only_its_own_node(cp):
+    """NodeRestriction: a compromised worker cannot register a peer's Node (its address, its pin)."""
+    me = f"self-{uuid.uuid4().hex[:6]}"
+    token = await asyncio.to_thread(cp.node_token, me)
+    await wait_for(lambda: _token_works(cp, token), "the node token is known to the API server")
+    r = await call(cp, "POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"peer-of-{me}"}},
+                   token=token)
+    assert r.status == 403, r.body
+    assert me in json.loads(r.body)["message"]
+    r = await call(cp, "POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": me}}, token=token)
+    assert r.status == 201, r.body
+
+
+async def _token_works(cp, token: str) -> bool:
+    return (await call(cp, "GET", "/api/v1/nodes", token=token)).status == 200
+
+
+async def test_kubectl_exec_to_an_impostor_says_so(cp, tmp_path):
+    """kubectl tries WebSocket, then falls back to a SPDY POST: both must end in our 502 naming the
+    node, not a 405, and the impostor gets not one byte."""
+    import subprocess
+
+    node = f"pinned-{uuid.uuid4().hex[:6]}"
+    real_crt, _ = make_cert(tmp_path, None, None, "x", usage=ExtendedKeyUsageOID.SERVER_AUTH)
+    async with Eavesdropper(*make_cert(tmp_path, None, None, "y", usage=ExtendedKeyUsageOID.SERVER_AUTH)) as fake:
+        await make_node(cp, node, fake.port, sha256_of(real_crt))
+        out = await asyncio.to_thread(subprocess.run, ["kubectl", "--kubeconfig", str(cp.kubeconfig), "exec", f"{node}-pod", "--", "true"],
+                                      capture_output=True, text=True, timeout=120)
+        assert out.returncode != 0 and node in out.stderr and "refusing" in out.stderr, out.stderr
+    assert fake.received == b""
