@@ -175,7 +175,8 @@ def _unmount_under(root: Path) -> None:
     """Detach any mount a test left under ``root`` (tmpfs volumes), deepest first."""
     root = str(root.resolve())
     try:
-        mounts = [line.split()[1] for line in open("/proc/self/mounts")]
+        with open("/proc/self/mounts") as fh:
+            mounts = [line.split()[1] for line in fh]
     except OSError:
         return
     for m in sorted((m for m in mounts if m == root or m.startswith(root + "/")), key=len, reverse=True):
