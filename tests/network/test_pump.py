@@ -7,6 +7,7 @@ are tested for every mode, this one included, in test_forwarder.py.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import logging
 import os
@@ -146,6 +147,54 @@ def test_describe_lists_each_open_connection_with_its_peers(monkeypatch):
         assert pump.describe() == []
     finally:
         pump.close()
+
+
+def test_bytes_keep_moving_while_the_agent_reads_no_reports():
+    """The agent's reader thread may be starved (GIL) for a while: thousands of END reports piling
+    up in the control socket must not stall the data path of the other connections."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([str(binary()), str(theirs.fileno()), str(os.getpid())], pass_fds=[theirs.fileno()])
+    theirs.close()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pair():
+        a = socket.create_connection(listener.getsockname())
+        return a, listener.accept()[0]
+
+    def add(link_id: int, client_side, upstream_side) -> None:
+        fds = array.array("i", [client_side.fileno(), upstream_side.fileno()])
+        ours.sendmsg([cp._RECORD.pack(cp._MSG_ADD, 0, link_id)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        client_side.close()
+        upstream_side.close()
+    try:
+        ended = 3000
+        for i in range(ended):             # each one ends at once: one END report (and message) each
+            client, client_inner = pair()
+            upstream_inner, backend = pair()
+            add(i + 1, client_inner, upstream_inner)
+            client.close()
+            backend.close()
+        client, client_inner = pair()
+        upstream_inner, backend = pair()
+        add(ended + 1, client_inner, upstream_inner)
+        client.sendall(b"still moving")
+        backend.settimeout(WAIT)
+        assert backend.recv(100) == b"still moving"
+        ours.settimeout(WAIT)
+        seen: set[int] = set()
+        while len(seen) < ended:           # and every report arrives once the agent reads again
+            data = ours.recv(1 << 16)
+            for off in range(0, len(data), cp._RECORD.size):
+                kind, _, link_id = cp._RECORD.unpack_from(data, off)
+                assert kind == cp._MSG_END
+                seen.add(link_id)
+        assert seen == set(range(1, ended + 1))
+        client.close()
+        backend.close()
+    finally:
+        listener.close()
+        ours.close()
+        proc.wait(WAIT)
 
 
 # ---------------------------------------------------------------------- its life beside the agent

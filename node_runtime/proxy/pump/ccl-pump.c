@@ -22,6 +22,8 @@
  * Back to the agent, batched once per epoll batch: {END, reason, id} for every connection that
  * ended (so the agent's open_links() stays true); on {DUMP, seq} one or more {LINES, seq} messages
  * of text (one line per open connection: peers and each direction's state), then {DUMP_END, n, seq}.
+ * Reports never make the data path wait: when the agent is slow to read them they are queued here
+ * and sent as the control socket drains.
  *
  * It exits when the agent goes: EOF on the control socket, and PR_SET_PDEATHSIG(SIGKILL) for the
  * case where the kernel is faster than us (PARENT_PID closes the race where the agent died before
@@ -33,7 +35,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -101,21 +102,66 @@ static void fatal(const char *what) {
 
 /* ------------------------------------------------------------------ talking to the agent */
 
-/* A whole message or nothing: the control socket is non-blocking for our reads, so a full
- * socket buffer is waited out here (the agent reads reports on a thread of their own). */
-static void send_message(const void *buf, size_t len) {
+/* Reports the agent has not read yet: the data path never waits for the agent (its reader thread
+ * may be starved of the GIL for a while); they go out when the control socket is writable again. */
+struct queued {
+    struct queued *next;
+    size_t len;
+    char data[];
+};
+static struct queued *outq_head = NULL, *outq_tail = NULL;
+static size_t outq_bytes = 0;
+#define OUTQ_MAX (64u << 20)    /* an agent that reads nothing for this long is hung: give up */
+
+static void watch_control(int want_out) {
+    struct epoll_event ce = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.u64 = 0};
+    epoll_ctl(ep, EPOLL_CTL_MOD, control, &ce);
+}
+
+/* 1 sent, 0 would block; exits when the agent is gone (so are we). */
+static int try_send(const void *buf, size_t len) {
     for (;;) {
-        ssize_t n = send(control, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n >= 0)
-            return;
+        if (send(control, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+            return 1;
         if (errno == EINTR)
             continue;
-        if (errno == EAGAIN) {
-            struct pollfd p = {.fd = control, .events = POLLOUT};
-            poll(&p, 1, 1000);
-            continue;
-        }
-        exit(0);                /* the agent is gone: so are we */
+        if (errno == EAGAIN || errno == ENOBUFS)
+            return 0;
+        exit(0);
+    }
+}
+
+static void send_message(const void *buf, size_t len) {
+    if (!outq_head && try_send(buf, len))
+        return;
+    struct queued *q = malloc(sizeof(*q) + len);
+    if (!q || outq_bytes + len > OUTQ_MAX) {
+        fprintf(stderr, "ccl-pump: the agent does not read its reports (%zu bytes waiting): exiting\n", outq_bytes);
+        exit(1);
+    }
+    q->next = NULL;
+    q->len = len;
+    memcpy(q->data, buf, len);
+    if (outq_tail)
+        outq_tail->next = q;
+    else {
+        outq_head = q;
+        watch_control(1);
+    }
+    outq_tail = q;
+    outq_bytes += len;
+}
+
+static void flush_queue(void) {
+    while (outq_head && try_send(outq_head->data, outq_head->len)) {
+        struct queued *q = outq_head;
+        outq_head = q->next;
+        outq_bytes -= q->len;
+        free(q);
+    }
+    if (!outq_head) {
+        outq_tail = NULL;
+        watch_control(0);
     }
 }
 
@@ -591,9 +637,13 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             uint64_t t = events[i].data.u64;
             if (t == 0) {
-                if (events[i].events & (EPOLLHUP | EPOLLERR) && !(events[i].events & EPOLLIN))
+                uint32_t e = events[i].events;
+                if (e & (EPOLLHUP | EPOLLERR) && !(e & EPOLLIN))
                     return 0;   /* the agent's end is gone */
-                read_control();
+                if (e & EPOLLOUT)
+                    flush_queue();
+                if (e & EPOLLIN)
+                    read_control();
                 continue;
             }
             struct link *l = (struct link *)(uintptr_t)(t & ~(uint64_t)1);
