@@ -38,6 +38,7 @@ import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -148,7 +149,8 @@ def insecure_endpoint_problem(endpoint: str) -> str | None:
 class EtcdCA:
     """The etcd CA in ``directory`` (made by ``ensure()`` if absent) and the certificates it issues."""
 
-    def __init__(self, directory: str | os.PathLike, *, clock=lambda: dt.datetime.now(dt.timezone.utc)):
+    def __init__(self, directory: str | os.PathLike, *,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
         self.directory = Path(directory)
         self._clock = clock
 

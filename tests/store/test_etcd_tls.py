@@ -11,6 +11,7 @@ config. A 3-member cluster peers over TLS, and an API server on it keeps serving
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import ssl
 import stat
@@ -170,6 +171,11 @@ def test_certificates_are_made_once_kept_and_reissued_only_when_they_must_change
         (tmp_path / "pki" / f"apiserver-etcd-client{suffix}").write_bytes(
             (tmp_path / "other" / f"apiserver-etcd-client{suffix}").read_bytes())
     assert ca.issue_client("apiserver-etcd-client", common_name="clusterctl-apiserver-etcd-client")[1]
+
+    # a certificate close to its end is made again by the next run (the clock is injectable)
+    later = EtcdCA(tmp_path / "pki", clock=lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1700))
+    assert later.issue_member("member", name="h1", addresses=["10.200.7.2", "10.200.8.2"])[1]
+    assert not later.issue_member("member", name="h1", addresses=["10.200.7.2", "10.200.8.2"])[1]
 
     # half a CA is an error naming the directory, never silently a new CA
     (tmp_path / "pki" / "ca.key").unlink()
