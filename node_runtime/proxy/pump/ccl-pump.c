@@ -13,11 +13,10 @@
  * one level-triggered epoll; per connection and direction a pipe, `src` spliced into it only
  * while it is empty, then spliced out into `dst` (by default the first read of each turn is a
  * recv + send through a 16 KiB buffer instead, what dst does not take going into the pipe: see
- * copy_in); a source's EOF passed on with shutdown(SHUT_WR)
- * once its pipe is flushed; a socket that hung up is taken out of epoll ("parked") and drained to
- * its end whenever its pipe empties; a finished connection's descriptors are closed only after the
- * whole batch of events (a reused fd number would otherwise get the old one's stale event); an
- * error drops only that connection.
+ * copy_in); a source's EOF passed on with shutdown(SHUT_WR) once its pipe is flushed; a socket
+ * that hung up is taken out of epoll ("parked") and drained to its end whenever its pipe empties;
+ * a finished connection's descriptors are closed only after the whole batch of events (a reused
+ * fd number would otherwise get the old one's stale event); an error drops only that connection.
  *
  * Back to the agent, batched once per epoll batch: {END, reason, id} for every connection that
  * ended (so the agent's open_links() stays true); on {DUMP, seq} one or more {LINES, seq} messages
@@ -25,9 +24,9 @@
  * Reports never make the data path wait: when the agent is slow to read them they are queued here
  * and sent as the control socket drains.
  *
- * It exits when the agent goes: EOF on the control socket, and PR_SET_PDEATHSIG(SIGKILL) for the
- * case where the kernel is faster than us (PARENT_PID closes the race where the agent died before
- * the prctl). The agent sees our exit as EOF on its end and restarts us or falls back.
+ * It exits when the agent goes: on EOF of the control socket, and by PR_SET_PDEATHSIG(SIGKILL)
+ * (PARENT_PID closes the race where the agent died before the prctl). The agent sees our exit as
+ * EOF on its end and starts a new pump with its next connection, or falls back to the Python one.
  */
 #define _GNU_SOURCE
 #include <errno.h>
