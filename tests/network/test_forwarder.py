@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.timeout(30)
 
-from node_runtime.proxy.compiled_pump import compiled_pump
+from node_runtime.proxy.compiled_pump import close_compiled_pump, compiled_pump
 from node_runtime.proxy.forwarder import Balancer, Forwarder, shared_pump
 from node_runtime.proxy.table import Backend
 
@@ -43,6 +43,13 @@ def mode(request):
 
 
 MODE = "splice"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_pump_left_behind():
+    """This process's ccl-pump (the shared one the forwarders use) stops with the module."""
+    yield
+    close_compiled_pump()
 
 
 def open_links() -> int:

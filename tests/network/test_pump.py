@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from node_runtime.proxy import compiled_pump as cp
-from node_runtime.proxy.compiled_pump import CompiledPump, PumpUnavailable, compiled_pump
+from node_runtime.proxy.compiled_pump import CompiledPump, PumpUnavailable, close_compiled_pump, compiled_pump
 from node_runtime.proxy.forwarder import Forwarder, describe_pumps, shared_pump
 from node_runtime.proxy.service_proxy import ServiceProxy
 from node_runtime.proxy.table import Backend
@@ -31,6 +31,13 @@ from node_runtime.proxy.table import Backend
 pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_pump_left_behind():
+    """This process's ccl-pump (the shared one the forwarders use) stops with the module."""
+    yield
+    close_compiled_pump()
 WAIT = 30.0         # anything that involves a process: generous, the machine may be at load 10
 
 
