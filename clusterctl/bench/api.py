@@ -214,7 +214,7 @@ async def run_bench(args: argparse.Namespace) -> dict:
     if args.backend == "etcd":
         from clusterctl.store.etcd_process import LocalEtcd
         etcd = LocalEtcd(tmp / "etcd").start()
-        store = {"backend": "etcd", "endpoints": [etcd.endpoint]}
+        store = etcd.store_config()  # TLS with a client certificate, as bootstrap runs it
     cp = await asyncio.to_thread(start_control_plane, tmp / "cp", store=store)
     result: dict = {"backend": args.backend, "objects": args.objects}
     client = Client(cp.url, cp.token, cp.ca_file, connections=max(64, args.watchers + args.writers + 8))

@@ -170,11 +170,12 @@ async def measure_tinydb(data_dir: str | os.PathLike, objects: int = 10_000) -> 
     return figures
 
 
-async def measure_etcd(endpoint: str, objects: int = 10_000) -> dict:
-    """``measure_store`` on an etcd at ``endpoint`` (under a fresh key prefix)."""
+async def measure_etcd(endpoint: str, objects: int = 10_000, tls: dict | None = None) -> dict:
+    """``measure_store`` on an etcd at ``endpoint`` (under a fresh key prefix); ``tls``: the store's
+    TLS options (``LocalEtcd.store_options()``)."""
     from clusterctl.store.etcd_store import EtcdStore
 
-    store = EtcdStore([endpoint], prefix=f"/bench-{os.getpid()}-{int(time.time())}")
+    store = EtcdStore([endpoint], prefix=f"/bench-{os.getpid()}-{int(time.time())}", **(tls or {}))
     await store.start()
     try:
         figures = await measure_store(store, objects)
@@ -198,5 +199,5 @@ if __name__ == "__main__":  # python -m clusterctl.store.bench [tinydb|etcd] [OB
             result = asyncio.run(measure_tinydb(scratch, count))
         else:
             with LocalEtcd(scratch) as etcd:
-                result = asyncio.run(measure_etcd(etcd.endpoint, count))
+                result = asyncio.run(measure_etcd(etcd.endpoint, count, etcd.store_options()))
     print(json.dumps(result))

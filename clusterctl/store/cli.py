@@ -2,8 +2,9 @@
 
 Offline administration of a tinydb store's data directory (``admin.py`` does the work; a
 running API server calls the same functions). ``status`` and ``compact`` also take
-``--etcd URL[,URL...] [--prefix P]`` for the etcd backend (revision, key count; history
-compaction). Output is a few ``name: value`` lines, or one JSON object with ``--json``.
+``--etcd URL[,URL...] [--prefix P] [--etcd-ca-file F --etcd-cert-file F --etcd-key-file F]``
+for the etcd backend (revision, key count; history compaction). Output is a few ``name: value``
+lines, or one JSON object with ``--json``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
             where.add_argument("--data-dir", help="the tinydb store's data directory")
             where.add_argument("--etcd", metavar="URL[,URL...]", help="the etcd backend's endpoints")
             p.add_argument("--prefix", default="", help="the etcd key prefix of the cluster's keys")
+            p.add_argument("--etcd-ca-file", help="the etcd CA (verifies etcd's certificate)")
+            p.add_argument("--etcd-cert-file", help="a client certificate etcd trusts (bootstrap: "
+                                                    "/var/lib/clusterctl/etcd-pki/apiserver-etcd-client.crt)")
+            p.add_argument("--etcd-key-file", help="its private key")
         else:
             p.add_argument("--data-dir", required=True, help="the store's data directory")
         p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -57,7 +62,8 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     if getattr(args, "etcd", None):
-        result = asyncio.run(_etcd(args.action, args.etcd.split(","), args.prefix))
+        tls = {"ca_file": args.etcd_ca_file, "cert_file": args.etcd_cert_file, "key_file": args.etcd_key_file}
+        result = asyncio.run(_etcd(args.action, args.etcd.split(","), args.prefix, tls))
     elif args.action == "status":
         result = admin.status(args.data_dir)
     elif args.action == "compact":
@@ -70,10 +76,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-async def _etcd(action: str, endpoints: list[str], prefix: str) -> dict:
+async def _etcd(action: str, endpoints: list[str], prefix: str, tls: dict) -> dict:
     from clusterctl.store.etcd_store import EtcdStore
 
-    store = EtcdStore(endpoints, prefix=prefix)
+    store = EtcdStore(endpoints, prefix=prefix, **tls)
     await store.start()
     try:
         if action == "compact":

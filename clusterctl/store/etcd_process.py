@@ -34,7 +34,7 @@ from clusterctl.store.etcd_tls import ClientTLS, EtcdCA, MemberTLS
 
 ETCD_BINARY = "etcd"
 #: whether LocalEtcd and LocalEtcdCluster run TLS when the caller does not say (``tls=``)
-DEFAULT_TLS = False
+DEFAULT_TLS = True
 
 
 class EtcdProcessError(StoreError):

@@ -15,7 +15,7 @@ from clusterctl.store.etcd_process import LocalEtcd
 def etcd_control_plane(tmp_path):
     etcd = LocalEtcd(tmp_path / "etcd").start()
     cp = start_control_plane(tmp_path / "cp", timings=FAST_TIMINGS,
-                             store={"backend": "etcd", "endpoints": [etcd.endpoint]})
+                             store=etcd.store_config())
     yield cp
     cp.stop()
     etcd.stop()

@@ -2,8 +2,9 @@
 parametrized over both backends, so one conformance suite checks both.
 
 ``etcd_server`` starts Debian's ``etcd`` on free loopback ports with a temporary data directory
-(``clusterctl.store.etcd_process.LocalEtcd``). Each etcd-backed store gets its own key prefix, so
-tests sharing the one etcd never see each other's keys.
+(``clusterctl.store.etcd_process.LocalEtcd``), with TLS and client certificates as deployed.
+Each etcd-backed store gets its own key prefix, so tests sharing the one etcd never see each
+other's keys.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Store
         config = {"backend": "tinydb", "data_dir": str(tmp_path / "store")}
     else:
         etcd = request.getfixturevalue("etcd_server")
-        config = {"backend": "etcd", "endpoints": [etcd.endpoint], "prefix": f"/test-{next(_prefixes)}"}
+        config = etcd.store_config(prefix=f"/test-{next(_prefixes)}")  # TLS + client certificate
     backend = open_store(config)
     await backend.start()
     try:

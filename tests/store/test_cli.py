@@ -140,7 +140,7 @@ def test_status_and_compact_of_an_etcd_backend(etcd_server):
     from clusterctl.store.etcd_store import EtcdStore
 
     async def fill():
-        store = EtcdStore([etcd_server.endpoint], prefix="/cli")
+        store = EtcdStore([etcd_server.endpoint], prefix="/cli", **etcd_server.store_options())
         await store.start()
         for i in range(3):
             await store.create(PODS + f"default/p{i}", {"i": i})
@@ -148,10 +148,12 @@ def test_status_and_compact_of_an_etcd_backend(etcd_server):
         await store.close()
         return revision
     revision = asyncio.run(fill())
-    result = clusterctl("status", "--etcd", etcd_server.endpoint, "--prefix", "/cli", "--json")
+    tls = etcd_server.client_tls
+    credentials = ["--etcd-ca-file", tls.ca_file, "--etcd-cert-file", tls.cert_file, "--etcd-key-file", tls.key_file]
+    result = clusterctl("status", "--etcd", etcd_server.endpoint, "--prefix", "/cli", "--json", *credentials)
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     assert status["keys"] == 3 and status["revision"] >= revision and status["backend"] == "etcd"
-    result = clusterctl("compact", "--etcd", etcd_server.endpoint, "--prefix", "/cli", "--json")
+    result = clusterctl("compact", "--etcd", etcd_server.endpoint, "--prefix", "/cli", "--json", *credentials)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["compacted_to"] >= revision
