@@ -22,7 +22,7 @@ Which manager runs a service is decided on the host, in the same command that ac
    fails with the log's tail). It is idempotent: the service counts as running only if the pid is
    alive, not a zombie, and its environment carries ``CLUSTERCTL_SERVICE=NAME`` (so a recycled
    pid is never mistaken for the daemon). ``stopped`` sends SIGTERM to the daemon's process group,
-   waits ``CC_STOP_TIMEOUT`` and then SIGKILLs; ``restarted`` = stop + start; ``reloaded`` sends
+   waits up to ``CC_STOP_TIMEOUT`` for the whole group to be gone and then SIGKILLs what is left; ``restarted`` = stop + start; ``reloaded`` sends
    ``CC_RELOAD_SIGNAL`` (starts it if it was not running). ``enabled`` is recorded as the marker
    ``/etc/clusterctl/services/NAME.enabled``; ``sh /etc/clusterctl/services/.supervisor
    start-enabled`` (written beside the definitions on every use) starts all enabled services,
@@ -84,8 +84,10 @@ do_stop() {
   running || { rm -f "$pidf"; return 0; }
   timeout=$(setting CC_STOP_TIMEOUT 10)
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-  i=0; while alive "$pid" && [ $i -lt $((timeout * 10)) ]; do sleep 0.1; i=$((i+1)); done
-  if alive "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; fi
+  # the whole process group, as systemd's control-group kill: a child still exiting is not "stopped"
+  i=0; while { alive "$pid" || kill -0 -- "-$pid" 2>/dev/null; } && [ $i -lt $((timeout * 10)) ]; do sleep 0.1; i=$((i+1)); done
+  kill -KILL -- "-$pid" 2>/dev/null || { alive "$pid" && kill -KILL "$pid" 2>/dev/null; }
+  i=0; while kill -0 -- "-$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
   rm -f "$pidf"
 }
 if running; then echo "was=started"; else echo "was=stopped"; fi
