@@ -313,12 +313,15 @@ async def test_usage_in_node_annotation_and_stats(agent, images):
     await wait_pod(agent.client, "default", "busy", running)
     from node_runtime.stats import summary
     summary(agent.agent)
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(2.0)
     s = summary(agent.agent)
     pod = next(p for p in s["pods"] if p["podRef"]["name"] == "busy")
     cores = pod["cpu"]["usageNanoCores"] / 1e9
     assert pod["cpu"]["usageCoreNanoSeconds"] > 0
-    assert cores < 0.35, cores  # the 200m limit holds (cgroup cpu quota; a busy loop would take a whole core)
+    # the 200m limit holds (cgroup cpu quota; unthrottled, the busy loop takes a whole core). The
+    # rate is usage over the wall time between two samples: on a loaded machine the agent can be
+    # descheduled between reading the counter and the clock (0.42 seen over 1 s), hence 2 s and 0.6.
+    assert 0 < cores < 0.6, cores
     assert pod["memory"]["workingSetBytes"] > 0
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
