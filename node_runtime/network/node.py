@@ -22,6 +22,7 @@ from node_runtime.dns.server import ClusterDNS
 from node_runtime.network.bridge import DEFAULT_CLUSTER_CIDR, DEFAULT_SERVICE_CIDR, BridgeNetwork
 from node_runtime.network.iproute import NetworkError
 from node_runtime.network.routes import node_pod_cidr
+from node_runtime.proxy.forwarder import DEFAULT_MODE
 from node_runtime.proxy.service_proxy import ServiceProxy
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ class NodeNetwork:
         self.pods = BridgeNetwork(config.node_name, config.address, Path(config.data_dir) / "network",
                                   pod_cidr=config.pod_cidr, cluster_cidr=cluster_cidr, service_cidr=service_cidr)
         dns_ip = getattr(config, "cluster_dns", None)
-        # how the proxy moves bytes (forwarder.py): "splice" unless the caller or the config says "threads"/"asyncio"
-        proxy_mode = proxy_mode or getattr(config, "proxy_mode", None) or "splice"
+        # how the proxy moves bytes (forwarder.py): the compiled pump ("cpump", the Python splice pump
+        # where it cannot be built) unless the caller or the config says "splice"/"threads"/"asyncio"
+        proxy_mode = proxy_mode or getattr(config, "proxy_mode", None) or DEFAULT_MODE
         self.proxy = ServiceProxy(client, config.node_name, [config.address],
                                   extra_cluster_ips={dns_ip} if dns_ip else None, mode=proxy_mode) if proxy else None
         self.dns = ClusterDNS(getattr(config, "cluster_domain", "cluster.local"), upstream=dns_upstream) if dns_ip else None

@@ -27,12 +27,13 @@ from node_runtime.network.bridge import BridgeNetwork  # noqa: E402
 async def serve_proxy(args: dict) -> None:
     """Run a ServiceProxy fed from the JSON file ``args['objects']`` ({services, pods}), re-read
     when it changes; prints ``ready`` after each applied version. Runs until killed."""
+    from node_runtime.proxy.forwarder import DEFAULT_MODE
     from node_runtime.proxy.service_proxy import ServiceProxy
     from node_runtime.dns.server import ClusterDNS
     from node_runtime.proxy.table import endpoints_from_pods
     dns_ip = args.get("dns")
     proxy = ServiceProxy(None, args["node"], [args["ip"]], connect_timeout=0.3, extra_cluster_ips={dns_ip} if dns_ip else None,
-                         mode=args.get("mode", "splice"))
+                         mode=args.get("mode", DEFAULT_MODE))
     dns = ClusterDNS("cluster.local")
     path, seen = Path(args["objects"]), None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)

@@ -25,8 +25,7 @@ from node_runtime.network.node import NodeNetwork  # noqa: E402
 def log_proxy_connections() -> None:
     """SIGUSR1: the proxy's open connections into the log (the e2e asks when a request fails)."""
     from node_runtime.proxy import forwarder
-    pump = forwarder._PUMP
-    lines = pump.describe() if pump is not None else ["no pump"]
+    lines = forwarder.describe_pumps() or ["no pump"]
     logging.getLogger("lab_agent").warning("proxy connections (%d):\n%s", len(lines), "\n".join(lines))
 
 
