@@ -41,7 +41,7 @@ class Env:
         await asyncio.wait_for(sim.started(), 15)
         return sim
 
-    async def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    async def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
         end = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < end:
@@ -51,6 +51,16 @@ class Env:
                 return last
             await asyncio.sleep(interval)
         raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+    async def seen_by_controllers(self, what: str, resource: str, key: str, check: Callable[[dict], Any], timeout: float = 30.0) -> dict:
+        """Wait until the running controller manager's informer cache holds ``key`` of ``resource`` with
+        ``check(obj)`` true: the point after which a reconcile can no longer act on an older copy."""
+        async def probe() -> dict | None:
+            if not self.managers:
+                return None
+            obj = self.managers[-1].informers.get(resource).get(key)
+            return obj if obj is not None and check(obj) else None
+        return await self.wait_for(what, probe, timeout=timeout)
 
     async def patch(self, resource: str, name: str, body: dict, **kwargs: Any) -> dict:
         """A PATCH that retries the API server's 409 (controllers write the same objects concurrently)."""

@@ -48,6 +48,8 @@ async def test_cronjob_fires_on_schedule_and_honours_forbid(env):
         s = cj.get("status") or {}
         return s if s.get("lastScheduleTime") and len(s.get("active") or []) == 1 else None
     await env.wait_for("lastScheduleTime and active", status)
+    # the controller's own job cache must hold the running job before the next tick, else Forbid has nothing to see
+    await env.seen_by_controllers("first job in the controller's cache", "jobs", f"default/{got[0]['metadata']['name']}", lambda j: True)
 
     # Forbid: the next tick comes while the first job still runs → no second job
     clock.now = first_tick + 61
@@ -60,11 +62,13 @@ async def test_cronjob_fires_on_schedule_and_honours_forbid(env):
         "completionTime": "2026-01-01T00:00:00Z", "startTime": "2026-01-01T00:00:00Z", "succeeded": 1}},
         namespace="default", subresource="status")
     got = await env.wait_for("second job after the first finished", lambda: _count(env, 2))
+    await env.seen_by_controllers("second job in the controller's cache", "jobs", f"default/{got[1]['metadata']['name']}", lambda j: True)
     assert got[1]["metadata"]["name"] == f"tick-{first_tick // 60 + 1}"
 
     # suspended: ticks pass, nothing runs
     await env.patch("cronjobs", "tick", {"spec": {"suspend": True, "concurrencyPolicy": "Allow"}}, namespace="default")
-    await asyncio.sleep(0.2)
+    # the tick must not come before the controller knows of the suspension (a fixed sleep raced it on a busy machine)
+    await env.seen_by_controllers("suspend in the controller's cache", "cronjobs", "default/tick", lambda cj: cj["spec"].get("suspend"))
     clock.now = first_tick + 121
     await asyncio.sleep(0.5)
     assert len(await jobs(env)) == 2
