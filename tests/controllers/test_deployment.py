@@ -74,7 +74,7 @@ async def rolled_out(env, name: str, image: str):
                 and s.get("replicas") == replicas and s.get("availableReplicas") == replicas
                 and d["spec"]["template"]["spec"]["containers"][0]["image"] == image)
         return d if done else None
-    return await env.wait_for(f"{name} rolled out with {image}", probe, timeout=30)
+    return await env.wait_for(f"{name} rolled out with {image}", probe, timeout=60)
 
 
 def test_fenceposts_round_like_kubernetes():
@@ -146,11 +146,16 @@ async def test_pause_resume_restart_and_recreate(env):
     await kubectl(env, "rollout", "pause", "deployment/api")
     await env.patch("deployments", "api", {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "img:v2"}]}}}},
                         namespace="default", type="strategic")
-    await asyncio.sleep(0.5)
+
+    async def paused_seen():  # the controller has handled the paused, changed template (not a guessed sleep)
+        d = await env.api.get("deployments", "api", namespace="default")
+        s = d.get("status") or {}
+        conds = {c["type"]: c for c in s.get("conditions") or []}
+        return (s.get("observedGeneration", 0) >= d["metadata"]["generation"]
+                and conds.get("Progressing", {}).get("reason") == "DeploymentPaused")
+    await env.wait_for("Progressing=DeploymentPaused for the new generation", paused_seen)
     sets = (await env.api.list("replicasets", namespace="default", label_selector="app=api"))["items"]
     assert len(sets) == 1, "paused: no rollout"
-    d = await env.api.get("deployments", "api", namespace="default")
-    assert {c["type"]: c for c in d["status"]["conditions"]}["Progressing"]["reason"] == "DeploymentPaused"
     await kubectl(env, "rollout", "resume", "deployment/api")
     await rolled_out(env, "api", "img:v2")
     await kubectl(env, "rollout", "restart", "deployment/api")
@@ -220,6 +225,6 @@ async def test_progress_deadline_and_revision_history_limit(env):
         dep = await env.api.get("deployments", "stuck", namespace="default")
         cond = next((c for c in dep["status"].get("conditions") or [] if c["type"] == "Progressing"), {})
         return dep if cond.get("status") == "False" and cond.get("reason") == "ProgressDeadlineExceeded" else None
-    await env.wait_for("ProgressDeadlineExceeded", exceeded, timeout=10)
+    await env.wait_for("ProgressDeadlineExceeded", exceeded, timeout=30)
     out = await kubectl(env, "rollout", "status", "deployment/stuck", "--timeout=5s", check=False)
     assert "exceeded its progress deadline" in out, out
