@@ -30,7 +30,9 @@ async def test_only_the_leader_runs_controllers_and_a_successor_takes_over(env):
     terms: dict[str, list] = {"a": [], "b": []}
 
     def start(identity: str) -> asyncio.Task:
-        cfg = ControllerManagerConfig(controllers=("replicaset",), identity=identity, lease_duration=1.0, renew_deadline=0.6, retry_period=0.1)
+        # a 6 s renew deadline: on a loaded machine a renewal can take over a second, which must not cost a its lease
+        # (then "b never leads" fails); the takeover below is quick anyway, a releases the Lease when cancelled
+        cfg = ControllerManagerConfig(controllers=("replicaset",), identity=identity, lease_duration=10.0, renew_deadline=6.0, retry_period=0.1)
         return asyncio.create_task(run_controllers(env.api, config=cfg, on_term=terms[identity].append))
 
     a = start("a")
@@ -44,7 +46,7 @@ async def test_only_the_leader_runs_controllers_and_a_successor_takes_over(env):
     assert lease["spec"]["holderIdentity"] == "a"
 
     await cancel_all([a])
-    await env.wait_for("b takes over", lambda: _true(bool(terms["b"])), timeout=10)
+    await env.wait_for("b takes over", lambda: _true(bool(terms["b"])), timeout=30)
     await env.api.create(replicaset("two", 3))
     await env.wait_for("pods of two by the new leader", lambda: _pods(env, "rs=two", 3))
     await cancel_all([b])
