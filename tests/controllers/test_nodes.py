@@ -45,7 +45,8 @@ async def test_every_node_gets_its_own_pod_cidr(env):
 
 
 async def test_dead_node_pods_are_recreated_elsewhere_after_grace_and_toleration(env):
-    await env.start(controllers=("replicaset", "deployment", "nodelifecycle"), node_monitor_period=0.1, node_monitor_grace_period=1.0)
+    # grace 3 s against 0.2 s renewals: a live node's heartbeat held up by a loaded machine must not look like death
+    await env.start(controllers=("replicaset", "deployment", "nodelifecycle"), node_monitor_period=0.1, node_monitor_grace_period=3.0)
     sim = await env.add_nodes("nl-", 3, renew_interval=0.2)
     d = deployment("survivor", "img:v1", replicas=3)
     d["spec"]["template"]["spec"]["tolerations"] = FAST_TOLERATIONS
@@ -67,7 +68,7 @@ async def test_dead_node_pods_are_recreated_elsewhere_after_grace_and_toleration
         ready = P.condition(node, "Ready")
         taints = {(t["key"], t["effect"]) for t in node["spec"].get("taints") or []}
         return node if ready["status"] == "Unknown" and (UNREACHABLE, "NoExecute") in taints else None
-    node = await env.wait_for("victim NotReady and tainted", node_unknown, timeout=10)
+    node = await env.wait_for("victim NotReady and tainted", node_unknown, timeout=30)
     assert P.condition(node, "Ready")["reason"] == "NodeStatusUnknown"
 
     async def moved():
@@ -75,9 +76,9 @@ async def test_dead_node_pods_are_recreated_elsewhere_after_grace_and_toleration
         active = [p for p in pods if P.is_active(p)]
         gone = all(p["metadata"]["uid"] not in on_victim or P.is_terminating(p) for p in pods)
         return gone and len(active) == 3 and all(p["spec"].get("nodeName") not in (None, victim) and P.is_ready(p) for p in active)
-    await env.wait_for("pods recreated on live nodes", moved, timeout=15)
+    await env.wait_for("pods recreated on live nodes", moved, timeout=30)
     # grace counts from the node's last lease renewal, which came up to one renew interval (0.2 s) before the stop
-    assert time.monotonic() - stopped >= 1.0 + 1.0 - 0.2, "not before grace + toleration"
+    assert time.monotonic() - stopped >= 3.0 + 1.0 - 0.2, "not before grace + toleration"
     lifecycle = env.managers[-1].get(NodeLifecycleController)
     assert lifecycle.evictions == len(on_victim)
     await env.wait_for("pods on the silent node marked not ready", lambda: _ready(env, "patient", False))
@@ -89,7 +90,7 @@ async def test_dead_node_pods_are_recreated_elsewhere_after_grace_and_toleration
     async def untainted():
         node = await env.api.get("nodes", victim)
         return not any(t["key"] == UNREACHABLE for t in node["spec"].get("taints") or [])
-    await env.wait_for("taints removed after the node is back", untainted, timeout=10)
+    await env.wait_for("taints removed after the node is back", untainted, timeout=30)
 
 
 async def _ready(env, name: str, want: bool) -> bool:
@@ -101,7 +102,9 @@ async def test_control_plane_restart_after_long_downtime_evicts_nothing(tmp_path
     api = ApiClient.from_kubeconfig(str(cp.kubeconfig), retries=2, max_backoff=0.5)
     env = Env(api, cp.kubeconfig)
     try:
-        grace, toleration = 2.0, 1
+        # grace 4 s: after the restart a node's first renewal can trail by ~2 s (its failed renewals were
+        # rescheduled 1 s apart, plus client retries) and more on a loaded machine; that lag is not death
+        grace, toleration = 4.0, 1
         await env.start(controllers=("nodelifecycle",), node_monitor_period=0.1, node_monitor_grace_period=grace)
         await env.add_nodes("cpr-", 3, renew_interval=0.2)
         for i in range(3):
