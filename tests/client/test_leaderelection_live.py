@@ -30,7 +30,7 @@ class Timeline:
             assert e1 <= s2, f"{w1} led until {e1} but {w2} started at {s2}"
 
 
-async def wait_for(predicate, timeout: float = 10.0) -> None:
+async def wait_for(predicate, timeout: float = 30.0) -> None:
     end = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < end
@@ -40,7 +40,7 @@ async def wait_for(predicate, timeout: float = 10.0) -> None:
 async def test_one_leader_and_release_on_cancel_hands_over_quickly(api: ApiClient) -> None:
     tl = Timeline()
     # a long lease, so "taken at once" and "taken after expiry" are far apart even on a busy machine
-    a, b = (tl.elector(api, who, lease_duration=5.0, renew_deadline=3.0) for who in ("a", "b"))
+    a, b = (tl.elector(api, who, lease_duration=30.0, renew_deadline=10.0) for who in ("a", "b"))
     ta, tb = asyncio.create_task(a.run()), asyncio.create_task(b.run())
     try:
         await wait_for(lambda: a.is_leader or b.is_leader)
@@ -50,8 +50,9 @@ async def test_one_leader_and_release_on_cancel_hands_over_quickly(api: ApiClien
         started = time.monotonic()
         task.cancel()  # releases the lease
         await asyncio.gather(task, return_exceptions=True)
-        await wait_for(lambda: follower.is_leader, timeout=5)
-        assert time.monotonic() - started < 2.5, "a released lease is taken without waiting out its duration"
+        await wait_for(lambda: follower.is_leader, timeout=25)
+        # loose on purpose (a loaded machine): without the release the follower would wait out the 30 s lease
+        assert time.monotonic() - started < 15, "a released lease is taken without waiting out its duration"
         lease = await api.get("leases", "test-lock", namespace="default")
         assert lease["spec"]["holderIdentity"] == follower.identity and lease["spec"]["leaseTransitions"] >= 1
         tl.assert_never_both()
@@ -73,7 +74,7 @@ async def test_a_silent_leader_is_replaced_only_after_the_lease_expires(api: Api
     tb = asyncio.create_task(b.run())
     try:
         began = time.monotonic()
-        await wait_for(lambda: b.is_leader, timeout=5)
+        await wait_for(lambda: b.is_leader, timeout=30)
         assert time.monotonic() - began >= 1.5, "the lease must be observed unchanged for its full duration"
         tl.assert_never_both()
     finally:
