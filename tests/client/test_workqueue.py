@@ -102,7 +102,7 @@ def test_rate_limited_requeue_backs_off_exponentially_per_key_and_forget_resets(
 async def test_get_wakes_up_for_a_delayed_key() -> None:
     q: WorkQueue[str] = WorkQueue()
     q.add_after("later", 0.05)
-    key = await asyncio.wait_for(q.get(), 2)
+    key = await asyncio.wait_for(q.get(), 30)
     assert key == "later"
 
 
@@ -112,4 +112,4 @@ async def test_shutdown_releases_waiting_workers() -> None:
     await asyncio.sleep(0)
     q.shutdown()
     with pytest.raises(QueueShutDown):
-        await asyncio.wait_for(waiter, 1)
+        await asyncio.wait_for(waiter, 30)
