@@ -31,7 +31,7 @@ class Env:
         await asyncio.wait_for(sim.started(), 15)
         return sim
 
-    async def wait_pod(self, name: str, predicate, timeout: float = 10.0) -> dict:
+    async def wait_pod(self, name: str, predicate, timeout: float = 30.0) -> dict:
         end = time.monotonic() + timeout
         while True:
             pod = await self.api.get("pods", name, namespace="default")
@@ -40,7 +40,7 @@ class Env:
             assert time.monotonic() < end, f"pod {name} never matched; last: {pod.get('spec', {}).get('nodeName')} {pod.get('status')}"
             await asyncio.sleep(0.05)
 
-    async def wait_event(self, involved: str, predicate, timeout: float = 10.0) -> dict:
+    async def wait_event(self, involved: str, predicate, timeout: float = 30.0) -> dict:
         end = time.monotonic() + timeout
         while True:
             events = (await self.api.list("events", namespace="default", field_selector=f"involvedObject.name={involved}"))["items"]
