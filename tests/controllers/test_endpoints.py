@@ -61,8 +61,8 @@ async def test_endpoints_and_slices_track_readiness_and_deletion(env):
         ep = await env.api.get("endpoints", "shop", namespace="default")
         names = [a["targetRef"]["name"] for s in ep.get("subsets") or [] for a in s.get("addresses") or []]
         return "shop-a" not in names and "shop-b" in names
-    await env.wait_for("terminating pod out of Endpoints", a_gone, timeout=5)
-    await env.wait_for("terminating pod not ready in slices", lambda: _cond(slices, "shop-a", ready=False), timeout=5)
+    await env.wait_for("terminating pod out of Endpoints", a_gone, timeout=25)  # < the 30 s grace
+    await env.wait_for("terminating pod not ready in slices", lambda: _cond(slices, "shop-a", ready=False), timeout=25)
 
     # deleting the Service removes its Endpoints and (through ownerReferences) its slices
     await env.api.delete("services", "shop", namespace="default")

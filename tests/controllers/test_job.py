@@ -45,7 +45,7 @@ async def test_completions_parallelism_and_ttl(env):
     async def expired():
         names = [x["metadata"]["name"] for x in (await env.api.list("jobs", namespace="default"))["items"]]
         return "count" not in names
-    await env.wait_for("job deleted by ttlSecondsAfterFinished", expired, timeout=10)
+    await env.wait_for("job deleted by ttlSecondsAfterFinished", expired, timeout=30)
 
 
 async def test_job_retries_to_backoff_limit_then_fails(env):
