@@ -13,6 +13,15 @@ from clusterctl.store.etcd_process import free_port
 from clusterctl.store.etcd_store import EtcdStore, prefix_end
 
 
+async def until(condition, timeout: float = 30.0) -> None:
+    """Poll ``condition()`` until true; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
 def test_prefix_end():
     assert prefix_end(b"/registry/") == b"/registry0"
     assert prefix_end(b"a\xff") == b"b"
@@ -61,7 +70,7 @@ async def test_watch_ends_when_the_store_closes(etcd_server):
     await asyncio.sleep(0.2)
     await store.close()
     with pytest.raises(StopAsyncIteration):
-        await asyncio.wait_for(waiter, 5)
+        await asyncio.wait_for(waiter, 30)
 
 
 def test_open_store_rejects_bad_configs(tmp_path):
@@ -85,22 +94,22 @@ async def test_watchers_of_one_prefix_share_one_etcd_stream(etcd_server):
         start = store.revision
         watches = [store.watch("/registry/core/pods/", after_revision=start) for _ in range(5)]
         firsts = [asyncio.ensure_future(w.__anext__()) for w in watches]
-        await asyncio.sleep(0.2)
+        await until(lambda: store._watch_responses)  # the (first) stream is open, however loaded the machine
+        await asyncio.sleep(0.2)  # time for any further stream to open, were the watchers not sharing one
         assert len(store._watch_responses) == 1
         created = await store.create("/registry/core/pods/default/new", {"n": 1})
         for first in firsts:
-            assert (await asyncio.wait_for(first, 5)).revision == created.mod_revision
+            assert (await asyncio.wait_for(first, 30)).revision == created.mod_revision
 
         # older than what the shared stream covers: a stream of its own, replayed by etcd
         late = store.watch("/registry/core/pods/", after_revision=old)
-        replayed = [await asyncio.wait_for(late.__anext__(), 5) for _ in range(6)]
+        replayed = [await asyncio.wait_for(late.__anext__(), 30) for _ in range(6)]
         assert [e.revision for e in replayed] == list(range(old + 1, old + 6)) + [created.mod_revision]
         assert len(store._watch_responses) == 2
         await late.aclose()
         for watch in watches:
             await watch.aclose()
-        await asyncio.sleep(0.05)
-        assert store._watch_responses == set() and store._hubs == {}
+        await until(lambda: store._watch_responses == set() and store._hubs == {})
     finally:
         await store.close()
 
@@ -126,11 +135,11 @@ async def test_slow_etcd_watcher_is_ended_without_stalling_the_others(etcd_serve
         consumer = asyncio.create_task(consume())
         for i in range(40):
             await store.create(f"/registry/core/pods/default/p{i}", {"i": i})
-        await asyncio.wait_for(consumer, 10)
+        await asyncio.wait_for(consumer, 30)
         assert received == sorted(received) and len(received) == 40
-        await asyncio.wait_for(slow_first, 5)
+        await asyncio.wait_for(slow_first, 30)
         with pytest.raises(WatchOverflow):
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(30):
                 async for _ in slow:
                     pass
         await fast.aclose()
