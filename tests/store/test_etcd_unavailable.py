@@ -60,32 +60,36 @@ async def test_without_a_leader_calls_retry_then_raise_store_unavailable(cluster
         created = await store.create(KEY, {"v": 1})
         watch = store.watch("/registry/", after_revision=created.mod_revision)
         waiting = asyncio.ensure_future(watch.__anext__())
-        await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while not store._watch_responses:  # the watch stream is open before the quorum goes (a 0.2 s sleep raced it)
+            assert time.monotonic() < deadline, "the watch stream never opened"
+            await asyncio.sleep(0.02)
         for member in others:
             member.pause()
         await _wait_leaderless(first)
         # a watch on a member cut off from its cluster ends (the client re-watches) instead of
         # silently missing what the majority writes; a new one is refused after the budget
         with pytest.raises(StoreError, match="ended"):
-            await asyncio.wait_for(waiting, 10)
+            await asyncio.wait_for(waiting, 30)
         with pytest.raises(StoreUnavailable, match="no leader"):
-            await asyncio.wait_for(store.watch("/registry/", after_revision=created.mod_revision).__anext__(), 10)
+            await asyncio.wait_for(store.watch("/registry/", after_revision=created.mod_revision).__anext__(), 30)
 
         retries = store.stats["retries"]
         started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="no leader") as err:
             await store.get(KEY)
         elapsed = time.monotonic() - started
-        assert 0.9 <= elapsed < 5, elapsed  # retried for the budget, not the 10 s request timeout
+        assert 0.9 <= elapsed < 9, elapsed  # retried for the 1 s budget, not the 10 s request timeout (loose: a loaded machine)
         assert store.stats["retries"] - retries >= 3
         assert not err.value.outcome_unknown and err.value.retry_after >= 1
 
         # reads queued behind a failing merged read share its verdict: one budget, not one each
-        store.retry_budget = 2.0
+        store.retry_budget = 4.0
         started = time.monotonic()
         outcomes = await asyncio.gather(*(store.get(f"{KEY}{i}") for i in range(5)), return_exceptions=True)
         assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
-        assert time.monotonic() - started < 3.9  # budget 2 s; one budget after another would be >= 4 s
+        # budget 4 s; one budget after another would be >= 8 s (3.5 s of slack for a loaded machine)
+        assert time.monotonic() - started < 7.5
         store.retry_budget = 1.0
 
         with pytest.raises(StoreUnavailable, match="no leader") as err:
@@ -93,12 +97,12 @@ async def test_without_a_leader_calls_retry_then_raise_store_unavailable(cluster
         assert not err.value.outcome_unknown  # "no leader" comes before any proposal: not applied
 
         # the quorum comes back while a write is retrying: the write goes through
-        store.retry_budget = 10.0
+        store.retry_budget = 30.0  # a new leader election on a loaded machine can take seconds
         write = asyncio.create_task(store.update(KEY, {"v": 3}, expected_revision=created.mod_revision))
         await asyncio.sleep(0.3)
         assert not write.done()
         others[0].resume()
-        updated = await asyncio.wait_for(write, 15)
+        updated = await asyncio.wait_for(write, 45)
         assert (await store.get(KEY)) == updated and updated.value == {"v": 3}
     finally:
         for member in others:
