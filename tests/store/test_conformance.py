@@ -239,7 +239,7 @@ async def test_watch_from_a_future_revision_starts_there(store):
         await asyncio.sleep(0.1)  # subscribed before the writes
         for name in "abcd":
             await store.create(PODS + f"default/{name}", pod(name))
-        first = await asyncio.wait_for(waiter, 5)
+        first = await asyncio.wait_for(waiter, 30)
         assert first.revision == start + 3 and first.key == PODS + "default/c"
     finally:
         await watch.aclose()

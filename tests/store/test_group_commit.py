@@ -45,7 +45,7 @@ async def test_a_failed_call_is_reported_on_the_loop(tmp_path):
     got = loop.create_future()
     try:
         committer.call(lambda: 1 / 0, lambda result, error: got.set_result(error))
-        assert isinstance(await asyncio.wait_for(got, 5), ZeroDivisionError)
+        assert isinstance(await asyncio.wait_for(got, 30), ZeroDivisionError)
     finally:
         committer.stop()
         segment.close()
