@@ -10,7 +10,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 
-def _wait(predicate, timeout: float = 10.0) -> None:
+def _wait(predicate, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -66,9 +66,10 @@ def test_bound_pod_is_deleted_gracefully(kube):
     # a short grace period that nobody confirms: the server finishes it after grace + margin
     core.create_namespaced_pod("default", {"metadata": {"name": "orphaned"}, "spec": {
         "nodeName": "gone", "containers": [{"name": "c", "image": "x"}]}})
-    core.delete_namespaced_pod("orphaned", "default", grace_period_seconds=1)
+    # 5 s, not 1: the read right after the delete must not race the grace period on a loaded machine
+    core.delete_namespaced_pod("orphaned", "default", grace_period_seconds=5)
     assert _exists(lambda: core.read_namespaced_pod("orphaned", "default"))
-    _wait(lambda: not _exists(lambda: core.read_namespaced_pod("orphaned", "default")), timeout=10)
+    _wait(lambda: not _exists(lambda: core.read_namespaced_pod("orphaned", "default")), timeout=30)
 
 
 def test_background_propagation_deletes_dependents(kube):
