@@ -122,7 +122,7 @@ def test_watch_prints_rows(kubectl, control_plane):
     time.sleep(1.0)
     control_plane.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "watched"}})
     try:
-        out, _ = proc.communicate(timeout=10)
+        out, _ = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()

@@ -28,7 +28,7 @@ async def test_component_registers_a_subresource(tmp_path):
     server = ApiServer(cfg, extra_components=[component])
     await server.start()
     try:
-        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(started.wait(), 30)
         ssl_ctx = ssl.create_default_context(cafile=str(cfg.path("pki") / "ca.crt"))
         headers = {"Authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession(headers=headers) as s:
