@@ -49,11 +49,20 @@ def cfg(cid, layers, argv, tmp_path, **kw):
                            log_path=str(tmp_path / f"{cid}.log"), **kw)
 
 
-async def run_to_exit(rt, c, timeout=15):
+async def run_to_exit(rt, c, timeout=60):
     await rt.start(c)
     status = await asyncio.wait_for(rt.wait(c.id), timeout)
     await rt.remove(c.id)
     return status, Path(c.log_path).read_text()
+
+
+async def wait_logged(c, text: str, timeout: float = 30) -> None:
+    """Until the container's log holds ``text``: a started container has not run its first
+    command yet (the shim still sets it up), so a signal sent "after start" can beat its trap."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (Path(c.log_path).exists() and text in Path(c.log_path).read_text()):
+        assert asyncio.get_running_loop().time() < deadline, f"{c.id}: {text!r} never logged"
+        await asyncio.sleep(0.05)
 
 
 def test_capabilities_present():
@@ -109,20 +118,20 @@ async def test_memory_limit_oom_killed(runtime, layers, tmp_path):
 
 
 async def test_stop_sends_sigterm_then_kills(runtime, layers, tmp_path):
-    c = cfg("stop", layers, ["sh", "-c", "trap 'echo got-term; exit 0' TERM; while true; do sleep 0.1; done"], tmp_path)
+    c = cfg("stop", layers, ["sh", "-c", "trap 'echo got-term; exit 0' TERM; echo trapped; while true; do sleep 0.1; done"], tmp_path)
     await runtime.start(c)
-    await asyncio.sleep(0.3)
+    await wait_logged(c, "trapped")
     waiter = asyncio.create_task(runtime.wait(c.id))
-    await runtime.stop(c.id, grace=5)
-    status = await asyncio.wait_for(waiter, 5)
+    await runtime.stop(c.id, grace=30)
+    status = await asyncio.wait_for(waiter, 60)
     assert status.code == 0 and "got-term" in Path(c.log_path).read_text()
     # a process ignoring SIGTERM is killed after the grace period
-    c2 = cfg("stubborn", layers, ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"], tmp_path)
+    c2 = cfg("stubborn", layers, ["sh", "-c", "trap '' TERM; echo trapped; while true; do sleep 0.1; done"], tmp_path)
     await runtime.start(c2)
-    await asyncio.sleep(0.3)
+    await wait_logged(c2, "trapped")
     waiter = asyncio.create_task(runtime.wait(c2.id))
     await runtime.stop(c2.id, grace=0.3)
-    status = await asyncio.wait_for(waiter, 5)
+    status = await asyncio.wait_for(waiter, 60)
     assert status.code == 137
     await runtime.remove(c.id)
     await runtime.remove(c2.id)
@@ -131,10 +140,7 @@ async def test_stop_sends_sigterm_then_kills(runtime, layers, tmp_path):
 async def test_adopt_after_restart_and_exec(runtime, layers, tmp_path):
     c = cfg("adopt", layers, ["sh", "-c", "echo started; while true; do sleep 0.1; done"], tmp_path)
     await runtime.start(c)
-    for _ in range(200):  # the workload runs once the launcher has pivoted into the rootfs
-        if Path(c.log_path).exists() and "started" in Path(c.log_path).read_text():
-            break
-        await asyncio.sleep(0.05)
+    await wait_logged(c, "started")  # the workload runs once the launcher has pivoted into the rootfs
     again = ProcessRuntime(node_name=runtime.node_name, state_dir=runtime.state_dir.parent, cgroups=runtime.cgroups)
     alive = again.adopt()
     assert [s.id for s in alive] == ["adopt"]
@@ -142,7 +148,7 @@ async def test_adopt_after_restart_and_exec(runtime, layers, tmp_path):
     assert out.stdout == "hello from the rootfs\n"
     waiter = asyncio.create_task(again.wait("adopt"))
     again.kill("adopt")
-    status = await asyncio.wait_for(waiter, 5)
+    status = await asyncio.wait_for(waiter, 60)
     assert status.code == 137
     await again.remove("adopt")
     runtime._procs.pop("adopt").wait()
