@@ -55,7 +55,10 @@ async def test_logs_follow_previous_and_exec(agent, images, control_plane):
     script = "i=0; while true; do i=$((i+1)); echo line-$i; if [ -e /tmp/die ]; then rm /tmp/die; exit 1; fi; sleep 0.1; done"
     await agent.client.create(agent.pod("talker", [{"name": "main", "image": images["tools:v1"], "args": [script]}]))
     await wait_pod(agent.client, "default", "talker", running)
-    await asyncio.sleep(0.5)
+    deadline = time.monotonic() + 30  # Running: started, but it may not have written two lines yet
+    while "line-2\n" not in (out := await akubectl(cp, "logs", "talker")).stdout:
+        assert time.monotonic() < deadline, f"talker never logged two lines: {out.stdout!r} {out.stderr!r}"
+        await asyncio.sleep(0.1)
     out = await akubectl(cp, "logs", "talker", "--tail", "2")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split()
@@ -66,7 +69,7 @@ async def test_logs_follow_previous_and_exec(agent, images, control_plane):
     seen = []
     try:
         for _ in range(5):
-            seen.append((await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip())
+            seen.append((await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip())
     finally:
         proc.kill()
         await proc.wait()
@@ -84,7 +87,8 @@ async def test_logs_follow_previous_and_exec(agent, images, control_plane):
     out = await akubectl(cp, "exec", "talker", "--", "touch", "/tmp/die")
     assert out.returncode == 0, out.stderr
     await wait_pod(agent.client, "default", "talker",
-                   lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1 and running(p))
+                   lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1 and running(p)
+                   and p["status"]["containerStatuses"][0]["ready"] is True)  # not between two runs (back-off)
     out = await akubectl(cp, "logs", "talker", "--previous")
     assert out.returncode == 0 and out.stdout.startswith("line-1\n"), out.stderr
     # what kubectl shows for the pod: READY, STATUS, RESTARTS (with the last restart's age), IP, NODE
