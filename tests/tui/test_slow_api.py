@@ -28,8 +28,10 @@ async def test_keys_answer_while_the_api_never_does() -> None:
     app = live_app(client)
     try:
         async with app.run_test(size=(120, 30)) as pilot:
-            await pilot.pause(0.2)
-            assert held, "the informers reached the server"
+            deadline = time.monotonic() + 30  # the informers start with the app: wait for them to connect
+            while not held:
+                assert time.monotonic() < deadline, "the informers never reached the server"
+                await pilot.pause(0.05)
             status = str(app.main.query_one("#status", Static).render())
             assert "connecting" in status and "● connected" not in status
             for alias, resource in (("no", "nodes"), ("deploy", "deployments"), ("svc", "services"), ("po", "pods")):
