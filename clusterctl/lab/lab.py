@@ -300,12 +300,24 @@ class Lab:
         """Kill every sshd in the host (listener and sessions) and leave the host running: its
         address answers, its port 22 refuses. ``stop`` + ``start`` brings sshd back."""
         host = self.host(name)
+        killed = []
         for pid in network.netns_pids([host.netns])[host.netns]:
             try:
                 if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
                     os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
             except (OSError, ProcessLookupError):
                 continue
+        # SIGKILL is asynchronous: until a killed sshd has exited its listening socket still
+        # accepts (seconds on a loaded machine). Return once they are gone (zombies count as gone)
+        deadline = time.monotonic() + 60
+        while killed and time.monotonic() < deadline:
+            alive = set(network.netns_pids([host.netns])[host.netns])
+            killed = [pid for pid in killed if pid in alive]
+            if killed:
+                time.sleep(0.01)
+        if killed:
+            raise LabError(f"lab host {name}: sshd {killed} still alive 60 s after SIGKILL")
 
     def cut(self, name: str) -> None:
         """Take the host's network away (its veth goes down: packets are dropped, not refused)."""
