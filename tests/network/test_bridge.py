@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ HOST_PYTHON = "/usr/bin/python3"   # the venv lives under /root, which a lab hos
 CIDRS = {"h1": "10.244.1.0/24", "h2": "10.244.2.0/24"}
 
 
-def run(lab, host, *argv, check=True, timeout=20):
+def run(lab, host, *argv, check=True, timeout=60):
     r = subprocess.run(lab.exec_argv(host, *argv), capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
         raise AssertionError(f"{host}: {argv} failed ({r.returncode}): {r.stderr}{r.stdout}")
@@ -34,7 +33,7 @@ def netctl(lab, host, action, **extra):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def in_pod(lab, host, netns, *argv, check=True, timeout=20):
+def in_pod(lab, host, netns, *argv, check=True, timeout=60):
     return run(lab, host, "ip", "netns", "exec", Path(netns).name, *argv, check=check, timeout=timeout)
 
 
@@ -62,10 +61,11 @@ def test_pods_reach_each_other_across_nodes_and_nothing_is_left(lab_factory):
     assert run(lab, "h2", "timeout", "5", "busybox", "wget", "-q", "-O", "-", f"http://{c['ip']}:8080/").stdout == "from-c\n"
 
     # a pod IP of a node nobody has, and a service IP nobody serves: fail at once, locally
+    # (a packet sent on toward a gateway would leave wget hanging until `timeout` kills it, rc 124
+    # and nothing said; the kernel's own refusal is immediate and named)
     for target in ("10.244.77.7", "10.96.200.1"):
-        t0 = time.monotonic()
-        r = in_pod(lab, "h1", a["netns"], "timeout", "5", "busybox", "wget", "-q", "-O", "-", f"http://{target}:80/", check=False)
-        assert r.returncode != 0 and time.monotonic() - t0 < 3, (target, r.stderr)
+        r = in_pod(lab, "h1", a["netns"], "timeout", "20", "busybox", "wget", "-q", "-O", "-", f"http://{target}:80/", check=False)
+        assert r.returncode not in (0, 124), (target, r.returncode, r.stderr)
         assert "unreachable" in r.stderr.lower() or "no route" in r.stderr.lower(), r.stderr
 
     # teardown: namespace, veth and address go; the address is reused only after the others
@@ -117,14 +117,16 @@ def test_pods_keep_reaching_their_gateway_while_other_pods_come_and_go(lab_facto
                   if line.startswith("cc"))
     gateway = "10.244.1.1"
     for pod in pods.values():                          # every pod resolves the gateway's MAC
-        in_pod(lab, "h1", pod["netns"], "busybox", "ping", "-c", "1", "-W", "2", gateway)
+        in_pod(lab, "h1", pod["netns"], "busybox", "ping", "-c", "1", "-W", "10", gateway)
     for uid in sorted(pods)[:-1]:                      # ports go, the lowest-MAC one among them
         netctl(lab, "h1", "teardown", uid=uid)
         del pods[uid]
         mac = json.loads(run(lab, "h1", "ip", "-j", "link", "show", bridge).stdout)[0]["address"]
         assert mac == bridge_mac(bridge)
-        for pod in pods.values():                      # no waiting for an ARP entry to expire
-            r = in_pod(lab, "h1", pod["netns"], "busybox", "ping", "-c", "1", "-W", "1", gateway, check=False)
+        # no waiting for an ARP entry to expire: a REACHABLE entry for a MAC that went stays in use
+        # for 15-45 s without being checked again, so 5 s (for a loaded machine) still tells
+        for pod in pods.values():
+            r = in_pod(lab, "h1", pod["netns"], "busybox", "ping", "-c", "1", "-W", "5", gateway, check=False)
             assert r.returncode == 0, f"{pod['ip']} lost its gateway after a port left: {r.stdout}{r.stderr}"
     for uid in list(pods):
         netctl(lab, "h1", "teardown", uid=uid)
