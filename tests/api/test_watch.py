@@ -50,18 +50,22 @@ def test_watch_delivers_live_events_and_selector_transitions(kube):
     got: list = []
 
     def run():
+        # until the sentinel, not for a fixed 2 s: on a loaded machine the writes could outlast the watch
         w = watch.Watch()
         for ev in w.stream(core.list_namespaced_config_map, "watch2", label_selector="keep=yes",
-                           resource_version=rv, timeout_seconds=2):
+                           resource_version=rv, timeout_seconds=30):
             got.append((ev["type"], ev["object"].metadata.name))
+            if ev["object"].metadata.name == "end":
+                w.stop()
     t = threading.Thread(target=run)
     t.start()
     core.create_namespaced_config_map("watch2", _cm("x", labels={"keep": "yes"}))
     core.create_namespaced_config_map("watch2", _cm("y", labels={"keep": "no"}))
     core.patch_namespaced_config_map("y", "watch2", {"metadata": {"labels": {"keep": "yes"}}})
     core.patch_namespaced_config_map("x", "watch2", {"metadata": {"labels": {"keep": "no"}}})
-    t.join(10)
-    assert got == [("ADDED", "x"), ("ADDED", "y"), ("DELETED", "x")]
+    core.create_namespaced_config_map("watch2", _cm("end", labels={"keep": "yes"}))
+    t.join(40)
+    assert got == [("ADDED", "x"), ("ADDED", "y"), ("DELETED", "x"), ("ADDED", "end")]
 
 
 def test_bookmarks_carry_a_resume_point(control_plane):
@@ -138,9 +142,12 @@ def test_shared_watch_cache(tmp_path):
         got: list[list] = [[] for _ in range(3)]
 
         def run(i):
-            for ev in watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=rv,
-                                           timeout_seconds=2):
+            # until the sentinel, not for a fixed 2 s: on a loaded machine the writes could outlast the watch
+            w = watch.Watch()
+            for ev in w.stream(core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=30):
                 got[i].append((ev["type"], ev["object"].metadata.name))
+                if ev["object"].metadata.name == "end":
+                    w.stop()
         threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
         for t in threads:
             t.start()
@@ -148,12 +155,13 @@ def test_shared_watch_cache(tmp_path):
         core.create_namespaced_config_map("default", _cm("c1"))
         core.patch_namespaced_config_map("c0", "default", {"data": {"v": "2"}})
         core.delete_namespaced_config_map("c1", "default")
+        core.create_namespaced_config_map("default", _cm("end"))
         for t in threads:
-            t.join(10)
-        assert got == [[("ADDED", "c1"), ("MODIFIED", "c0"), ("DELETED", "c1")]] * 3
+            t.join(40)
+        assert got == [[("ADDED", "c1"), ("MODIFIED", "c0"), ("DELETED", "c1"), ("ADDED", "end")]] * 3
         # resume from inside the window
         assert _stream(core, "default", resource_version=rv) == [("ADDED", "c1", "1"), ("MODIFIED", "c0", "2"),
-                                                                 ("DELETED", "c1", "1")]
+                                                                 ("DELETED", "c1", "1"), ("ADDED", "end", "1")]
         api.close()
     finally:
         cp.stop()
