@@ -31,7 +31,7 @@ class Tmux:
         self.sock, self.name = sock, name
 
     def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-S", str(self.sock), *args], capture_output=True, text=True, check=True, timeout=10).stdout
+        return subprocess.run(["tmux", "-S", str(self.sock), *args], capture_output=True, text=True, check=True, timeout=30).stdout
 
     def start(self, command: str) -> None:
         self.run("new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", command)
@@ -52,6 +52,24 @@ class Tmux:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}; screen:\n{text}")
 
+    def press_until(self, what: str, probe: Callable[[str], bool], *keys: str, literal: bool = False,
+                    timeout: float = 60.0) -> str:
+        """Send ``keys`` until the screen satisfies ``probe``: keys that arrive before their
+        widget has focus are lost, so they are sent again, but each try waits twice as long as
+        the one before (a loaded machine can take seconds to draw: keys sent again too soon
+        would land on the next screen)."""
+        end = time.monotonic() + timeout
+        patience = 1.0
+        while True:
+            self.keys(*keys, literal=literal)
+            left = end - time.monotonic()
+            try:
+                return self.wait(what, probe, timeout=max(0.1, min(patience, left)))
+            except AssertionError:
+                if time.monotonic() >= end:
+                    raise
+            patience *= 2
+
     def command(self, text: str) -> None:
         """``:`` then ``text`` + Enter, once the command bar is open (keys typed before go to the view)."""
         self.keys(":", literal=True)
@@ -68,16 +86,19 @@ class Tmux:
                 if "replicas:" in ln and i + 2 < len(lines):
                     return lines[i + 2].replace("█", "").replace("▊", "").replace("▎", "").strip()
             return None
-        for _ in range(20):
+        end = time.monotonic() + 60
+        patience = 1.0
+        while True:
             self.keys("End")
             self.keys("BSpace", "BSpace", "BSpace", "BSpace")
             self.keys(value, literal=True)
             try:
-                self.wait(f"{value!r} typed", lambda s: input_line(s) == value, timeout=1.0)
+                self.wait(f"{value!r} typed", lambda s: input_line(s) == value, timeout=min(patience, max(0.1, end - time.monotonic())))
                 return
             except AssertionError:
-                continue
-        raise AssertionError(f"could not type {value!r}; screen:\n{self.screen()}")
+                if time.monotonic() >= end:
+                    raise AssertionError(f"could not type {value!r}; screen:\n{self.screen()}") from None
+            patience *= 2
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-S", str(self.sock), "kill-server"], capture_output=True, timeout=10)
@@ -150,9 +171,9 @@ def test_tui_in_tmux_follows_the_cluster(cluster: ControlPlane, tmp_path: Path) 
         cluster.start()
         assert cluster.request("PATCH", "/apis/apps/v1/namespaces/default/deployments/web", {"spec": {"replicas": 1}},
                                content_type="application/merge-patch+json").status == 200
-        tmux.wait("connected again", lambda s: "● connected" in s, timeout=30)
+        tmux.wait("connected again", lambda s: "● connected" in s, timeout=60)
         tmux.keys("Escape")
-        tmux.wait("1 web pod after reconnect", lambda s: running_web(s) == 1 and "Pods(" in s, timeout=30)
+        tmux.wait("1 web pod after reconnect", lambda s: running_web(s) == 1 and "Pods(" in s, timeout=60)
         tmux.keys("q", literal=True)
     finally:
         if os.environ.get("TUI_E2E_KEEP") is None:

@@ -63,14 +63,8 @@ def test_tui_shows_demo_pods_and_their_logs(up: tuple[Path, str], tmp_path: Path
         # command's own view, or the next key may still be typed into the command bar
         tmux.wait("2 demo pods Running", lambda s: "Pods(ns=demo)" in s
                   and sum(1 for ln in s.splitlines() if " web-" in ln and " Running " in ln) == 2)
-        for _ in range(10):  # the view may take focus a moment after it shows
-            tmux.keys("l", literal=True)
-            try:
-                tmux.wait("log view", lambda s: "Logs demo/web-" in s, timeout=1.5)
-                break
-            except AssertionError:
-                continue
-        tmux.wait("log view", lambda s: "Logs demo/web-" in s, timeout=1)
+        # the view may take focus a moment after it shows (an "l" more on the log view does nothing)
+        tmux.press_until("log view", lambda s: "Logs demo/web-" in s, "l", literal=True)
         screen = tmux.wait("the httpd's log lines", lambda s: "response:200" in s or "GET" in s, timeout=30)
         assert "error:" not in screen
     finally:

@@ -47,7 +47,7 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
     sim = HollowCluster(ApiClient.from_kubeconfig(str(cp.kubeconfig)), HollowConfig(count=2, prefix="tui-", renew_interval=2))
     task = asyncio.create_task(sim.run())
     try:
-        await asyncio.wait_for(sim.started(), 20)
+        await asyncio.wait_for(sim.started(), 60)
         yield Live(cp, admin, sim)
     finally:
         task.cancel()
@@ -57,7 +57,7 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
         await asyncio.to_thread(cp.stop)
 
 
-async def until(pilot: Any, what: str, probe: Callable[[], Any], timeout: float = 20.0) -> Any:
+async def until(pilot: Any, what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
     end = time.monotonic() + timeout
     last = None
     while time.monotonic() < end:
@@ -148,7 +148,7 @@ async def test_disconnected_then_reconnects_and_relists(live: Live) -> None:
             await until(pilot, "db pod Running", lambda: len(running_rows(app, "default/db-")) == 1)
             await asyncio.to_thread(live.cp.stop)
             status = app.main.query_one("#status", Static)
-            await until(pilot, "DISCONNECTED shown", lambda: "DISCONNECTED" in str(status.render()), timeout=15)
+            await until(pilot, "DISCONNECTED shown", lambda: "DISCONNECTED" in str(status.render()), timeout=30)
             assert status.has_class("disconnected")
             # keys still work while the API server is gone
             await pilot.press("colon", *"no", "enter")
@@ -159,8 +159,8 @@ async def test_disconnected_then_reconnects_and_relists(live: Live) -> None:
             await asyncio.to_thread(live.cp.start)
             # a change made while the TUI was away arrives through the re-list
             await live.admin.scale("deployments", "db", 2, namespace="default")
-            await until(pilot, "connected again", lambda: "connected" in str(status.render()) and "DISCONNECTED" not in str(status.render()), timeout=20)
-            await until(pilot, "scaled pods seen after reconnect", lambda: len(running_rows(app, "default/db-")) == 2, timeout=20)
+            await until(pilot, "connected again", lambda: "connected" in str(status.render()) and "DISCONNECTED" not in str(status.render()), timeout=60)
+            await until(pilot, "scaled pods seen after reconnect", lambda: len(running_rows(app, "default/db-")) == 2, timeout=60)
             assert app.source.informers["pods"].relists >= 1
     finally:
         await client.close()
