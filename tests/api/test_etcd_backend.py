@@ -38,10 +38,16 @@ def test_api_on_etcd(etcd_control_plane):
     rest = core.list_namespaced_config_map("default", limit=10, _continue=page.metadata._continue)
     assert [c.metadata.name for c in page.items + rest.items] == [f"e{i}" for i in range(5)]
     core.delete_namespaced_config_map("e4", "default")
-    events = [(e["type"], e["object"].metadata.name) for e in
-              watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=start, timeout_seconds=1)]
+    core.create_namespaced_config_map("default", {"metadata": {"name": "end"}})
+    # replayed through an etcd watch until the sentinel (a 1 s watch could end first on a loaded machine)
+    events = []
+    w = watch.Watch()
+    for e in w.stream(core.list_namespaced_config_map, "default", resource_version=start, timeout_seconds=30):
+        events.append((e["type"], e["object"].metadata.name))
+        if e["object"].metadata.name == "end":
+            w.stop()
     assert events[:5] == [("ADDED", f"e{i}") for i in range(5)]
-    assert events[5:] == [("MODIFIED", "e0"), ("MODIFIED", "e1"), ("DELETED", "e4")]
+    assert events[5:] == [("MODIFIED", "e0"), ("MODIFIED", "e1"), ("DELETED", "e4"), ("ADDED", "end")]
     api.close()
     cp.restart()
     api = api_client(cp)
