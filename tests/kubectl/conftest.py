@@ -53,7 +53,7 @@ class Cluster:
         assert r.code == 0, f"clusterctl {' '.join(argv)} failed ({r.code}): {r.err}{r.out}"
         return r.out
 
-    def wait(self, predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    def wait(self, predicate, timeout: float = 45.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():

@@ -127,7 +127,7 @@ def test_get_watch_prints_a_row_per_change(cluster):
         lines: list[str] = []
         buf = b""
 
-        def read_until(pred, timeout=20.0):
+        def read_until(pred, timeout=45.0):
             nonlocal buf
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and not pred():
@@ -144,5 +144,5 @@ def test_get_watch_prints_a_row_per_change(cluster):
         assert row[1] == "1"  # DATA column from the server's table
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(30)
     cluster.ok("delete", "cm", "watched", "before")
