@@ -62,6 +62,7 @@ async def run_bench(pods: int, seconds: float, rate: float, key_interval: float)
         tick = 1.0 / (rate * slices)
         step = 0
         events = 0
+        presses = 0
         down = True
         while time.monotonic() - start < seconds:
             lo = (step % slices) * len(keys) // slices
@@ -79,12 +80,18 @@ async def run_bench(pods: int, seconds: float, rate: float, key_interval: float)
             if now >= next_key:
                 table.pending_stamps.append(("key", time.monotonic()))
                 await pilot.press("down" if down else "up")
+                presses += 1
                 down = not down
                 next_key += key_interval
             target = start + step * tick
             await asyncio.sleep(max(0.0, target - time.monotonic()))
-        await pilot.pause(0.3)
+        # settle: until every event and key press sent has been drawn (a fixed pause was
+        # outlasted by a loaded machine's last flush and render), at most 30 s
+        settle_until = time.monotonic() + 30
         lat = app.latencies
+        while time.monotonic() < settle_until and (
+                len(lat.get("event", [])) + len(lat.get("event_offscreen", [])) < events or len(lat.get("key", [])) < presses):
+            await pilot.pause(0.05)
     ev = [x * 1000 for x in lat.get("event", [])]
     off = [x * 1000 for x in lat.get("event_offscreen", [])]
     ks = [x * 1000 for x in lat.get("key", [])]

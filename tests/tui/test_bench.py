@@ -12,7 +12,9 @@ def test_bench_tui_reports_event_and_key_latency() -> None:
                          capture_output=True, text=True, timeout=120, check=True).stdout
     result = json.loads(out)
     assert result["pods"] == 200
-    assert result["events"] >= 200  # every pod changed at least once
+    # the run is time-boxed (2 s of one slice of 20 pods per 0.1 s): how many slices it gets
+    # through depends on the machine's load, so only "it ran" is required here
+    assert result["events"] >= 20 and result["events"] % 20 == 0
     # every event reached the table, and the on-screen ones were drawn
     assert result["event_samples"] + result["offscreen_event_samples"] == result["events"]
     assert result["event_samples"] > 0
