@@ -53,8 +53,9 @@ async def test_sftp_put_get_atomic_and_errors(conn):
 async def test_command_timeout(conn):
     t0 = time.monotonic()
     with pytest.raises(CommandTimeout, match="timed out"):
-        await conn.run("sleep 5", timeout=0.3)
-    assert time.monotonic() - t0 < 2
+        await conn.run("sleep 60", timeout=0.3)
+    # loose on purpose (a loaded machine): without the timeout the command would take its 60 s
+    assert time.monotonic() - t0 < 20
     assert (await conn.run("echo still-usable")).stdout == "still-usable\n"
 
 
