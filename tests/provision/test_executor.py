@@ -123,7 +123,7 @@ def test_killed_host_is_unreachable_and_the_others_finish(lab_factory, tmp_path)
             - name: warm up
               command: "true"
             - name: long command
-              command: sleep 3
+              command: sleep 8
             - name: after
               command: hostname
     """)
@@ -132,7 +132,7 @@ def test_killed_host_is_unreachable_and_the_others_finish(lab_factory, tmp_path)
         [sys.executable, "-m", "clusterctl", "provision", "-i", str(lab.inventory_path), str(play), "--log-json", str(log)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if log.exists() and any(e.get("event") == "task_start" and e.get("task") == "long command" for e in events(log)):
             break
@@ -141,7 +141,7 @@ def test_killed_host_is_unreachable_and_the_others_finish(lab_factory, tmp_path)
         proc.kill()
         pytest.fail("the long command never started")
     time.sleep(0.5)
-    lab.stop("h2")
+    lab.stop("h2")  # well inside the 8 s command, even on a loaded machine (3 s was tight there)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 4, out + err
     run_ = Run(proc.returncode, out, err)
@@ -472,7 +472,7 @@ def test_command_timeout_end_host_end_play_and_task_check_mode(capsys, lab3, tmp
           gather_facts: false
           tasks:
             - name: too slow
-              command: sleep 30
+              command: sleep 300
               timeout: 1
               when: inventory_hostname == 'h1'
               ignore_errors: true
@@ -501,7 +501,7 @@ def test_command_timeout_end_host_end_play_and_task_check_mode(capsys, lab3, tmp
     """)
     start = time.monotonic()
     result = provision(capsys, lab3.inventory_path, play)
-    assert time.monotonic() - start < 20  # the 30 s command was cut short
+    assert time.monotonic() - start < 120  # the 300 s command was cut short (loose: a loaded machine)
     assert result.rc == 0, result.out
     assert re.search(r"fatal: \[h1\]: FAILED! => .*timed out after 1", result.out)
     assert result.recap["h1"]["ignored"] == 1
