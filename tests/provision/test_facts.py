@@ -70,12 +70,10 @@ async def test_gather_facts_on_a_lab_host_in_one_round_trip(lab3):
 
     conn.run = counting_run
     try:
-        t0 = time.monotonic()
         f = await gather_facts(conn)
-        elapsed = time.monotonic() - t0
     finally:
         await conn.close()
-    assert len(calls) == 1 and elapsed < 2
+    assert len(calls) == 1  # one round trip (no wall-clock bound: a loaded machine says nothing about round trips)
     assert f["hostname"] == h.name and f["nodename"] == h.name
     assert h.ip in f["all_ipv4_addresses"] and any(f[i].get("ipv4", {}).get("address") == h.ip for i in f["interfaces"])
     assert f["os_family"] == "Debian" and f["distribution"] == "Debian" and f["distribution_major_version"] == "12"
