@@ -19,6 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -29,6 +31,7 @@ def readme_first_command() -> str:
     return block.group(1).strip().splitlines()[0]
 
 
+@pytest.mark.timeout(480)  # a fresh clone, its own venv and `up --demo`: 84 s seen at load 10 (the default cap is 180)
 def test_readme_first_command_brings_up_a_cluster_whose_demo_answers(tmp_path: Path) -> None:
     command = readme_first_command()
     assert "clusterctl up" in command and "--demo" in command, f"the README's first command is not `clusterctl up --demo`: {command}"
@@ -60,10 +63,10 @@ def test_readme_first_command_brings_up_a_cluster_whose_demo_answers(tmp_path: P
         text = log.read_text(errors="replace")
         assert f"kubeconfig: {tmp_path / 'up' / 'kubeconfig'}" in text
         body = ""
-        end = time.monotonic() + 30
+        end = time.monotonic() + 60
         while time.monotonic() < end:
             try:
-                with urllib.request.urlopen(curl, timeout=3) as r:
+                with urllib.request.urlopen(curl, timeout=20) as r:
                     body = r.read().decode()
                     break
             except OSError:
