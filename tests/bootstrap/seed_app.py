@@ -49,10 +49,10 @@ class GatewayRegistry:
         config.write_text(REGISTRY_CONFIG.format(root=root / "storage", addr=self.address))
         self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(f"http://{self.address}/v2/", timeout=1).close()
+                urllib.request.urlopen(f"http://{self.address}/v2/", timeout=5).close()
                 return
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
@@ -136,7 +136,7 @@ class BalancedClient(threading.Thread):
     (see the module docstring for exactly what counts as a failure)."""
 
     def __init__(self, addresses: list[str], *, expect: set[str], port: int = NODE_PORT,
-                 connect_timeout: float = 1.0, read_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 1.0, read_timeout: float = 30.0) -> None:
         super().__init__(daemon=True)
         self.addresses, self.expect, self.port = addresses, expect, port
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout

@@ -45,7 +45,7 @@ def source(tmp_path_factory) -> Path:
 
 
 def in_host(lab, host: str, script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(lab.exec_argv(host, "sh", "-c", script), capture_output=True, text=True, timeout=30)
+    return subprocess.run(lab.exec_argv(host, "sh", "-c", script), capture_output=True, text=True, timeout=60)
 
 
 #: one DNS A query over UDP, printing the answers' addresses (lab hosts have no dig; python3 is there)
@@ -54,7 +54,7 @@ import socket, struct, sys
 name, server = sys.argv[1], sys.argv[2]
 query = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0\\0\\1\\0\\1"
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(5)
+s.settimeout(20)
 s.sendto(query, (server, 53))
 answer = s.recv(4096)
 count = struct.unpack(">H", answer[6:8])[0]
@@ -109,7 +109,7 @@ def bootstrap_serve_rerun_add_remove(lab, tmp_path: Path, source: Path, registry
     assert all(p["status"]["podIP"].startswith("10.244.") for p in pods)
     # the Service's ClusterIP and its cluster DNS name answer on a worker without a pod of it (h3)
     cluster_ip = kubectl_json(kubeconfig, "get", "service", "web")["spec"]["clusterIP"]
-    fetched = in_host(lab, "h3", f"python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{cluster_ip}/', timeout=5).read().decode(), end='')\"")
+    fetched = in_host(lab, "h3", f"python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{cluster_ip}/', timeout=20).read().decode(), end='')\"")
     assert fetched.stdout == "hello v1\n", fetched.stderr
     looked_up = in_host(lab, "h3", f"python3 -c {shlex.quote(DNS_QUERY)} web.default.svc.cluster.local 10.96.0.10")
     assert looked_up.stdout.split() == [cluster_ip], looked_up.stdout + looked_up.stderr

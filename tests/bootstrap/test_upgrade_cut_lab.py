@@ -38,7 +38,7 @@ def cut_when_draining_starts(lab, log: Path, victim: str, done: threading.Event)
     return t
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)  # 139 s seen at load 10
 def test_cut_worker_stops_the_upgrade_per_max_fail_percentage_and_a_rerun_finishes(lab_factory, tmp_path):
     source = snapshot_source(tmp_path / "source")
     lab = lab_factory(4)
