@@ -83,10 +83,10 @@ def start_registry(lab) -> str:
     (h1.data_dir / "registry.yml").write_text(REGISTRY_CONFIG.format(addr=addr))
     subprocess.Popen(lab.exec_argv("h1", "docker-registry", "serve", "/var/lib/clusterctl/registry.yml"),
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"http://{addr}/v2/", timeout=1)
+            urllib.request.urlopen(f"http://{addr}/v2/", timeout=5)
             return addr
         except OSError:
             time.sleep(0.1)
@@ -143,7 +143,8 @@ class Client(threading.Thread):
             url = self.urls[i % len(self.urls)]
             i += 1
             host, port = url.split("/")[2].split(":")
-            conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            # a request never answered is a hang: 20 s tells it from a loaded machine's slow one
+            conn = http.client.HTTPConnection(host, int(port), timeout=20)
             stage, local = "connect", None
             try:
                 conn.connect()
@@ -245,10 +246,10 @@ async def test_rollout_behind_a_node_port_drops_no_request(lab_factory, tmp_path
         here = next(p for p in pods if p["spec"]["nodeName"] == "h1")
         there = next(p for p in pods if p["spec"]["nodeName"] != "h1")
         netns = f"clusterctl-h1-{here['metadata']['uid'].replace('-', '')[:8]}"
-        wget = ("timeout", "5", "busybox", "wget", "-q", "-O", "-")
+        wget = ("timeout", "20", "busybox", "wget", "-q", "-O", "-")
         assert in_pod(lab, "h1", netns, *wget, f"http://{there['status']['podIP']}:8080/").stdout == "hello v1\n"
         assert in_pod(lab, "h1", netns, *wget, f"http://{svc['spec']['clusterIP']}/").stdout == "hello v1\n"
-        answer = in_pod(lab, "h1", netns, "timeout", "5", "busybox", "nslookup", "web.default.svc.cluster.local", DNS_IP).stdout
+        answer = in_pod(lab, "h1", netns, "timeout", "20", "busybox", "nslookup", "web.default.svc.cluster.local", DNS_IP).stdout
         assert svc["spec"]["clusterIP"] in answer, answer
 
         snapshots: list[str] = []
