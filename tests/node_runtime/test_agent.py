@@ -213,7 +213,7 @@ async def test_agent_restart_adopts_running_pods(control_plane, registry, images
         started = cstatus(pod)["state"]["running"]["startedAt"]
         cid = cstatus(pod)["containerID"]
         # a clean stop (SIGTERM) leaves the pod running
-        assert proc.stop() == 0
+        assert proc.stop(timeout=60) == 0
         assert len(ProcessRuntime(node_name=node_name, state_dir=tmp_path / "agent" / "state").adopt()) == 1
         proc = AgentProcess(cfg).start()
         await asyncio.sleep(2)
