@@ -55,7 +55,7 @@ def source(name: str, data: dict, mode: str | None = None) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
-async def eventually(check, timeout: float = 10.0) -> None:
+async def eventually(check, timeout: float = 30.0) -> None:
     end = asyncio.get_running_loop().time() + timeout
     while True:
         try:
@@ -94,9 +94,13 @@ async def test_reconcile_requeue_policy_and_events(api: ApiClient) -> None:
             return False
 
         await eventually(mirror_gone)
-        await asyncio.sleep(0.3)
+
+        async def broken_events() -> list:  # the broken key was reconciled (waited for, not assumed)
+            return (await api.list("events", namespace="default", field_selector="involvedObject.name=broken"))["items"]
+        await eventually(broken_events)
+        await asyncio.sleep(0.3)  # room for a wrongful requeue
         assert ctl.calls["default/broken"] == 1, "PermanentError is not requeued"
-        events = (await api.list("events", namespace="default", field_selector="involvedObject.name=broken"))["items"]
+        events = await broken_events()
         assert [(e["type"], e["reason"], e["source"]["component"]) for e in events] == [("Warning", "InvalidSpec", "mirror")]
         assert ctl.queue.num_requeues("default/flaky") == 0, "success forgets the key's backoff"
     finally:
@@ -123,7 +127,7 @@ async def test_shared_informer_factory_gives_one_watch_to_many_controllers(api: 
     assert factory.informer("pods", namespace="kube-system") is not a
     factory.start()
     try:
-        await asyncio.wait_for(factory.wait_for_sync(), 10)
+        await asyncio.wait_for(factory.wait_for_sync(), 30)
         first_task = a.start()
         assert a.start() is first_task, "starting a shared informer twice runs it once"
     finally:
