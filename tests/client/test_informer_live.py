@@ -14,7 +14,7 @@ def cm(name: str, value: str = "v") -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}, "data": {"k": value}}
 
 
-async def until(predicate, timeout: float = 10.0) -> None:
+async def until(predicate, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not predicate():
@@ -31,7 +31,7 @@ async def test_informer_follows_changes_and_indexes(api: ApiClient) -> None:
                          on_delete=lambda o: seen.append(("delete", o["metadata"]["name"])))
     task = asyncio.create_task(informer.run())
     try:
-        await asyncio.wait_for(informer.wait_for_sync(), 10)
+        await asyncio.wait_for(informer.wait_for_sync(), 30)
         assert informer.get("default/before") is not None
         await api.create(cm("after"))
         await api.patch("configmaps", "before", {"data": {"k": "x"}}, namespace="default")
@@ -54,7 +54,7 @@ async def test_informer_resumes_and_relists_after_410_with_synthetic_events(tmp_
                              on_update=lambda old, new: seen.append(("update", new["metadata"]["name"])),
                              on_delete=lambda o: seen.append(("delete", o["metadata"]["name"])))
         task = asyncio.create_task(informer.run())
-        await asyncio.wait_for(informer.wait_for_sync(), 10)
+        await asyncio.wait_for(informer.wait_for_sync(), 30)
         await api.patch("configmaps", "a", {"data": {"k": "1"}}, namespace="default")
         await until(lambda: ("update", "a") in seen)
         task.cancel()  # the informer is away (e.g. its connection broke)...

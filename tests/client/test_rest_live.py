@@ -76,7 +76,7 @@ async def test_scale_bind_and_evict(api: ApiClient) -> None:
 
 async def test_watch_streams_changes_in_order(api: ApiClient) -> None:
     rv = (await api.list("configmaps", namespace="default"))["metadata"]["resourceVersion"]
-    stream = api.watch("configmaps", namespace="default", resource_version=rv, timeout_seconds=10)
+    stream = api.watch("configmaps", namespace="default", resource_version=rv, timeout_seconds=60)
     events: list[tuple[str, str]] = []
 
     async def consume() -> None:
@@ -89,7 +89,7 @@ async def test_watch_streams_changes_in_order(api: ApiClient) -> None:
     await api.create(cm("w"))
     await api.patch("configmaps", "w", {"data": {"k": "changed"}}, namespace="default")
     await api.delete("configmaps", "w", namespace="default")
-    await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(task, 60)
     assert events == [("ADDED", "v"), ("MODIFIED", "changed"), ("DELETED", "changed")]
     assert int(stream.resource_version) > int(rv)
 
