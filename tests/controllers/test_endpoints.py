@@ -112,7 +112,9 @@ async def test_rolling_update_never_thins_the_ready_endpoints(env):
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert len(counts) >= 8, counts
+    # one Endpoints write per rollout step at least; 8 (add, then remove, at each of the 4 steps) only when the
+    # controller never folds a step's two changes into one write, which a loaded machine may well make it do
+    assert len(counts) >= 4, counts
     assert min(counts) >= 4, counts
 
 
