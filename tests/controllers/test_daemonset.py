@@ -43,5 +43,12 @@ async def test_daemonset_covers_late_node_skips_tainted_and_rolls(env):
                         namespace="default", type="strategic")
     pods = await env.wait_for("rolled to v2", lambda: placed({"ds-0", "ds-1", "ds-late-0"}, "agent:v2"))
     assert len({p["metadata"]["labels"][REVISION_LABEL] for p in pods}) == 1
-    s = await env.wait_for("updated status", status)
+
+    async def updated_status():  # the v2 generation's status, not the v1 one that already read 3/3/3
+        ds = await env.api.get("daemonsets", "agent", namespace="default")
+        s = ds.get("status") or {}
+        want = {"desiredNumberScheduled": 3, "numberReady": 3, "numberAvailable": 3, "updatedNumberScheduled": 3}
+        current = s.get("observedGeneration", 0) >= ds["metadata"]["generation"]
+        return s if current and all(s.get(k) == v for k, v in want.items()) else None
+    s = await env.wait_for("updated status", updated_status)
     assert s["updatedNumberScheduled"] == 3 and s["numberMisscheduled"] == 0
