@@ -107,12 +107,19 @@ def test_namespace_deletion_removes_its_contents(kube):
     core.create_namespaced_pod("doomed", {"metadata": {"name": "p"}, "spec": {
         "nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}})
     apps.create_namespaced_replica_set("doomed", _rs("rs"))
+    # a finalizer holds the namespace in Terminating while the test looks at it (without it the server's
+    # cleanup could finish before the next request on a loaded machine; it forces after 5 s here)
+    core.create_namespaced_config_map("doomed", {"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})
     core.delete_namespace("doomed")
     ns = core.read_namespace("doomed")
     assert ns.status.phase == "Terminating"
     with pytest.raises(ApiException) as err:
         core.create_namespaced_config_map("doomed", {"metadata": {"name": "late"}})
     assert err.value.status == 403 and "being terminated" in err.value.body
+    try:
+        core.patch_namespaced_config_map("held", "doomed", {"metadata": {"finalizers": None}})
+    except ApiException as exc:
+        assert exc.status == 404, exc  # the 5 s cleanup deadline came first: forced away, fine
     _wait(lambda: not _exists(lambda: core.read_namespace("doomed")))
     assert core.list_namespaced_config_map("doomed").items == []
     assert core.list_namespaced_pod("doomed").items == []
