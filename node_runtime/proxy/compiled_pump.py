@@ -274,6 +274,11 @@ def compiled_pump(build_dir: Path | None = None) -> CompiledPump | None:
         return _SHARED
 
 
+def compiled_pump_if_running() -> CompiledPump | None:
+    """This process's compiled pump if one was started (never starts or builds one)."""
+    return _SHARED
+
+
 def close_compiled_pump() -> None:
     """Stop this process's compiled pump, if one runs (the agent stopping); a later use starts a new one."""
     global _SHARED, _SHARED_TRIED

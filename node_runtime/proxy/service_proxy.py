@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from node_runtime.proxy.addresses import ClusterIPAddresses
-from node_runtime.proxy.compiled_pump import close_compiled_pump, compiled_pump
+from node_runtime.proxy.compiled_pump import close_compiled_pump, compiled_pump, compiled_pump_if_running
 from node_runtime.proxy.forwarder import DEFAULT_MODE, Forwarder
 from node_runtime.proxy.table import Frontend, build_frontends
 
@@ -29,13 +29,15 @@ log = logging.getLogger(__name__)
 class ServiceProxy:
     def __init__(self, client: ApiClient | None, node_name: str, node_addresses: list[str], *,
                  bind_cluster_ips: bool = True, connect_timeout: float = 1.0, attempts: int = 3,
-                 extra_cluster_ips: set[str] | None = None, mode: str = DEFAULT_MODE, native_dir: Path | None = None):
+                 extra_cluster_ips: set[str] | None = None, mode: str = DEFAULT_MODE, native_dir: Path | None = None,
+                 drain_timeout: float = 3.0):
         self.client = client
         self.node_name = node_name
         self.node_addresses = list(node_addresses)
         self.connect_timeout = connect_timeout
         self.mode = mode                                           # Forwarder mode (see forwarder.py)
         self.native_dir = native_dir        # where ccl-pump is built when none is shipped (mode cpump)
+        self.drain_timeout = drain_timeout  # on close, how long connections being forwarded may finish
         self.extra_cluster_ips = set(extra_cluster_ips or ())     # e.g. the cluster DNS address
         self.attempts = attempts
         self.addresses = ClusterIPAddresses(node_name) if bind_cluster_ips else None
@@ -117,6 +119,14 @@ class ServiceProxy:
             fwd.close()
         self.forwarders.clear()
         if self.mode == "cpump":
-            await asyncio.to_thread(close_compiled_pump)     # the pump process goes with the proxy
+            # no new connections now; the ones being forwarded (a request and its answer, mostly)
+            # get drain_timeout to finish before the pump process goes with the proxy — stopping it
+            # at once reset requests in flight when an upgrade restarted the node runtime
+            pump = compiled_pump_if_running()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.drain_timeout
+            while pump is not None and pump.open_links and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(close_compiled_pump)
         if self.addresses is not None:
             await self.addresses.remove_link()

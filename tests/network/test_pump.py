@@ -274,6 +274,56 @@ async def test_pump_process_goes_when_the_proxy_closes():
     assert not [p for p in psutil.Process().children() if p.name() == "ccl-pump" and not gone(p.pid)]
 
 
+async def test_a_request_in_flight_when_the_proxy_closes_gets_its_whole_answer():
+    """Stopping the node runtime (an upgrade restarting it) closes the listeners at once but lets
+    the connections being forwarded finish, and a service manager's SIGTERM to the agent's whole
+    process group does not take the pump down under them."""
+    release = asyncio.Event()
+
+    async def handle(reader, writer):
+        await reader.readline()
+        await release.wait()
+        writer.write(b"late answer\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    backend_port = server.sockets[0].getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        service_port = s.getsockname()[1]
+    service = {"metadata": {"name": "slow", "namespace": "default"},
+               "spec": {"type": "ClusterIP", "clusterIP": "127.0.0.1", "selector": {"app": "slow"},
+                        "ports": [{"port": service_port, "targetPort": backend_port}]}}
+    endpoints = [{"metadata": {"name": "slow", "namespace": "default"},
+                  "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": backend_port}]}]}]
+    proxy = ServiceProxy(None, "n1", ["127.0.0.1"], bind_cluster_ips=False, mode="cpump", drain_timeout=WAIT)
+
+    def client() -> bytes:
+        with socket.create_connection(("127.0.0.1", service_port), timeout=WAIT) as c:
+            c.sendall(b"question\n")
+            return c.makefile("rb").readline()
+
+    try:
+        await proxy.apply([service], endpoints)
+        answer = asyncio.create_task(asyncio.to_thread(client))
+        await async_wait_until(lambda: (cp.compiled_pump_if_running() is not None
+                                        and cp.compiled_pump_if_running().open_links == 1), "the request in the pump")
+        pid = cp.compiled_pump_if_running().pid
+        os.kill(pid, signal.SIGTERM)                        # what a service manager sends the whole group
+        closing = asyncio.create_task(proxy.close())
+        await asyncio.sleep(0.5)
+        assert not closing.done(), "the proxy closed with a connection still being forwarded"
+        release.set()
+        assert await answer == b"late answer\n"
+        await asyncio.wait_for(closing, WAIT)
+    finally:
+        release.set()
+        await proxy.close()
+        server.close()
+    await async_wait_until(lambda: gone(pid), "ccl-pump exited once the proxy had closed")
+
+
 # ---------------------------------------------------------------------- deaths
 
 

@@ -612,6 +612,12 @@ int main(int argc, char **argv) {
     if (getppid() != parent)
         return 0;               /* the agent died before the prctl: nobody to serve */
     signal(SIGPIPE, SIG_IGN);
+    /* the agent decides when the pump stops (control-socket EOF; PDEATHSIG if it dies): a service
+       manager's SIGTERM to the agent's whole process group must not cut the connections the agent
+       lets finish while it stops */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     /* six descriptors per connection (two sockets, two pipes): take every one we may have */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
