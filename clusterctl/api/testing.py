@@ -76,7 +76,7 @@ class ControlPlane:
             return None
         return ssl.create_default_context(cafile=str(self.ca_file))
 
-    def start(self, timeout: float = 20.0) -> "ControlPlane":
+    def start(self, timeout: float = 60.0) -> "ControlPlane":
         log = open(self.log_file, "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(
@@ -86,7 +86,7 @@ class ControlPlane:
         self.wait_ready(timeout)
         return self
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
@@ -105,7 +105,7 @@ class ControlPlane:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 10.0) -> int | None:
+    def stop(self, timeout: float = 30.0) -> int | None:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else None
         self.process.send_signal(signal.SIGTERM)
@@ -120,7 +120,7 @@ class ControlPlane:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
-    def restart(self, timeout: float = 20.0) -> "ControlPlane":
+    def restart(self, timeout: float = 60.0) -> "ControlPlane":
         self.stop()
         return self.start(timeout)
 
@@ -136,7 +136,7 @@ class ControlPlane:
 
     def request(self, method: str, path: str, body: bytes | dict | list | None = None, *,
                 content_type: str = "application/json", token: str | None = "admin",
-                headers: dict | None = None, timeout: float = 10.0) -> Response:
+                headers: dict | None = None, timeout: float = 30.0) -> Response:
         data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
         req = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
