@@ -23,3 +23,16 @@ def make_busybox_rootfs(dest: Path, files: dict[str, str] | None = None) -> Path
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
     return dest
+
+
+def unpacked_layers(root: Path, tmp_path: Path) -> list[str]:
+    """``root`` built into an image layer and unpacked by the real image store's code path."""
+    from node_runtime.images.build import ImageSpec, build_image
+    from node_runtime.images.store import ImageStore
+    built = build_image(root, ImageSpec())
+    blob = tmp_path / "layer.tar.gz"
+    blob.write_bytes(built.layer_gz)
+    store = ImageStore(tmp_path / "images", client=None)  # type: ignore[arg-type]
+    dest = store.root / "layers" / built.diff_id.split(":")[1]
+    store._unpack_layer(blob, built.diff_id, dest)
+    return [str(dest)]

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from node_runtime.images.build import ImageSpec, build_image
-from node_runtime.images.store import ImageStore
 from node_runtime.runtime.process import ContainerConfig, ProcessRuntime, check_capabilities
-from tests.node_runtime.rootfs import make_busybox_rootfs
+from tests.node_runtime.rootfs import make_busybox_rootfs, unpacked_layers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the process runtime needs root (CI runs as root)")
 
@@ -23,13 +21,7 @@ def layers(tmp_path):
     """An unpacked busybox image layer (unpacked by the real store code path)."""
     root = make_busybox_rootfs(tmp_path / "src", {"www/index.html": "hello from the rootfs\n",
                                                   "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n"})
-    built = build_image(root, ImageSpec())
-    blob = tmp_path / "layer.tar.gz"
-    blob.write_bytes(built.layer_gz)
-    store = ImageStore(tmp_path / "images", client=None)  # type: ignore[arg-type]
-    dest = store.root / "layers" / built.diff_id.split(":")[1]
-    store._unpack_layer(blob, built.diff_id, dest)
-    return [str(dest)]
+    return unpacked_layers(root, tmp_path)
 
 
 @pytest.fixture

@@ -15,10 +15,8 @@ import uuid
 
 import pytest
 
-from node_runtime.images.build import ImageSpec, build_image
-from node_runtime.images.store import ImageStore
 from node_runtime.runtime.process import ProcessRuntime
-from tests.node_runtime.rootfs import make_busybox_rootfs
+from tests.node_runtime.rootfs import make_busybox_rootfs, unpacked_layers
 from tests.node_runtime.test_process_runtime import cfg, run_to_exit
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the process runtime needs root (CI runs as root)")
@@ -28,13 +26,7 @@ def hostile_layers(tmp_path, outside) -> list[str]:
     root = make_busybox_rootfs(tmp_path / "src")
     os.symlink(str(outside), root / "data")                          # absolute, to a host path
     os.symlink("../../../../../../../../" + str(outside).lstrip("/") + "/climb", root / "etc" / "climb")
-    built = build_image(root, ImageSpec())
-    blob = tmp_path / "layer.tar.gz"
-    blob.write_bytes(built.layer_gz)
-    store = ImageStore(tmp_path / "images", client=None)  # type: ignore[arg-type]
-    dest = store.root / "layers" / built.diff_id.split(":")[1]
-    store._unpack_layer(blob, built.diff_id, dest)
-    return [str(dest)]
+    return unpacked_layers(root, tmp_path)
 
 
 @pytest.fixture(params=["shim", "launcher"])
