@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"node-runtime: {exc}", file=sys.stderr)
         return 2
+    faulthandler.enable()  # a native crash leaves every thread's stack in the agent's log
     return asyncio.run(_run(config, args.stop_pods_on_exit))
 
 

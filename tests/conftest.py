@@ -25,6 +25,23 @@ import pytest
 from clusterctl.lab import Lab
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failing test's report says which of its control planes had died under it, with the
+    exit status and the end of the server's log (a crash would otherwise show only as
+    "connection refused")."""
+    from clusterctl.api import testing
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "setup":
+        testing.UNEXPECTED_EXITS.clear()
+    if report.failed and call.when in ("call", "teardown"):
+        testing.note_dead_control_planes()  # still referenced, not yet stopped
+        for text in testing.UNEXPECTED_EXITS:
+            report.sections.append(("control plane exited", text))
+        testing.UNEXPECTED_EXITS.clear()
+
+
 @pytest.fixture
 def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[int], Lab]]:
     """A factory ``make(n) -> Lab``: each call brings up a fresh lab of ``n`` hosts in its own

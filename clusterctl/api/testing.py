@@ -22,11 +22,28 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clusterctl.api.auth import TokenFile
+
+
+#: control planes found dead when a test stopped them (a crash the test may not have noticed):
+#: ``tests/conftest.py`` adds these to the failing test's report
+UNEXPECTED_EXITS: list[str] = []
+_STARTED: list[weakref.ref] = []
+
+
+def note_dead_control_planes() -> None:
+    """Check every control plane started in this process that is still referenced."""
+    alive = [ref for ref in _STARTED if ref() is not None]
+    _STARTED[:] = alive
+    for ref in alive:
+        cp = ref()
+        if cp is not None:
+            cp.note_if_dead()
 
 
 def free_port() -> int:
@@ -54,6 +71,7 @@ class ControlPlane:
     tls: bool = True
     env: dict = field(default_factory=dict)
     process: subprocess.Popen | None = None
+    _exit_expected: bool = field(default=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -77,6 +95,9 @@ class ControlPlane:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
     def start(self, timeout: float = 60.0) -> "ControlPlane":
+        self._exit_expected = False
+        if not any(ref() is self for ref in _STARTED):
+            _STARTED.append(weakref.ref(self))
         log = open(self.log_file, "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(
@@ -105,9 +126,18 @@ class ControlPlane:
         except OSError:
             return ""
 
+    def note_if_dead(self) -> None:
+        """Record (once) in ``UNEXPECTED_EXITS`` that the server exited without stop()/kill()."""
+        if self.process is not None and self.process.poll() is not None and not self._exit_expected:
+            self._exit_expected = True
+            UNEXPECTED_EXITS.append(f"control plane {self.url} (pid {self.process.pid}) exited with "
+                                    f"{self.process.returncode} before stop():\n{self.log_tail()}")
+
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.process is None or self.process.poll() is not None:
+            self.note_if_dead()
             return self.process.returncode if self.process else None
+        self._exit_expected = True
         self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)
@@ -116,6 +146,7 @@ class ControlPlane:
             return self.process.wait()
 
     def kill(self) -> None:
+        self._exit_expected = True
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
