@@ -27,10 +27,12 @@ import psutil
 
 import node_runtime
 from clusterctl.client.errors import AlreadyExists, ApiConnectionError, ApiError, Conflict, NotFound
+from clusterctl.client.controller import EventRecorder
 from clusterctl.client.informer import Informer
 from clusterctl.client.kubeconfig import ClusterCredentials
 from clusterctl.client.rest import ApiClient, object_key
 from node_runtime.config import AgentConfig
+from node_runtime.images.pull_secrets import SecretUnreadable
 from node_runtime.images.registry import RegistryClient, RegistryPolicy
 from node_runtime.images.store import ImageStore
 from node_runtime.logs import LogStore
@@ -100,6 +102,7 @@ class Agent:
         self.registry = RegistryClient(RegistryPolicy.from_config(config.registries_allowed, config.registries_insecure,
                                                                         config.registries_credentials))
         self.images = ImageStore(config.dir("images"), self.registry)
+        self.events = EventRecorder(self.client, component="kubelet", host=config.node_name, writers=1)
         if runtime is None:
             if config.runtime == "podman":
                 from node_runtime.podman import PodmanRuntime
@@ -132,6 +135,13 @@ class Agent:
             return await self.client.get(resource, name, namespace=namespace)
         except NotFound:
             return None
+
+    async def pull_secret(self, namespace: str, name: str) -> dict | None:
+        """An image pull Secret of a pod (``images.pull_secrets.SecretReader``): None if it does not exist."""
+        try:
+            return await self.lookup("Secret", namespace, name)
+        except (ApiError, ApiConnectionError) as exc:
+            raise SecretUnreadable(f"secret {namespace}/{name}: {exc}") from exc
 
     def services_in(self, namespace: str) -> list[dict]:
         return [s for s in self.services.list() if s["metadata"].get("namespace") == namespace]
@@ -192,6 +202,7 @@ class Agent:
                         await self.runtime.stop(rec.runtime_id, 2.0)
                         await self.runtime.remove(rec.runtime_id)
                 await w.teardown()
+        await self.events.close()
         await self.registry.close()
         await self.client.close()
 

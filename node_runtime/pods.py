@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from clusterctl.client.errors import ApiConnectionError, ApiError, Conflict, NotFound
 from node_runtime.errors import ImagePullError, NodeRuntimeError
+from node_runtime.images.pull_secrets import pod_credentials
 from node_runtime.images.reference import parse_reference
 from node_runtime.podspec import (
     ContainerConfigError, argv_for, container_env, field_value, hosts_file, limits, qos_class, resolv_conf,
@@ -93,6 +94,7 @@ class PodWorker:
         self._gone = False                 # the API object no longer exists
         self._last_written: dict | None = None
         self._stopping: set[str] = set()   # runtime ids being stopped by the worker itself
+        self._pull_secret_warnings: set[str] = set()   # image pull Secret problems already reported
         self.task: asyncio.Task | None = None
         self.running_at: float | None = None
         self.created_at = time.time()
@@ -243,7 +245,14 @@ class PodWorker:
         policy = spec.get("imagePullPolicy") or _default_pull_policy(rec.image)
         while True:
             try:
-                image = await self.agent.images.ensure(rec.image, policy)
+                # read again on every attempt, as kubelet does: a Secret fixed later is picked up
+                credentials, problems = await pod_credentials(self.pod, self.agent.pull_secret)
+                for problem in problems:
+                    if problem.message not in self._pull_secret_warnings:
+                        self._pull_secret_warnings.add(problem.message)
+                        log.warning("pod %s/%s: %s", self.namespace, self.name, problem.message)
+                        self.agent.events.emit(self.pod, "Warning", "FailedToRetrieveImagePullSecret", problem.message)
+                image = await self.agent.images.ensure(rec.image, policy, credentials=credentials)
                 ref = parse_reference(rec.image)
                 rec.image_id = f"{ref.registry}/{ref.repository}@{image.manifest_digest}"
                 return image

@@ -30,6 +30,7 @@ from clusterctl.api.context import ApiContext
 from clusterctl.api.errors import ApiError
 from clusterctl.api.kinds import KindInfo
 from clusterctl.api.priority import admit_pod_priority, keep_admitted_priority
+from clusterctl.api.service_accounts import admit_pod_service_account, keep_admitted_pull_secrets
 from clusterctl.api.selectors import LabelSelector, FieldSelector, parse_field_selector, parse_label_selector
 from clusterctl.api.validation import DecodeError
 from clusterctl.store.base import Compacted, Item, KeyExists, KeyNotFound, RevisionConflict
@@ -418,6 +419,7 @@ async def create_object(ctx: ApiContext, t: Target, obj: dict, *, dry_run: bool 
     merge_string_data(info, obj)
     if info.kind == "Pod" and not info.group:
         await admit_pod_priority(ctx, obj)
+        await admit_pod_service_account(ctx, obj)
     for attempt in range(8 if generate else 1):
         if generate:
             meta["name"] = meta["generateName"] + "".join(random.choice(_NAME_CHARS) for _ in range(5))
@@ -481,6 +483,7 @@ def prepare_update(ctx: ApiContext, info: KindInfo, old: dict, new: dict) -> dic
         _keep_allocations(old, new)
     elif info.kind == "Pod" and not info.group:
         keep_admitted_priority(old, new)
+        keep_admitted_pull_secrets(old, new)
     default_and_validate(info, new, old)
     if old_meta.get("deletionTimestamp"):
         added = [f for f in (meta.get("finalizers") or []) if f not in (old_meta.get("finalizers") or [])]

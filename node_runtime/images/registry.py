@@ -7,6 +7,13 @@ What it guarantees:
   does, for registries on loopback.
 - **Auth.** Anonymous first; on ``401`` follows ``WWW-Authenticate``: ``Bearer`` (token endpoint,
   with basic credentials when configured) or ``Basic``. Tokens are cached per (registry, scope).
+  Credentials come from the node's configuration (``RegistryPolicy.credentials``) or, for one pull,
+  from a pod's image pull Secrets: ``with_credentials`` gives a client that shares the HTTP session
+  but has those credentials first (the node's stay the fallback) and its own token cache, so a
+  token obtained with a pod's credentials serves that pull only. Credentials a registry refuses
+  (``401`` after presenting them) fail as ``CredentialsRefused`` naming the registry and where the
+  credentials came from; a registry that wants credentials nobody gave fails as
+  ``CredentialsRequired``. No message ever holds a password or an ``Authorization`` value.
 - **Integrity.** Every blob and every manifest fetched by digest is hashed while streaming and
   rejected on mismatch; nothing unverified reaches the content store.
 - **Media types.** OCI image index/manifest and Docker v2 manifest list/schema 2; an index is
@@ -17,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import os
 import platform
 import re
@@ -27,7 +33,9 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from clusterctl.pki import is_loopback_host
 from node_runtime.errors import ImagePullError, RegistryNotAllowed
+from node_runtime.images.pull_secrets import Credential
 from node_runtime.images.reference import ImageReference
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -42,19 +50,26 @@ _INDEX_TYPES = {OCI_INDEX, DOCKER_LIST}
 ENV_ALLOWLIST = "CLUSTERCTL_REGISTRIES"
 
 
+class CredentialsRequired(ImagePullError):
+    """The registry asks for credentials and neither the pod nor the node has any for it."""
+
+
+class CredentialsRefused(ImagePullError):
+    """The registry answered 401 to the credentials presented (wrong username or password)."""
+
+
+NODE_CREDENTIALS = "the node's registry credentials"
+
+
 def machine_arch() -> str:
     m = platform.machine().lower()
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(m, m)
 
 
 def _is_loopback(registry: str) -> bool:
+    """Is the registry (``host[:port]`` or ``[v6][:port]``) on this host's loopback?"""
     host = registry.rsplit(":", 1)[0] if not registry.startswith("[") else registry[1:].split("]")[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 @dataclass
@@ -121,6 +136,27 @@ class RegistryClient:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._tokens: dict[tuple[str, str], str] = {}
+        self._pull_credentials: dict[str, Credential] = {}
+        self._parent: RegistryClient | None = None
+        #: registries this client presented credentials to (and they were accepted)
+        self.authenticated: set[str] = set()
+
+    def with_credentials(self, credentials: dict[str, Credential]) -> "RegistryClient":
+        """A client for one pull: ``credentials`` (per registry host) first, then the node's; shares
+        this client's HTTP session, keeps its own tokens; closing it closes nothing."""
+        view = RegistryClient(self.policy)
+        view._timeout = self._timeout
+        view._parent = self._parent or self
+        view._pull_credentials = dict(credentials)
+        return view
+
+    def credential_for(self, registry: str) -> Credential | None:
+        """What this client presents to ``registry`` when asked: the pod's, else the node's, else nothing."""
+        cred = self._pull_credentials.get(registry)
+        if cred is not None:
+            return cred
+        pair = self.policy.credentials.get(registry)
+        return Credential(pair[0], pair[1], NODE_CREDENTIALS) if pair else None
 
     async def __aenter__(self) -> "RegistryClient":
         return self
@@ -129,11 +165,13 @@ class RegistryClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
+        if self._parent is None and self._session is not None:
             await self._session.close()
             self._session = None
 
     def _http(self) -> aiohttp.ClientSession:
+        if self._parent is not None:
+            return self._parent._http()
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
@@ -152,24 +190,42 @@ class RegistryClient:
         try:
             resp = await self._http().request(method, url, headers=hdrs, data=data,
                                               allow_redirects=allow_redirects, params=params)
-            if resp.status == 401 and "Authorization" not in hdrs:
+            if resp.status == 401:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
+                self._tokens.pop((ref.registry, scope), None)  # a cached token that expired: ask again, once
                 auth = await self._authorize(ref, challenge, scope)
-                self._tokens[(ref.registry, scope)] = auth
                 hdrs["Authorization"] = auth
                 resp = await self._http().request(method, url, headers=hdrs, data=data,
                                                   allow_redirects=allow_redirects, params=params)
+                if resp.status == 401:
+                    resp.release()
+                    raise self._refused(ref)
+                self._tokens[(ref.registry, scope)] = auth
+                if challenge.split(" ", 1)[0].lower() == "basic" or self.credential_for(ref.registry):
+                    self.authenticated.add(ref.registry)
             return resp
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise ImagePullError(f"registry {ref.registry}: {method} {url}: {exc or type(exc).__name__}") from exc
 
+    def _refused(self, ref: ImageReference) -> ImagePullError:
+        cred = self.credential_for(ref.registry)
+        if cred is None:
+            return self._required(ref)
+        return CredentialsRefused(f"registry {ref.registry} refused the credentials from {cred.source} "
+                                  f"(user {cred.username!r}) for {ref}: 401 Unauthorized")
+
+    def _required(self, ref: ImageReference) -> CredentialsRequired:
+        return CredentialsRequired(f"registry {ref.registry} requires credentials for {ref} and none were given "
+                                   f"(no image pull secret of the pod and no node credentials name {ref.registry})")
+
     async def _authorize(self, ref: ImageReference, challenge: str, scope: str) -> str:
-        creds = self.policy.credentials.get(ref.registry)
+        cred = self.credential_for(ref.registry)
+        creds = cred.pair() if cred else None
         kind = challenge.split(" ", 1)[0].lower()
         if kind == "basic":
             if not creds:
-                raise ImagePullError(f"registry {ref.registry} requires credentials for {ref}")
+                raise self._required(ref)
             return aiohttp.BasicAuth(*creds).encode()
         if kind != "bearer":
             raise ImagePullError(f"registry {ref.registry}: unsupported auth challenge {challenge!r}")
@@ -181,6 +237,8 @@ class RegistryClient:
         auth = aiohttp.BasicAuth(*creds) if creds else None
         try:
             async with self._http().get(realm, params=query, auth=auth) as resp:
+                if resp.status == 401:
+                    raise self._refused(ref)
                 if resp.status != 200:
                     raise ImagePullError(f"registry {ref.registry}: token endpoint answered {resp.status}")
                 body = orjson.loads(await resp.read())
@@ -192,6 +250,17 @@ class RegistryClient:
         return f"Bearer {token}"
 
     # -- pull -----------------------------------------------------------------------------
+    async def manifest_exists(self, ref: ImageReference, reference: str) -> bool:
+        """HEAD the manifest ``reference`` with this client's credentials: may they pull it?
+
+        True on 200, False on 404; refused or missing credentials raise (see ``_request``), and a
+        403 (authenticated but not allowed) raises naming the registry."""
+        resp = await self._request(ref, "HEAD", f"manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT})
+        async with resp:
+            if resp.status == 403:
+                raise ImagePullError(f"registry {ref.registry} denied access to {ref} (403 Forbidden)")
+            return resp.status == 200
+
     async def get_manifest(self, ref: ImageReference, reference: str | None = None) -> tuple[str, bytes, str]:
         """Return (media type, raw bytes, digest) of a manifest or index."""
         reference = reference or ref.reference

@@ -10,6 +10,16 @@ Layers are unpacked for overlayfs: OCI whiteouts (``.wh.NAME``) become overlay w
 character devices) and opaque directories get ``trusted.overlay.opaque=y``. Extraction refuses
 absolute paths, ``..`` and links that leave the layer. Concurrent pulls of the same image share
 one download. ``gc(in_use)`` removes images no pod uses, then unreferenced layers and blobs.
+
+**Images pulled with credentials** (a pod's image pull Secrets or the node's registry credentials)
+are shared by every pod of the node, as in Kubernetes — but not handed out blindly (what
+Kubernetes' ``KubeletEnsureSecretPulledImages`` does): the record keeps a fingerprint (HMAC-SHA256
+under a random per-store key in ``credential-key``, mode 0600; never the credential itself) of each
+credential the registry accepted for it. A later ``ensure`` that would use the cached image — with
+``IfNotPresent`` or ``Never`` — and presents another credential, or none, first asks the registry
+with a manifest ``HEAD`` under its own credentials (anonymously when it has none): 200 → the cached
+image (and the new fingerprint is remembered), refused/required → the pull fails as a pull would
+(``Never`` fails at once, contacting nothing). Images the registry served anonymously need no check.
 """
 
 from __future__ import annotations
@@ -17,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import hmac
 import os
+import secrets
 import shutil
 import stat
 import tarfile
@@ -29,6 +41,7 @@ import orjson
 
 from node_runtime.errors import ImageError, ImageNotPresent, ImagePullError
 from node_runtime.images.reference import parse_reference
+from node_runtime.images.pull_secrets import Credential
 from node_runtime.images.registry import RegistryClient
 
 WHITEOUT_PREFIX = ".wh."
@@ -54,7 +67,49 @@ class ImageStore:
         self.client = client
         for sub in ("blobs/sha256", "layers", "images", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self._inflight: dict[str, asyncio.Future] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future] = {}
+        self._key: bytes | None = None
+
+    def _fingerprint(self, registry: str, cred: Credential | None) -> str:
+        """A stable, non-reversible name for ``cred`` on ``registry`` ("" for no credential)."""
+        if cred is None:
+            return ""
+        if self._key is None:
+            path = self.root / "credential-key"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                self._key = path.read_bytes()
+            else:
+                key = secrets.token_bytes(32)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(key)
+                self._key = key
+        msg = "\0".join((registry, cred.username, cred.password)).encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+
+    def _authorized(self, canonical: str) -> list[str] | None:
+        """Fingerprints of the credentials that pulled the cached image; None if it needed none."""
+        try:
+            d = orjson.loads(self._record_path(canonical).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return d.get("authorized") or None
+
+    def _remember(self, canonical: str, fingerprint: str) -> None:
+        path = self._record_path(canonical)
+        try:
+            d = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return
+        if fingerprint and fingerprint not in d.setdefault("authorized", []):
+            d["authorized"].append(fingerprint)
+            self._write_record(canonical, d)
+
+    def _write_record(self, canonical: str, record: dict) -> None:
+        tmp = self.root / "tmp" / f"rec-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp.write_bytes(orjson.dumps(record))
+        os.replace(tmp, self._record_path(canonical))
 
     # -- records ------------------------------------------------------------------------
     def _record_path(self, name: str) -> Path:
@@ -82,24 +137,39 @@ class ImageStore:
         return [self.root / "layers" / _hex(d) for d in image.layers]
 
     # -- pulling ------------------------------------------------------------------------
-    async def ensure(self, name: str, pull_policy: str = "IfNotPresent") -> Image:
-        """Return the image, pulling it as ``pull_policy`` (Always/IfNotPresent/Never) says."""
-        canonical = str(parse_reference(name))
-        if pull_policy == "Never":
-            image = self.get(canonical)
-            if image is None:
-                raise ImageNotPresent(f'image "{name}" is not present with pull policy of Never')
-            return image
+    async def ensure(self, name: str, pull_policy: str = "IfNotPresent", *,
+                     credentials: dict[str, Credential] | None = None) -> Image:
+        """Return the image, pulling it as ``pull_policy`` (Always/IfNotPresent/Never) says.
+
+        ``credentials`` (registry host → credential, from the pod's image pull Secrets) serve this
+        pull only, before the node's; a cached image pulled with credentials is handed out only to
+        a pull the registry lets see it (see the module docstring)."""
+        ref = parse_reference(name)
+        canonical = str(ref)
+        client = self.client.with_credentials(credentials or {})
+        fingerprint = self._fingerprint(ref.registry, client.credential_for(ref.registry))
         if pull_policy != "Always":
             image = self.get(canonical)
             if image is not None:
-                return image
-        if canonical in self._inflight:
-            return await asyncio.shield(self._inflight[canonical])
+                authorized = self._authorized(canonical)
+                if authorized is None or fingerprint in authorized:
+                    return image
+                if pull_policy == "Never":
+                    raise ImageNotPresent(f'image "{name}" was pulled with credentials this pod does not present '
+                                          f"for {ref.registry}, and pull policy Never forbids asking the registry")
+                if await client.manifest_exists(ref, image.manifest_digest):
+                    self._remember(canonical, fingerprint)
+                    return image
+                # gone from the registry: pull as if it were not cached (and fail as a pull fails)
+            elif pull_policy == "Never":
+                raise ImageNotPresent(f'image "{name}" is not present with pull policy of Never')
+        key = (canonical, fingerprint)
+        if key in self._inflight:
+            return await asyncio.shield(self._inflight[key])
         fut = asyncio.get_running_loop().create_future()
-        self._inflight[canonical] = fut
+        self._inflight[key] = fut
         try:
-            image = await self._pull(canonical)
+            image = await self._pull(canonical, client, fingerprint)
             fut.set_result(image)
             return image
         except BaseException as exc:
@@ -107,12 +177,12 @@ class ImageStore:
             fut.exception()  # mark retrieved: other waiters may not exist
             raise
         finally:
-            del self._inflight[canonical]
+            del self._inflight[key]
 
-    async def _pull(self, name: str) -> Image:
+    async def _pull(self, name: str, client: RegistryClient, fingerprint: str) -> Image:
         ref = parse_reference(name)
-        resolved = await self.client.resolve(ref)
-        cfg_blob = await self._blob(ref, resolved.config)
+        resolved = await client.resolve(ref)
+        cfg_blob = await self._blob(ref, resolved.config, client)
         config = orjson.loads(cfg_blob.read_bytes())
         diff_ids = tuple(config.get("rootfs", {}).get("diff_ids", []))
         if len(diff_ids) != len(resolved.layers):
@@ -121,19 +191,19 @@ class ImageStore:
             layer_dir = self.root / "layers" / _hex(diff_id)
             if layer_dir.is_dir():
                 continue
-            blob = await self._blob(ref, desc)
+            blob = await self._blob(ref, desc, client)
             await asyncio.to_thread(self._unpack_layer, blob, diff_id, layer_dir)
         record = {"name": name, "manifest_digest": resolved.manifest_digest, "config_digest": resolved.config.digest,
                   "layers": list(diff_ids), "config": config.get("config", {})}
-        tmp = self.root / "tmp" / f"rec-{os.getpid()}-{id(record):x}"
-        tmp.write_bytes(orjson.dumps(record))
-        os.replace(tmp, self._record_path(name))
+        if ref.registry in client.authenticated and fingerprint:
+            record["authorized"] = [fingerprint]
+        self._write_record(name, record)
         return Image(name, resolved.manifest_digest, resolved.config.digest, diff_ids, record["config"])
 
-    async def _blob(self, ref, desc) -> Path:
+    async def _blob(self, ref, desc, client: RegistryClient) -> Path:
         path = self.root / "blobs" / "sha256" / _hex(desc.digest)
         if not path.exists():
-            await self.client.fetch_blob(ref, desc, path)
+            await client.fetch_blob(ref, desc, path)
         return path
 
     def _unpack_layer(self, blob: Path, diff_id: str, dest: Path) -> None:
