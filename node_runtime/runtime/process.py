@@ -257,9 +257,13 @@ class ProcessRuntime:
         return ExitStatus(code, reason, time.time(), message)
 
     def container_pid(self, cid: str) -> int | None:
-        """Host pid of the container's PID 1 (the shim's child)."""
+        """Host pid of the container's PID 1 (the shim's child); None once the shim has exited.
+
+        The shim's pid is only ours while the shim runs (or is an unreaped zombie of this
+        process): after that the kernel hands the number to someone else (pid_max is 32768 and a
+        busy node forks thousands of processes), and the "children" of that pid are strangers."""
         state = self._states.get(cid)
-        if state is None:
+        if state is None or not self.is_running(cid):
             return None
         try:
             children = Path(f"/proc/{state.pid}/task/{state.pid}/children").read_text().split()
@@ -285,10 +289,14 @@ class ProcessRuntime:
             self.kill(cid)
 
     def kill(self, cid: str) -> None:
+        """SIGKILL the container (its PID 1 and the shim) and everything left in its cgroup.
+
+        The shim is only signalled while ``is_running`` says its pid is still the shim's (an
+        exited, reaped shim's pid may belong to an unrelated process by now)."""
         state = self._states.get(cid)
         if state is None:
             return
-        for pid in (self.container_pid(cid), state.pid):
+        for pid in ((self.container_pid(cid), state.pid) if self.is_running(cid) else ()):
             if pid:
                 try:
                     os.kill(pid, signal.SIGKILL)

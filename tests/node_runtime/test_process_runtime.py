@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -136,7 +137,7 @@ async def test_adopt_after_restart_and_exec(runtime, layers, tmp_path):
     again = ProcessRuntime(node_name=runtime.node_name, state_dir=runtime.state_dir.parent, cgroups=runtime.cgroups)
     alive = again.adopt()
     assert [s.id for s in alive] == ["adopt"]
-    out = subprocess.run(again.exec_argv("adopt", ["cat", "/www/index.html"]), capture_output=True, text=True, timeout=10)
+    out = subprocess.run(again.exec_argv("adopt", ["cat", "/www/index.html"]), capture_output=True, text=True, timeout=60)
     assert out.stdout == "hello from the rootfs\n"
     waiter = asyncio.create_task(again.wait("adopt"))
     again.kill("adopt")
@@ -144,3 +145,37 @@ async def test_adopt_after_restart_and_exec(runtime, layers, tmp_path):
     assert status.code == 137
     await again.remove("adopt")
     runtime._procs.pop("adopt").wait()
+
+
+async def test_an_exited_containers_recycled_pid_is_never_signalled(runtime, layers, tmp_path):
+    """Once a shim has exited and been reaped its pid is free: the kernel gives it to the next
+    process (pid_max 32768, thousands of forks a minute in a busy node). ``stop``/``kill`` and
+    ``container_pid`` must then leave that pid, and its children, alone."""
+    c = cfg("gone", layers, ["sh", "-c", "exit 0"], tmp_path)
+    await runtime.start(c)
+    assert (await asyncio.wait_for(runtime.wait(c.id), 60)).code == 0
+    # a stranger now holds the shim's old pid (simulated: the state points at it), with a child
+    stranger = subprocess.Popen(["sh", "-c", "sleep 300 & wait"], start_new_session=True)
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not Path(f"/proc/{stranger.pid}/task/{stranger.pid}/children").read_text().split():
+            assert asyncio.get_running_loop().time() < deadline, "the stranger never forked its child"
+            await asyncio.sleep(0.05)
+        runtime._states[c.id].pid = stranger.pid
+        assert runtime.container_pid(c.id) is None
+        runtime.kill(c.id)
+        await runtime.stop(c.id, grace=0)
+        assert stranger.poll() is None and Path(f"/proc/{stranger.pid}/task/{stranger.pid}/children").read_text().split()
+        # adopted by a new runtime (no Popen): the start time tells the stranger from the shim
+        again = ProcessRuntime(node_name=runtime.node_name, state_dir=runtime.state_dir.parent, cgroups=runtime.cgroups)
+        again._states[c.id] = runtime._states[c.id]
+        assert again.container_pid(c.id) is None
+        again.kill(c.id)
+        assert stranger.poll() is None
+    finally:
+        try:
+            os.killpg(stranger.pid, signal.SIGKILL)  # its sleep keeps the group (and so the pgid) alive
+        except ProcessLookupError:
+            pass
+        stranger.wait()
+    await runtime.remove(c.id)
