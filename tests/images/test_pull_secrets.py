@@ -1,0 +1,189 @@
+"""Image pull Secrets and per-pull credentials against a real private registry (htpasswd auth).
+
+Decoding of both Secret types and Docker's key normalisation; then pulls through the real image
+store from Debian's ``docker-registry`` with ``auth: htpasswd``: the pod's credentials work for that
+pull only, the node's stay the fallback, refused and missing credentials fail with messages that
+name the registry and never the password, and the shared cache does not hand an image pulled with
+credentials to a pull that presents none (or wrong ones).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from node_runtime.errors import ImageNotPresent
+from node_runtime.images.build import ImageSpec, build_image, push_image
+from node_runtime.images.pull_secrets import Credential, decode_secret, pod_credentials, registry_host
+from node_runtime.images.registry import CredentialsRefused, CredentialsRequired, RegistryClient, RegistryPolicy
+from node_runtime.images.registry_process import start_registry
+from node_runtime.images.store import ImageStore
+from tests.node_runtime.rootfs import make_busybox_rootfs
+
+USER, PASSWORD = "deployer", "pw-7f3a9c1e-not-in-logs"
+NODE_USER, NODE_PASSWORD = "node-puller", "pw-node-5d2e"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def dockerconfigjson(name: str, auths: dict, namespace: str = "default") -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": _b64(json.dumps({"auths": auths}))}}
+
+
+@pytest.mark.parametrize("key,host", [
+    ("https://index.docker.io/v1/", "docker.io"),
+    ("index.docker.io", "docker.io"),
+    ("registry-1.docker.io", "docker.io"),
+    ("docker.io", "docker.io"),
+    ("https://Reg.Example.com:5000/v2/", "reg.example.com:5000"),
+    ("http://127.0.0.1:5055", "127.0.0.1:5055"),
+    ("quay.io/some/path", "quay.io"),
+])
+def test_registry_host_normalises_keys_as_docker_does(key, host):
+    assert registry_host(key) == host
+
+
+def test_decode_dockerconfigjson_auth_and_username_password():
+    secret = dockerconfigjson("regcred", {
+        "https://reg.example.com:5000/v1/": {"auth": _b64(f"{USER}:{PASSWORD}")},
+        "index.docker.io": {"username": "hub", "password": "hubpw"},
+    })
+    creds = decode_secret(secret)
+    assert creds["reg.example.com:5000"].pair() == (USER, PASSWORD)
+    assert creds["docker.io"].pair() == ("hub", "hubpw")
+    assert "regcred" in creds["docker.io"].source
+    assert PASSWORD not in repr(creds) and "hubpw" not in repr(creds)
+
+
+def test_decode_legacy_dockercfg():
+    secret = {"metadata": {"name": "old"}, "type": "kubernetes.io/dockercfg",
+              "data": {".dockercfg": _b64(json.dumps({"reg:5000": {"auth": _b64("a:b:c"), "email": "x@y"}}))}}
+    assert decode_secret(secret)["reg:5000"].pair() == ("a", "b:c")   # the password may hold ':'
+
+
+async def test_problems_name_the_secret_and_never_its_content():
+    secrets = {
+        "wrongtype": {"metadata": {"name": "wrongtype"}, "type": "Opaque", "data": {"password": _b64(PASSWORD)}},
+        "badjson": {"metadata": {"name": "badjson"}, "type": "kubernetes.io/dockerconfigjson",
+                    "data": {".dockerconfigjson": _b64('{"auths": {"r": ' + PASSWORD)}},
+        "badauth": dockerconfigjson("badauth", {"r:1": {"auth": _b64(PASSWORD)}}),   # no ':' inside
+        "good": dockerconfigjson("good", {"r:1": {"auth": _b64(f"{USER}:{PASSWORD}")}}),
+        "second": dockerconfigjson("second", {"r:1": {"auth": _b64("other:pw")}}),
+    }
+
+    async def read(namespace, name):
+        assert namespace == "team"
+        return secrets.get(name)
+
+    pod = {"metadata": {"namespace": "team"}, "spec": {"imagePullSecrets": [
+        {"name": n} for n in ("missing", "wrongtype", "badjson", "badauth", "good", "second")]}}
+    creds, problems = await pod_credentials(pod, read)
+    assert creds["r:1"].pair() == (USER, PASSWORD)        # the first Secret listed wins
+    assert [p.secret for p in problems] == ["missing", "wrongtype", "badjson", "badauth"]
+    assert "not found" in problems[0].message and "Opaque" in problems[1].message
+    for p in problems:
+        assert p.secret in p.message
+        assert PASSWORD not in p.message and _b64(PASSWORD) not in p.message
+
+
+# -- against a real private registry ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def private_registry(tmp_path_factory):
+    reg = start_registry(tmp_path_factory.mktemp("private-registry"), users={USER: PASSWORD, NODE_USER: NODE_PASSWORD},
+                         timeout=60)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def private_image(private_registry, tmp_path_factory):
+    """``<registry>/team/app:v1``, pushed with the right credentials."""
+    import asyncio
+    root = make_busybox_rootfs(tmp_path_factory.mktemp("app"), {"www/index.html": "private\n"})
+    built = build_image(root, ImageSpec(cmd=["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]))
+    name = f"{private_registry.address}/team/app:v1"
+
+    async def push():
+        policy = RegistryPolicy(credentials={private_registry.address: (USER, PASSWORD)})
+        async with RegistryClient(policy) as client:
+            await push_image(built, name, client)
+
+    asyncio.run(push())
+    return name
+
+
+def pod_creds(registry, password=PASSWORD):
+    return {registry.address: Credential(USER, password, "image pull secret 'default/regcred'")}
+
+
+async def test_pull_with_pod_credentials_then_cache_guards_other_pulls(tmp_path, private_registry, private_image):
+    async with RegistryClient(RegistryPolicy()) as client:
+        store = ImageStore(tmp_path / "images", client)
+        # anonymous: the registry asks, nobody has credentials for it
+        with pytest.raises(CredentialsRequired, match=f"registry {private_registry.address} requires credentials"):
+            await store.ensure(private_image)
+        # the pod's credentials, for this pull only
+        image = await store.ensure(private_image, credentials=pod_creds(private_registry))
+        assert (store.layer_dirs(image)[0] / "www/index.html").read_text() == "private\n"
+        assert client.credential_for(private_registry.address) is None   # nothing leaked into the node's policy
+        assert not client._tokens
+        key_file = tmp_path / "images" / "credential-key"
+        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        assert PASSWORD.encode() not in b"".join(p.read_bytes() for p in (tmp_path / "images" / "images").iterdir())
+
+        # cached, but a pull without credentials may not have it (IfNotPresent asks the registry)
+        with pytest.raises(CredentialsRequired):
+            await store.ensure(private_image)
+        with pytest.raises(ImageNotPresent, match="credentials"):
+            await store.ensure(private_image, "Never")
+        with pytest.raises(CredentialsRefused) as refused:
+            await store.ensure(private_image, credentials=pod_creds(private_registry, "wrong-password"))
+        assert "refused the credentials" in str(refused.value) and "regcred" in str(refused.value)
+        assert "wrong-password" not in str(refused.value)
+    # the same credentials again: from the cache, the registry is not asked (a client that may not
+    # contact it at all, over the same store, still gets the image)
+    async with RegistryClient(RegistryPolicy(allowed=frozenset({"nowhere.invalid:1"}))) as offline:
+        store = ImageStore(tmp_path / "images", offline)
+        again = await store.ensure(private_image, credentials=pod_creds(private_registry))
+        assert again.manifest_digest == image.manifest_digest
+        assert (await store.ensure(private_image, "Never", credentials=pod_creds(private_registry))) == again
+
+
+async def test_cached_image_for_other_valid_credentials_after_a_head(tmp_path, private_registry, private_image):
+    """Another credential the registry accepts (here: the node's) gets the cached image after one HEAD."""
+    async with RegistryClient(RegistryPolicy()) as pod_client:
+        store = ImageStore(tmp_path / "images", pod_client)
+        first = await store.ensure(private_image, credentials=pod_creds(private_registry))
+    record = next((tmp_path / "images" / "images").iterdir())
+    assert len(json.loads(record.read_text())["authorized"]) == 1
+    node_policy = RegistryPolicy(credentials={private_registry.address: (NODE_USER, NODE_PASSWORD)})
+    async with RegistryClient(node_policy) as node_client:
+        store = ImageStore(tmp_path / "images", node_client)
+        assert (await store.ensure(private_image)).manifest_digest == first.manifest_digest
+    # the registry accepted the node's credential for it: remembered, no HEAD next time
+    assert len(json.loads(record.read_text())["authorized"]) == 2
+    async with RegistryClient(RegistryPolicy(allowed=frozenset({"nowhere.invalid:1"}),
+                                             credentials={private_registry.address: (NODE_USER, NODE_PASSWORD)})) as offline:
+        assert (await ImageStore(tmp_path / "images", offline).ensure(private_image)).manifest_digest == first.manifest_digest
+
+
+async def test_pod_credentials_win_over_the_nodes(tmp_path, private_registry, private_image):
+    wrong_node = RegistryPolicy(credentials={private_registry.address: (USER, "node-has-a-stale-password")})
+    async with RegistryClient(wrong_node) as client:
+        store = ImageStore(tmp_path / "images", client)
+        with pytest.raises(CredentialsRefused, match="the node's registry credentials"):
+            await store.ensure(private_image)
+        image = await store.ensure(private_image, "Always", credentials=pod_creds(private_registry))
+        assert image.layers
+    right_node = RegistryPolicy(credentials={private_registry.address: (USER, PASSWORD)})
+    async with RegistryClient(right_node) as client:
+        store = ImageStore(tmp_path / "images2", client)
+        # the node's stay the fallback for pods without a Secret for this registry
+        image = await store.ensure(private_image, credentials={"other.example:5000": Credential("x", "y")})
+        assert image.layers
