@@ -7,7 +7,8 @@ CA, so kubectl and the Python client verify the server. It also makes, once, the
 ``KUBELET_CLIENT_CN``, clientAuth only; Kubernetes' ``--kubelet-client-certificate``): agents
 accept only that certificate (``node_runtime/server.py``), so the API server never sends a bearer
 token to an agent. ``ensure_kubelet_client_cert`` issues it for a data directory made before it
-existed (the API server calls it when it starts), and reissues it when the CA changed.
+existed (the API server calls it when it starts), and reissues it when the CA changed. Keys,
+certificates and their atomic writes come from ``clusterctl.pki`` (shared with etcd's CA).
 
 Tokens: ``tokens.yaml`` holds only SHA-256 hashes of tokens, each with a user name and groups.
 ``admin`` (group ``system:masters``) may do everything. ``system:node:<name>`` (group
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import ipaddress
-import os
 import secrets
 import socket
 import ssl
@@ -33,10 +32,9 @@ from pathlib import Path
 import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
+from clusterctl import pki
 from clusterctl.api import errors
 
 ADMIN_USER = "admin"
@@ -47,22 +45,6 @@ KUBELET_CLIENT_CERT, KUBELET_CLIENT_KEY = "apiserver-kubelet-client.crt", "apise
 
 
 # --- PKI ---------------------------------------------------------------------------------------
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
 
 def local_addresses() -> list[str]:
     out = {"127.0.0.1"}
@@ -82,41 +64,16 @@ def init_pki(pki_dir: Path, *, names: list[str] = (), addresses: list[str] | Non
     """Create the CA (if absent) and (re)issue the server certificate."""
     pki_dir.mkdir(parents=True, exist_ok=True)
     ca_cert_path, ca_key_path = pki_dir / "ca.crt", pki_dir / "ca.key"
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
     if not ca_cert_path.exists() or not ca_key_path.exists():
-        ca_key = _key()
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clusterctl-ca")])
-        ca_cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                   .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now).not_valid_after(now + dt.timedelta(days=valid_days))
-                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                                content_commitment=False, key_encipherment=False,
-                                                data_encipherment=False, key_agreement=False,
-                                                encipher_only=False, decipher_only=False), critical=True)
-                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-                   .sign(ca_key, hashes.SHA256()))
-        _write_private(ca_key_path, _pem_key(ca_key))
-        ca_cert_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+        ca_cert, ca_key = pki.self_signed_ca("clusterctl-ca", days=valid_days)
+        pki.write_pair(ca_cert_path, ca_key_path, ca_cert, ca_key)
     ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
     ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
-    key = _key()
-    dns = sorted({"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", socket.gethostname(),
-                  *[n for n in names if not _is_ip(n)]})
-    ips = sorted({*(addresses if addresses is not None else local_addresses()), *[n for n in names if _is_ip(n)],
-                  "127.0.0.1"})
-    san = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clusterctl-apiserver")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=valid_days))
-            .add_extension(x509.SubjectAlternativeName(san), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    _write_private(pki_dir / "server.key", _pem_key(key))
-    (pki_dir / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", socket.gethostname(),
+             "127.0.0.1", *names, *(addresses if addresses is not None else local_addresses())]
+    cert, key = pki.issue_certificate(ca_cert, ca_key, common_name="clusterctl-apiserver", usage="server",
+                                      names=names, days=valid_days)
+    pki.write_pair(pki_dir / "server.crt", pki_dir / "server.key", cert, key)
     ensure_kubelet_client_cert(pki_dir, valid_days=valid_days)
 
 
@@ -137,22 +94,9 @@ def ensure_kubelet_client_cert(pki_dir: Path, *, valid_days: int = 3650) -> bool
     except (OSError, ValueError) as exc:
         raise errors.internal(f"cannot issue the API server's client certificate for node agents: "
                               f"the CA key {pki_dir / 'ca.key'} is unreadable ({exc})") from exc
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
-    key = _key()
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                                     x509.NameAttribute(NameOID.COMMON_NAME, KUBELET_CLIENT_CN)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=valid_days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    _replace(key_path, _pem_key(key), private=True)
-    _replace(crt_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
+    cert, key = pki.issue_certificate(ca_cert, ca_key, common_name=KUBELET_CLIENT_CN, usage="client",
+                                      organization="system:masters", days=valid_days)
+    pki.write_pair(crt_path, key_path, cert, key)
     return True
 
 
@@ -166,23 +110,6 @@ def _current_client_cert(crt_path: Path, key_path: Path, ca_cert: x509.Certifica
     except (OSError, ValueError, TypeError, InvalidSignature):
         return False
     return cert.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
-
-
-def _replace(path: Path, data: bytes, *, private: bool) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if private:
-        _write_private(tmp, data)
-    else:
-        tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
 
 
 def server_ssl_context(pki_dir: Path) -> ssl.SSLContext:
@@ -231,7 +158,7 @@ class TokenFile:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = yaml.safe_dump({"tokens": self.entries}, sort_keys=False).encode()
-        _write_private(self.path, data)
+        pki.write_private(self.path, data)
 
     def add(self, user: str, groups: list[str], token: str | None = None) -> str:
         """Add (or replace) the token of ``user``; returns the plaintext token (only time it is seen)."""

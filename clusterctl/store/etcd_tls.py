@@ -7,7 +7,8 @@ own**, not the cluster CA, because etcd's client-cert-auth lets in *any* certifi
 CA signed, with full read/write on every key: the cluster CA also signs the API server's serving
 certificate (and may sign node client certificates), and none of those should open the store.
 
-Files in one directory (``EtcdCA(directory)``), private keys 0600, written atomically:
+Files in one directory (``EtcdCA(directory)``), private keys 0600, written atomically
+(keys, certificates and file writes come from ``clusterctl.pki``, shared with the cluster CA):
 ``ca.crt``/``ca.key``; ``<stem>.crt``/``<stem>.key`` per issued certificate (bootstrap uses
 ``member`` for the host's etcd member and ``apiserver-etcd-client`` for its API server).
 Issuing is idempotent: a certificate that already exists, matches its key, was signed by this
@@ -28,13 +29,10 @@ runs on each control-plane host; it prints ``CHANGED <file>`` for what it (re)ma
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import ipaddress
 import os
 import ssl
 import sys
-import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +40,16 @@ from typing import Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
+from clusterctl import pki
+from clusterctl.pki import is_loopback_host
 from clusterctl.store.base import StoreError
+
+__all__ = ["CA_DAYS", "LEAF_DAYS", "MEMBER_CN", "RENEW_BEFORE", "ClientTLS", "EtcdCA", "EtcdTLSError", "MemberTLS",
+           "client_ssl_context", "insecure_endpoint_problem", "is_loopback_host", "main"]
 
 CA_DAYS = 3650
 #: every member certificate's CN: the peer port admits only it (``--peer-cert-allowed-cn``), so a
@@ -55,8 +58,6 @@ MEMBER_CN = "clusterctl-etcd-member"
 LEAF_DAYS = 1825
 #: a certificate with less than this left is issued again by the next bootstrap run
 RENEW_BEFORE = dt.timedelta(days=180)
-#: back-dated so a host whose clock is a little behind the issuer's accepts it at once
-_CLOCK_SLACK = dt.timedelta(minutes=5)
 
 
 class EtcdTLSError(StoreError):
@@ -118,17 +119,6 @@ def client_ssl_context(ca_file: str | None, cert_file: str | None = None,
     return context
 
 
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def insecure_endpoint_problem(endpoint: str) -> str | None:
     """Why ``endpoint`` must not be used as is, or None: plain http is for loopback only."""
     split = urllib.parse.urlsplit(endpoint)
@@ -170,21 +160,8 @@ class EtcdCA:
         if self.ca_file.exists() or self.ca_key_file.exists():
             raise EtcdTLSError(f"etcd CA in {self.directory}: only one of ca.crt and ca.key exists; "
                                f"restore the other (every member trusts this CA) or remove both to start over")
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clusterctl-etcd-ca")])
-        now = self._clock() - _CLOCK_SLACK
-        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now).not_valid_after(now + dt.timedelta(days=CA_DAYS))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                             content_commitment=False, key_encipherment=False,
-                                             data_encipherment=False, key_agreement=False,
-                                             encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                .sign(key, hashes.SHA256()))
-        _write_private(self.ca_key_file, _pem_key(key))
-        _write_public(self.ca_file, cert.public_bytes(serialization.Encoding.PEM))
+        cert, key = pki.self_signed_ca("clusterctl-etcd-ca", days=CA_DAYS, path_length=0, now=self._clock())
+        pki.write_pair(self.ca_file, self.ca_key_file, cert, key)
         return True
 
     def _load(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -202,52 +179,28 @@ class EtcdCA:
         """A member's serving + peer certificate, valid for its addresses, 127.0.0.1 and localhost.
 
         An address that is not an IP (an inventory's ``ansible_host`` may be a DNS name) becomes a DNS name."""
-        ips = sorted({"127.0.0.1", *(a for a in addresses if _is_ip(a))}, key=lambda ip: ipaddress.ip_address(ip).packed)
-        dns = sorted({"localhost", name, *dns_names, *(a for a in addresses if not _is_ip(a))})
-        changed = self._issue(stem, common_name=MEMBER_CN, ips=ips, dns=dns,
-                              usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+        changed = self._issue(stem, common_name=MEMBER_CN, usage="both",
+                              names=["127.0.0.1", "localhost", name, *dns_names, *addresses])
         return MemberTLS(str(self.ca_file), str(self.directory / f"{stem}.crt"), str(self.directory / f"{stem}.key")), changed
 
     def issue_client(self, stem: str, *, common_name: str) -> tuple[ClientTLS, bool]:
         """A client certificate (clientAuth only: it cannot serve as an etcd member)."""
-        changed = self._issue(stem, common_name=common_name, ips=[], dns=[],
-                              usages=[ExtendedKeyUsageOID.CLIENT_AUTH])
+        changed = self._issue(stem, common_name=common_name, usage="client", names=[])
         return ClientTLS(str(self.ca_file), str(self.directory / f"{stem}.crt"), str(self.directory / f"{stem}.key")), changed
 
-    def _issue(self, stem: str, *, common_name: str, ips: list[str], dns: list[str],
-               usages: list[x509.ObjectIdentifier]) -> bool:
+    def _issue(self, stem: str, *, common_name: str, usage: pki.Usage, names: list[str]) -> bool:
         self.ensure()
         ca_cert, ca_key = self._load()
         cert_path, key_path = self.directory / f"{stem}.crt", self.directory / f"{stem}.key"
-        if self._still_good(cert_path, key_path, ca_cert, common_name=common_name, ips=ips, dns=dns, usages=usages):
+        if self._still_good(cert_path, key_path, ca_cert, common_name=common_name, usage=usage, names=names):
             return False
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = self._clock() - _CLOCK_SLACK
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-                   .issuer_name(ca_cert.subject).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now)
-                   .not_valid_after(min(now + dt.timedelta(days=LEAF_DAYS), ca_cert.not_valid_after_utc))
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
-                                                content_commitment=False, data_encipherment=False,
-                                                key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                                encipher_only=False, decipher_only=False), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                                  critical=False))
-        if ips or dns:
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]),
-                critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        _write_private(key_path, _pem_key(key))
-        _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        cert, key = pki.issue_certificate(ca_cert, ca_key, common_name=common_name, usage=usage, names=names,
+                                          days=LEAF_DAYS, now=self._clock())
+        pki.write_pair(cert_path, key_path, cert, key)
         return True
 
     def _still_good(self, cert_path: Path, key_path: Path, ca_cert: x509.Certificate, *, common_name: str,
-                    ips: list[str], dns: list[str], usages: list[x509.ObjectIdentifier]) -> bool:
+                    usage: pki.Usage, names: list[str]) -> bool:
         try:
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
             key = serialization.load_pem_private_key(key_path.read_bytes(), None)
@@ -255,8 +208,8 @@ class EtcdCA:
             return False
         if cert.public_key() != key.public_key() or cert.issuer != ca_cert.subject:
             return False
-        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        if not names or names[0].value != common_name:
+        subject_cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if not subject_cns or subject_cns[0].value != common_name:
             return False
         try:
             cert.verify_directly_issued_by(ca_cert)
@@ -268,7 +221,7 @@ class EtcdCA:
             have_usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         except x509.ExtensionNotFound:
             return False
-        if have_usages != set(usages):
+        if have_usages != pki.extended_key_usages(usage):
             return False
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -278,45 +231,8 @@ class EtcdCA:
             have_ips, have_dns = set(), set()
         if key_path.stat().st_mode & 0o077:
             os.chmod(key_path, 0o600)  # a key someone loosened is tightened, not reissued
+        ips, dns = pki.split_names(names)
         return set(ips) <= have_ips and set(dns) <= have_dns
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Whole file or nothing, with ``mode`` from its first byte (a key is never briefly readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    _write_atomically(path, data, 0o600)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    _write_atomically(path, data, 0o644)
 
 
 # --- what bootstrap runs on a control-plane host ------------------------------------------------
