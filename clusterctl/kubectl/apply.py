@@ -42,8 +42,10 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     c = sub.add_parser("create", parents=parents, help="create resources from files, or a deployment/namespace/configmap/secret", formatter_class=fmt,
                        epilog="examples:\n  clusterctl create -f web.yaml\n  clusterctl create deployment web --image=nginx --replicas=2 --port=80\n"
                               "  clusterctl create namespace demo\n  clusterctl create configmap cfg --from-literal=mode=fast\n"
-                              "  clusterctl create secret generic pw --from-literal=password=s3cret\n")
-    c.add_argument("what", nargs="*", help="deployment|namespace|configmap|secret generic NAME")
+                              "  clusterctl create secret generic pw --from-literal=password=s3cret\n"
+                              "  clusterctl create secret docker-registry regcred --docker-server=reg.example.com:5000 \\\n"
+                              "      --docker-username=deployer --docker-password=s3cret\n")
+    c.add_argument("what", nargs="*", help="deployment|namespace|configmap|secret generic|docker-registry NAME")
     _file_flags(c, required=False)
     add_output_flags(c)
     c.add_argument("--image", action="append", default=[])
@@ -51,6 +53,10 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     c.add_argument("--port", type=int)
     c.add_argument("--from-literal", action="append", default=[])
     c.add_argument("--from-file", action="append", default=[])
+    c.add_argument("--docker-server", default=DOCKER_HUB_SERVER, help="registry of a docker-registry secret (default: Docker Hub)")
+    c.add_argument("--docker-username")
+    c.add_argument("--docker-password")
+    c.add_argument("--docker-email")
     c.add_argument("--dry-run", choices=["none", "server", "client"], default="none", nargs="?", const="client")
     c.set_defaults(func=run_create)
 
@@ -221,6 +227,26 @@ def _literal_data(literals: list[str], files: list[str]) -> dict[str, str]:
     return data
 
 
+DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
+
+
+def docker_registry_secret(rest: list[str], args: argparse.Namespace) -> dict:
+    """kubectl's ``create secret docker-registry``: a ``kubernetes.io/dockerconfigjson`` Secret for one registry."""
+    if len(rest) != 1:
+        raise UsageError("usage: clusterctl create secret docker-registry NAME --docker-server=S --docker-username=U "
+                         "--docker-password=P [--docker-email=E]")
+    if not args.docker_username or args.docker_password is None or not args.docker_server:
+        raise UsageError("either --from-file or the combination of --docker-username, --docker-password and "
+                         "--docker-server is required")
+    entry = {"username": args.docker_username, "password": args.docker_password,
+             "auth": base64.b64encode(f"{args.docker_username}:{args.docker_password}".encode()).decode()}
+    if args.docker_email:
+        entry["email"] = args.docker_email
+    config = json.dumps({"auths": {args.docker_server: entry}}, separators=(",", ":"))
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": rest[0]}, "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()}}
+
+
 def build_create_object(args: argparse.Namespace, namespace: str) -> dict:
     what = args.what
     kind = what[0]
@@ -237,13 +263,17 @@ def build_create_object(args: argparse.Namespace, namespace: str) -> dict:
             raise UsageError("usage: clusterctl create configmap NAME [--from-literal=k=v] [--from-file=[k=]path]")
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": what[1]},
                 "data": _literal_data(args.from_literal, args.from_file)}
+    if kind == "secret" and len(what) >= 2 and what[1] == "docker-registry":
+        return docker_registry_secret(what[2:], args)
     if kind == "secret":
         if len(what) < 3 or what[1] != "generic":
-            raise UsageError("usage: clusterctl create secret generic NAME [--from-literal=k=v] [--from-file=[k=]path]")
+            raise UsageError("usage: clusterctl create secret generic NAME [--from-literal=k=v] [--from-file=[k=]path]\n"
+                             "       clusterctl create secret docker-registry NAME --docker-server=S --docker-username=U "
+                             "--docker-password=P [--docker-email=E]")
         data = _literal_data(args.from_literal, args.from_file)
         return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": what[2]}, "type": "Opaque",
                 "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
-    raise UsageError(f"clusterctl create: unknown kind {kind!r} (deployment, namespace, configmap, secret generic), or use -f")
+    raise UsageError(f"clusterctl create: unknown kind {kind!r} (deployment, namespace, configmap, secret generic|docker-registry), or use -f")
 
 
 async def run_create(args: argparse.Namespace, s: Session) -> int:

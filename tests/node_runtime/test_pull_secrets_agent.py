@@ -14,7 +14,9 @@ import base64
 import json
 import logging
 import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -137,7 +139,7 @@ async def test_pull_secrets_run_refuse_and_report(private_agent, private_registr
             assert form not in text
 
 
-async def test_service_account_pull_secrets_and_kubectl_secret(private_agent, private_registry, private_image, control_plane):
+async def test_service_account_pull_secrets_and_kubectl_and_clusterctl_secrets(private_agent, private_registry, private_image, control_plane):
     client = private_agent.client
     ns = f"ps-{uuid.uuid4().hex[:6]}"
     await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -149,6 +151,17 @@ async def test_service_account_pull_secrets_and_kubectl_secret(private_agent, pr
     assert out.returncode == 0, out.stderr
     secret = await client.get("secrets", "kubectl-cred", namespace=ns)
     assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    # clusterctl's own verb makes the same Secret as kubectl's
+    out = subprocess.run([str(Path(sys.executable).with_name("clusterctl")), "--kubeconfig", str(control_plane.kubeconfig),
+                          "-n", ns, "create", "secret", "docker-registry", "clusterctl-cred",
+                          f"--docker-server={private_registry.address}", f"--docker-username={USER}",
+                          f"--docker-password={PASSWORD}", "--docker-email=dev@example.invalid"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    ours = await client.get("secrets", "clusterctl-cred", namespace=ns)
+    assert ours["type"] == secret["type"]
+    assert json.loads(base64.b64decode(ours["data"][".dockerconfigjson"])) == \
+        json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
     await client.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns},
                          "imagePullSecrets": [{"name": "kubectl-cred"}]})
 
@@ -157,6 +170,13 @@ async def test_service_account_pull_secrets_and_kubectl_secret(private_agent, pr
     created = await client.create(pod, namespace=ns)
     assert created["spec"]["imagePullSecrets"] == [{"name": "kubectl-cred"}]   # admitted from the ServiceAccount
     await wait_pod(client, ns, "via-sa", running, timeout=WAIT)
+
+    # clusterctl's Secret pulls too (Always: through the registry, not from the cache)
+    mine = private_agent.pod("via-clusterctl", [{"name": "app", "image": private_image, "imagePullPolicy": "Always"}],
+                             imagePullSecrets=[{"name": "clusterctl-cred"}])
+    mine["metadata"]["namespace"] = ns
+    await client.create(mine, namespace=ns)
+    await wait_pod(client, ns, "via-clusterctl", running, timeout=WAIT)
 
     # a pod naming its own pull secrets keeps exactly those (and a missing one there fails the pull)
     own = private_agent.pod("own-list", [{"name": "app", "image": private_image, "imagePullPolicy": "Always"}],
