@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from clusterctl.controllers import pods as P
 from clusterctl.controllers.cronjob import schedule_times
 
 
@@ -31,14 +32,17 @@ async def jobs(env) -> list[dict]:
 async def test_cronjob_fires_on_schedule_and_honours_forbid(env):
     clock = FakeClock(time.time())
     await env.start(controllers=("cronjob",), cronjob_resync=0.05, clock=clock)
-    await env.api.create({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick", "namespace": "default"},
+    created = await env.api.create({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick", "namespace": "default"},
                           "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Forbid",
                                    "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
                                                                                   "containers": [{"name": "c", "image": "busybox"}]}}}}}})
     await asyncio.sleep(0.3)
     assert await jobs(env) == [], "nothing before the first tick"
 
-    first_tick = (int(clock.now // 60) + 1) * 60
+    # the controller counts ticks after the CronJob's creationTimestamp (whole seconds, real time): the first
+    # tick is the next minute after it, not after the clock was read (a minute could turn in between)
+    first_tick = (int(P.parse_time(created["metadata"]["creationTimestamp"]) // 60) + 1) * 60
+    assert clock.now < first_tick
     clock.now = first_tick + 1
     got = await env.wait_for("first job", lambda: _count(env, 1))
     assert got[0]["metadata"]["name"] == f"tick-{first_tick // 60}"
