@@ -18,10 +18,18 @@ def test_formula_and_tolerance():
 
 
 async def set_usage(env, millis: int) -> None:
+    """Annotate every active pod's usage and wait until the controllers' pod cache holds it all: a
+    clock step right after must not meet a recommendation computed from the older samples (one
+    made at the stepped time would sit in the stabilisation window for as long as the clock stays)."""
+    names = []
     for pod in await env.pods(selector="app=busy"):
         if P.is_active(pod):
+            names.append(pod["metadata"]["name"])
             await env.patch("pods", pod["metadata"]["name"], {"metadata": {"annotations": {CPU_USAGE_ANNOTATION: str(millis)}}},
                                 namespace="default")
+    for name in names:
+        await env.seen_by_controllers(f"usage {millis} of {name}", "pods", f"default/{name}",
+                                      lambda p: (p["metadata"].get("annotations") or {}).get(CPU_USAGE_ANNOTATION) == str(millis))
 
 
 async def replicas(env, n: int):
