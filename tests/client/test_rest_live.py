@@ -150,14 +150,14 @@ async def test_watch_bookmarks_advance_the_resume_point(tmp_path: Path) -> None:
     async with control_plane(tmp_path, timings={"bookmark_interval": 0.2}) as (api, _):
         rv = (await api.list("configmaps", namespace="default"))["metadata"]["resourceVersion"]
         await api.create(cm("elsewhere") | {"metadata": {"name": "elsewhere", "namespace": "kube-public"}})
-        stream = api.watch("configmaps", namespace="default", resource_version=rv, timeout_seconds=5, bookmarks=True)
+        stream = api.watch("configmaps", namespace="default", resource_version=rv, timeout_seconds=60, bookmarks=True)
 
         async def first_event() -> tuple[str, dict]:
             async for event in stream:
                 return event
             raise AssertionError("stream ended without a bookmark")
 
-        etype, obj = await asyncio.wait_for(first_event(), 5)
+        etype, obj = await asyncio.wait_for(first_event(), 30)  # a bookmark every 0.2 s; 30 s for a loaded machine
         await stream.aclose()
         assert etype == "BOOKMARK" and obj["metadata"]["resourceVersion"] == stream.resource_version
         assert int(stream.resource_version) >= int(rv)

@@ -182,7 +182,7 @@ async def test_watch_from_a_compacted_revision_raises_compacted(store):
     assert compacted_at == store.revision
     watch = store.watch(PODS, after_revision=early)
     with pytest.raises(Compacted) as caught:
-        await asyncio.wait_for(watch.__anext__(), 5)
+        await asyncio.wait_for(watch.__anext__(), 30)
     assert caught.value.compact_revision >= early + 1
     await watch.aclose()
     with pytest.raises(Compacted):

@@ -27,7 +27,7 @@ async def test_records_and_calls_come_back_in_log_order(tmp_path):
             committer.submit(frame(b'{"i":%d}' % i), i)
             if i == 99:  # runs after the first 100 records are durable, reported right after them
                 committer.call(lambda: segment.records, lambda result, error: sizes_at_call.append((result, len(seen))))
-        await asyncio.wait_for(done.wait(), 10)
+        await asyncio.wait_for(done.wait(), 30)
         assert seen == list(range(200))
         assert sizes_at_call == [(100, 100)]
         records, torn = read_segment(segment.path, is_last=True)
