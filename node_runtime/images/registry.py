@@ -213,7 +213,7 @@ class RegistryClient:
         if cred is None:
             return self._required(ref)
         return CredentialsRefused(f"registry {ref.registry} refused the credentials from {cred.source} "
-                                  f"(user {cred.username!r}) for {ref}: 401 Unauthorized")
+                                  f"for {ref}: 401 Unauthorized")
 
     def _required(self, ref: ImageReference) -> CredentialsRequired:
         return CredentialsRequired(f"registry {ref.registry} requires credentials for {ref} and none were given "

@@ -145,7 +145,7 @@ async def test_pull_with_pod_credentials_then_cache_guards_other_pulls(tmp_path,
         with pytest.raises(CredentialsRefused) as refused:
             await store.ensure(private_image, credentials=pod_creds(private_registry, "wrong-password"))
         assert "refused the credentials" in str(refused.value) and "regcred" in str(refused.value)
-        assert "wrong-password" not in str(refused.value)
+        assert "wrong-password" not in str(refused.value) and USER not in str(refused.value)
     # the same credentials again: from the cache, the registry is not asked (a client that may not
     # contact it at all, over the same store, still gets the image)
     async with RegistryClient(RegistryPolicy(allowed=frozenset({"nowhere.invalid:1"}))) as offline:

@@ -118,7 +118,7 @@ async def test_pull_secrets_run_refuse_and_report(private_agent, private_registr
                                                            lambda p: waiting(p).get("reason") == "ImagePullBackOff",
                                                            timeout=WAIT))):
         assert f"registry {private_registry.address} refused the credentials" in state["message"], state
-        assert bad in state["message"]
+        assert bad in state["message"] and USER not in state["message"]   # names the Secret, not its content
 
     event = await wait_event(client, "default", pods["missing"], "FailedToRetrieveImagePullSecret")
     assert event["type"] == "Warning" and f"nosuch-{sfx}" in event["message"]
