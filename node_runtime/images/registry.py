@@ -23,6 +23,7 @@ What it guarantees:
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import platform
@@ -226,7 +227,7 @@ class RegistryClient:
         if kind == "basic":
             if not creds:
                 raise self._required(ref)
-            return aiohttp.BasicAuth(*creds).encode()
+            return _basic(*creds)
         if kind != "bearer":
             raise ImagePullError(f"registry {ref.registry}: unsupported auth challenge {challenge!r}")
         params = dict(_CHALLENGE_RE.findall(challenge))
@@ -234,9 +235,9 @@ class RegistryClient:
         if not realm:
             raise ImagePullError(f"registry {ref.registry}: bearer challenge without realm")
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
-        auth = aiohttp.BasicAuth(*creds) if creds else None
+        auth = {"Authorization": _basic(*creds)} if creds else None
         try:
-            async with self._http().get(realm, params=query, auth=auth) as resp:
+            async with self._http().get(realm, params=query, headers=auth) as resp:
                 if resp.status == 401:
                     raise self._refused(ref)
                 if resp.status != 200:
@@ -361,6 +362,11 @@ class RegistryClient:
             if resp.status not in (201, 200):
                 raise ImagePullError(f"{ref}: manifest upload failed ({resp.status}): {await resp.text()}")
         return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _basic(username: str, password: str) -> str:
+    """An ``Authorization: Basic`` value (what aiohttp's deprecated ``BasicAuth.encode`` gave)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def _loads(raw: bytes, ref: ImageReference) -> dict:

@@ -4,7 +4,8 @@ Used by tests, benchmarks and ``clusterctl up`` ("a local registry when images n
 registry keeps its blobs under ``data_dir``; it listens on 127.0.0.1 only. With ``users`` (name →
 password) it is a private registry: ``auth: htpasswd`` with a bcrypt file written into ``data_dir``
 (the ``bcrypt`` module; cost 4, the lowest, since the registry checks it on every request), and
-every request without valid Basic credentials is answered ``401``.
+every request without valid Basic credentials is answered ``401``. ``auth`` is any other ``auth:``
+block of the registry's configuration (e.g. ``token:`` for a Bearer token server), used verbatim.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class LocalRegistry:
     port: int
     process: subprocess.Popen | None = None
     users: dict[str, str] | None = None
+    auth: str | None = None
 
     @property
     def address(self) -> str:
@@ -72,6 +74,8 @@ class LocalRegistry:
                                         for user, pw in self.users.items()))
             htpasswd.chmod(0o600)
             text += _AUTH.format(path=htpasswd)
+        elif self.auth:
+            text += self.auth if self.auth.endswith("\n") else self.auth + "\n"
         cfg.write_text(text)
         log = open(self.data_dir / "registry.log", "ab")
         self.process = subprocess.Popen([binary, "serve", str(cfg)], stdout=log, stderr=log,
@@ -85,7 +89,7 @@ class LocalRegistry:
                     if r.status == 200:
                         return self
             except urllib.error.HTTPError as exc:
-                if exc.code == 401 and self.users:
+                if exc.code == 401 and (self.users or self.auth):
                     return self  # serving, and asking for credentials as configured
                 time.sleep(0.05)
             except OSError:
@@ -104,6 +108,6 @@ class LocalRegistry:
 
 
 def start_registry(data_dir: str | Path, port: int | None = None, *, users: dict[str, str] | None = None,
-                   timeout: float = 15.0) -> LocalRegistry:
+                   auth: str | None = None, timeout: float = 15.0) -> LocalRegistry:
     """A registry on loopback; with ``users`` (name → password) only they may push or pull."""
-    return LocalRegistry(Path(data_dir), port or free_port(), users=users).start(timeout)
+    return LocalRegistry(Path(data_dir), port or free_port(), users=users, auth=auth).start(timeout)

@@ -187,3 +187,135 @@ async def test_pod_credentials_win_over_the_nodes(tmp_path, private_registry, pr
         # the node's stay the fallback for pods without a Secret for this registry
         image = await store.ensure(private_image, credentials={"other.example:5000": Credential("x", "y")})
         assert image.layers
+
+
+# -- Bearer: a registry behind a token server (distribution's ``auth: token``) ---------------------
+
+class TokenServer:
+    """A minimal Docker token server on loopback: Basic credentials in, an ES256 JWT out.
+
+    Right credentials → a token granting the asked scope; none → a token granting nothing (as
+    Docker Hub answers anonymous requests); wrong ones → 401. The registry trusts the signing
+    certificate (``rootcertbundle``) and finds it in the token's ``x5c`` header."""
+
+    SERVICE, ISSUER = "clusterctl-test-registry", "clusterctl-test-tokens"
+
+    def __init__(self, directory, users: dict[str, str]):
+        import datetime
+        import http.server
+        import threading
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.users = users
+        self.requests: list[str] = []
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clusterctl test token signer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(self.key, hashes.SHA256()))
+        self.cert_der = cert.public_bytes(serialization.Encoding.DER)
+        self.bundle = directory / "token-signer.pem"
+        self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                status, body = server.answer(self.path, self.headers.get("Authorization"))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+
+    def registry_auth(self) -> str:
+        return (f"auth:\n  token:\n    realm: {self.realm}\n    service: {self.SERVICE}\n"
+                f"    issuer: {self.ISSUER}\n    rootcertbundle: {self.bundle}\n")
+
+    def answer(self, path: str, authorization: str | None) -> tuple[int, bytes]:
+        import time
+        import urllib.parse
+        import uuid as _uuid
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+        subject, access = "", []
+        if authorization:
+            user, _, password = base64.b64decode(authorization.split(" ", 1)[1]).decode().partition(":")
+            if self.users.get(user) != password:
+                self.requests.append("refused")
+                return 401, b'{"errors":[{"code":"UNAUTHORIZED"}]}'
+            subject = user
+            for scope in query.get("scope", []):
+                kind, name, actions = scope.split(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        self.requests.append(subject or "anonymous")
+        now = int(time.time())
+        claims = {"iss": self.ISSUER, "sub": subject, "aud": self.SERVICE, "exp": now + 600, "nbf": now - 60,
+                  "iat": now, "jti": _uuid.uuid4().hex, "access": access}
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(self.cert_der).decode()]}
+
+        def b64url(raw: bytes) -> str:
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        token = f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+        return 200, json.dumps({"token": token, "access_token": token, "expires_in": 600}).encode()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("token-registry")
+    tokens = TokenServer(directory, {USER: PASSWORD})
+    reg = start_registry(directory / "registry", auth=tokens.registry_auth(), timeout=60)
+    yield reg, tokens
+    reg.stop()
+    tokens.stop()
+
+
+async def test_bearer_token_registry_with_pod_credentials(tmp_path, token_registry):
+    registry, tokens = token_registry
+    root = make_busybox_rootfs(tmp_path / "rootfs", {"www/index.html": "behind tokens\n"})
+    name = f"{registry.address}/team/tokened:v1"
+    async with RegistryClient(RegistryPolicy(credentials={registry.address: (USER, PASSWORD)})) as pusher:
+        await push_image(build_image(root, ImageSpec()), name, pusher)
+
+    async with RegistryClient(RegistryPolicy()) as client:
+        store = ImageStore(tmp_path / "images", client)
+        with pytest.raises(CredentialsRequired, match=f"registry {registry.address} requires credentials"):
+            await store.ensure(name)
+        with pytest.raises(CredentialsRefused, match="refused the credentials from image pull secret"):
+            await store.ensure(name, credentials=pod_creds(registry, "wrong-password"))
+        assert tokens.requests[-1] == "refused"
+        image = await store.ensure(name, credentials=pod_creds(registry))
+        assert (store.layer_dirs(image)[0] / "www/index.html").read_text() == "behind tokens\n"
+        assert tokens.requests[-1] == USER
+        assert not client._tokens   # the pod's token served that pull only
+        # cached: a pull without credentials gets an anonymous token that grants nothing → refused
+        with pytest.raises(CredentialsRequired):
+            await store.ensure(name)
