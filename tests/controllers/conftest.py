@@ -38,7 +38,7 @@ class Env:
         sim = HollowCluster(self.api, HollowConfig(count=count, prefix=prefix, **{"renew_interval": 5, **cfg}))
         self.sims.append(sim)
         self.tasks.append(asyncio.create_task(sim.run()))
-        await asyncio.wait_for(sim.started(), 15)
+        await asyncio.wait_for(sim.started(), 60)
         return sim
 
     async def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

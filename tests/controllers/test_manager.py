@@ -58,7 +58,7 @@ async def test_control_plane_component_runs_the_controllers(tmp_path):
         sim = HollowCluster(api, HollowConfig(count=2, prefix="cpc-"))
         task = asyncio.create_task(sim.run())
         try:
-            await asyncio.wait_for(sim.started(), 15)
+            await asyncio.wait_for(sim.started(), 60)
             await api.create(deployment("wired", "img:v1", replicas=2))
 
             e = Env(api, tmp_path)

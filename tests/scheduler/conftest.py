@@ -28,7 +28,7 @@ class Env:
     async def add_nodes(self, prefix: str, count: int = 1, **cfg: Any) -> HollowCluster:
         sim = HollowCluster(self.api, HollowConfig(count=count, prefix=prefix, renew_interval=5, **cfg))
         self.tasks.append(asyncio.create_task(sim.run()))
-        await asyncio.wait_for(sim.started(), 15)
+        await asyncio.wait_for(sim.started(), 60)
         return sim
 
     async def wait_pod(self, name: str, predicate, timeout: float = 30.0) -> dict:

@@ -114,7 +114,7 @@ async def test_scheduler_runs_as_a_control_plane_component(tmp_path) -> None:
         sim = HollowCluster(api, HollowConfig(count=1, renew_interval=5))
         task = asyncio.create_task(sim.run())
         try:
-            await asyncio.wait_for(sim.started(), 15)
+            await asyncio.wait_for(sim.started(), 60)
             await api.create(api_pod("cp"))
             env = Env(api)
             assert (await env.wait_pod("cp", bound))["spec"]["nodeName"] == "hollow-0"
@@ -170,7 +170,7 @@ async def test_scheduler_runs_as_a_supervised_child_of_the_control_plane(tmp_pat
         sim = HollowCluster(api, HollowConfig(count=1, renew_interval=5))
         task = asyncio.create_task(sim.run())
         try:
-            await asyncio.wait_for(sim.started(), 15)
+            await asyncio.wait_for(sim.started(), 60)
             await api.create(api_pod("child"))
             env = Env(api)
             assert (await env.wait_pod("child", bound, timeout=60))["spec"]["nodeName"] == "hollow-0"

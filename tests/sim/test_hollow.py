@@ -27,7 +27,7 @@ async def wait_for(check, timeout: float = 30.0):
 async def hollow(api: ApiClient) -> AsyncIterator[HollowCluster]:
     sim = HollowCluster(api, HollowConfig(count=3, cpu="2", memory="4Gi", ready_delay=0.3, renew_interval=0.3))
     task = asyncio.create_task(sim.run())
-    await asyncio.wait_for(sim.started(), 15)
+    await asyncio.wait_for(sim.started(), 60)
     yield sim
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -142,7 +142,7 @@ async def test_pod_status_writes_are_paced_one_per_pod_and_coalesced(api: ApiCli
     sim = HollowCluster(api, HollowConfig(count=2, status_writers=2, renew_interval=0.3))
     task = asyncio.create_task(sim.run())
     try:
-        await asyncio.wait_for(sim.started(), 15)
+        await asyncio.wait_for(sim.started(), 60)
         # Held back from the writers, a due pod queued twice is one entry (and one write later).
         sim._status_due["default/held"] = "run"
         sim._queue_status("run", "default/held")
