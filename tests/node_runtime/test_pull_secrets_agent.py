@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from node_runtime.harness import AgentHandle, wait_pod
+from node_runtime.harness import FAST_TIMINGS, AgentHandle, wait_pod
 from node_runtime.images.build import ImageSpec, build_image, push_image
 from node_runtime.images.registry import RegistryClient, RegistryPolicy
 from node_runtime.images.registry_process import start_registry
@@ -53,7 +53,9 @@ def private_image(private_registry, tmp_path_factory):
 
 @pytest.fixture
 async def private_agent(control_plane, private_registry, tmp_path, node_name):
-    handle = AgentHandle(control_plane, private_registry, tmp_path / "agent", node_name)
+    # ImagePullBackOff lasts up to 3 s (not 1): long enough to be seen by polling on a loaded machine
+    timings = {**FAST_TIMINGS, "image_pull_backoff_max": 3.0}
+    handle = AgentHandle(control_plane, private_registry, tmp_path / "agent", node_name, timings=timings)
     await handle.start()
     yield handle
     await handle.close()
@@ -108,7 +110,8 @@ async def test_pull_secrets_run_refuse_and_report(private_agent, private_registr
 
     await wait_pod(client, "default", pods["ok"], running, timeout=WAIT)
 
-    none = await wait_pod(client, "default", pods["none"], lambda p: waiting(p).get("reason") == "ImagePullBackOff", timeout=WAIT)
+    none = await wait_pod(client, "default", pods["none"],
+                          lambda p: waiting(p).get("reason") in ("ErrImagePull", "ImagePullBackOff"), timeout=WAIT)
     assert f"registry {private_registry.address} requires credentials" in waiting(none)["message"]
     assert none["status"]["phase"] == "Pending"
 
@@ -122,8 +125,8 @@ async def test_pull_secrets_run_refuse_and_report(private_agent, private_registr
 
     event = await wait_event(client, "default", pods["missing"], "FailedToRetrieveImagePullSecret")
     assert event["type"] == "Warning" and f"nosuch-{sfx}" in event["message"]
-    missing = await wait_pod(client, "default", pods["missing"], lambda p: waiting(p).get("reason") == "ImagePullBackOff",
-                             timeout=WAIT)
+    missing = await wait_pod(client, "default", pods["missing"],
+                             lambda p: waiting(p).get("reason") in ("ErrImagePull", "ImagePullBackOff"), timeout=WAIT)
     assert "requires credentials" in waiting(missing)["message"]   # went on anonymously, as kubelet does
 
     # the password (or its base64 forms) is nowhere: agent log, pod statuses, events
