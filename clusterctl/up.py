@@ -123,7 +123,24 @@ async def deploy_demo(cluster: LocalCluster, image: str, status) -> str:
                 break
             await asyncio.sleep(0.1)
     address = next(iter(cluster.node_addresses().values()))
-    return f"curl http://{address}:{node_port}/"
+    url = f"http://{address}:{node_port}/"
+    # an available pod is not yet a served NodePort: the Endpoints controller and then the node's
+    # proxy have to see it first (until then the proxy resets the connection). The command is
+    # printed once it works, so a curl typed at once is answered.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not await asyncio.to_thread(_answers, url):
+        await asyncio.sleep(0.2)
+    return f"curl {url}"
+
+
+def _answers(url: str) -> bool:
+    """Whether ``url`` (the demo's NodePort on a node of this machine) answers 200."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 async def _up(args: argparse.Namespace) -> int:
