@@ -25,7 +25,7 @@ def up(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     proc = subprocess.Popen([*CLUSTERCTL, "up", "--nodes", "1", "--data-dir", str(data), "--port", str(free_port()), "--demo"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        end = time.monotonic() + 120
+        end = time.monotonic() + 180  # a cluster, an image build and a demo on a possibly loaded machine
         url = None
         while time.monotonic() < end and url is None:
             if proc.poll() is not None:
@@ -48,11 +48,22 @@ def up(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         log.close()
 
 
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(300)
 def test_tui_shows_demo_pods_and_their_logs(up: tuple[Path, str], tmp_path: Path) -> None:
     kubeconfig, url = up
+    # up prints the URL once it answers; a loaded machine can still be slow to (re)connect
+    end = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                assert resp.status == 200
+                break
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
     for _ in range(10):  # the httpd logs every request it serves (-v): give both pods some
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(url, timeout=30) as resp:
             assert resp.status == 200
     tmux = Tmux(tmp_path / "tmux.sock", "tui")
     tmux.start(f"cd {Path(__file__).resolve().parents[2]} && exec {' '.join(CLUSTERCTL)} tui --kubeconfig {kubeconfig}")
