@@ -141,7 +141,7 @@ def test_workload_starts_with_default_signals(shim):
         signal.signal(signal.SIGQUIT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     done = subprocess.run([str(shim), "exec", "/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
-                          capture_output=True, text=True, timeout=10, preexec_fn=ignoring)
+                          capture_output=True, text=True, timeout=60, preexec_fn=ignoring)
     assert done.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], done.stdout
 
 
