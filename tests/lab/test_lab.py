@@ -343,7 +343,9 @@ def test_up_after_the_cli_was_killed_mid_boot(tmp_path: Path) -> None:
 
 def test_a_host_that_never_serves_ssh_fails_up_and_leaves_nothing(tmp_path: Path) -> None:
     broken = replace(check_prerequisites(), sshd="/bin/false")
-    lab = Lab(tmp_path / "broken", owner_pid=os.getpid(), tools=broken, boot_timeout=0.5)
+    # the boot timeout is the window in which this thread must see the hosts' processes (polled
+    # every 10 ms): 3 s, not 0.5 s, so a loaded machine that delays this thread still sees them
+    lab = Lab(tmp_path / "broken", owner_pid=os.getpid(), tools=broken, boot_timeout=3.0)
     failures: list[BaseException] = []
 
     def up() -> None:
