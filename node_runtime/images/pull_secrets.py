@@ -12,7 +12,9 @@ and the reporting, so the image code stays free of Kubernetes objects:
   (``https://host:5000/v1/`` → ``host:5000``), Docker Hub's many names (``index.docker.io``,
   ``registry-1.docker.io``, ``registry.hub.docker.com``, ``docker.io``) are one, ``docker.io`` —
   the name ``reference.parse_reference`` gives Hub images. A port is part of the host: a key
-  ``reg:5000`` serves ``reg:5000/app`` and not ``reg/app``.
+  ``reg:5000`` serves ``reg:5000/app`` and not ``reg/app``. Unlike kubelet, a key's path does not
+  narrow it to repositories under that path (``reg/team`` serves all of ``reg``), and glob keys
+  (``*.example.com``) match nothing.
 - **Order.** The first listed Secret naming a registry wins for it (kubelet tries them in order).
 - **Problems** — a Secret that does not exist, has another type, or holds undecodable JSON or
   base64 — never stop the pull (it goes on with what is left, anonymously at worst, as kubelet

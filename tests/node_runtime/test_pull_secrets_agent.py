@@ -173,6 +173,14 @@ async def test_service_account_pull_secrets_and_kubectl_and_clusterctl_secrets(p
     created = await client.create(pod, namespace=ns)
     assert created["spec"]["imagePullSecrets"] == [{"name": "kubectl-cred"}]   # admitted from the ServiceAccount
     await wait_pod(client, ns, "via-sa", running, timeout=WAIT)
+    # pod specs are immutable: a PUT of the body as first sent (no imagePullSecrets) keeps the admitted list
+    current = await client.get("pods", "via-sa", namespace=ns)
+    del current["spec"]["imagePullSecrets"]
+    current["metadata"].setdefault("labels", {})["touched"] = "yes"
+    current["metadata"].pop("resourceVersion")   # unconditional: the agent may write status meanwhile
+    updated = await client.update(current, namespace=ns)
+    assert updated["spec"]["imagePullSecrets"] == [{"name": "kubectl-cred"}]
+    assert updated["metadata"]["labels"]["touched"] == "yes"
 
     # clusterctl's Secret pulls too (Always: through the registry, not from the cache)
     mine = private_agent.pod("via-clusterctl", [{"name": "app", "image": private_image, "imagePullPolicy": "Always"}],
