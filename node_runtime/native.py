@@ -23,19 +23,46 @@ root to isolate containers) and neither it nor its folder is group- or world-wri
 as root, a container's parent. ``find_or_build`` never raises: None means "use the fallback".
 
 ``build_static`` is the controller's side: one static build per program, for bootstrap to ship.
+
+``prune_shared_cache`` keeps that cache from growing by ~55 KB per helper and upgrade forever
+(``python -m node_runtime.native prune``, run by the install role with the *new* release's python
+right after shipping). It removes a ``<name>-<sha16>/`` folder only when no release that may run
+on this host uses it and no process runs from it:
+
+- kept: the new release's keys (its agent starts on them after the switch) and the keys of the
+  release ``current`` points to, asked of that release's own python (during an upgrade that is
+  the release the running agent was started from, and the one ``rollback`` switches back to;
+  after it, the next upgrade keeps it until then). If that release cannot say, nothing is pruned;
+- kept: any folder a running process executes a file from (``/proc/*/exe``): adopted container
+  shims and pumps of an agent not yet restarted;
+- removed: the rest, renamed away first so no one sees a half-deleted folder.
+
+Only folders bootstrap shipped (``<name>-<sha16>/<name>``) are pruned: a folder holding nothing but
+agents' own per-compiler builds (``<name>-<sha16>/<cc>/<name>``, on hosts with a compiler) is
+left alone; an agent copies those into its state dir before running them.
+
+Why the install role and not the agent at start: an agent sees only its own keys, not which other
+agents on the machine (another release mid-upgrade, other clusters' agents on a shared machine
+such as the lab or ``clusterctl up``) found their binary there and will exec it again later (a
+new container) without a process of it running at that moment. The role knows both releases a
+host can run, and on a host there is one node service.
 """
 
 from __future__ import annotations
 
+import argparse
+import errno
 import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -226,3 +253,113 @@ def _install(src: Path, dest: Path) -> bool:
     except OSError as exc:
         log.debug("native helper cache %s: %s", dest, exc)
         return False
+
+
+# --- keeping the shared cache small -----------------------------------------------------------
+
+#: what another release's python prints: the keys of its own helpers (only names every release
+#: with prebuilt helpers has, so a release from before pruning existed can answer too)
+_KEYS_PROBE = ("from node_runtime.native import PROGRAMS, program_key; "
+               "print(' '.join(program_key(p) for p in PROGRAMS.values()))")
+_KEY_FORMAT = re.compile(r"(?P<name>.+)-[0-9a-f]{16}")
+
+
+def current_keys(package_root: Path = PACKAGE_ROOT) -> list[str]:
+    """``<name>-<sha16>`` of every helper of this release (those whose source is there)."""
+    return sorted(program_key(p, package_root) for p in PROGRAMS.values() if p.source_path(package_root).is_file())
+
+
+def release_keys(python: Path, *, timeout: float = 60.0) -> list[str] | None:
+    """The helper keys of the release whose interpreter is ``python`` (its own registry and sources),
+    [] when there is no such interpreter, None when it exists but cannot say (then prune nothing)."""
+    if not Path(python).exists():
+        return []
+    try:
+        done = subprocess.run([str(python), "-c", _KEYS_PROBE], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("cannot ask %s for its helper keys: %s", python, exc)
+        return None
+    keys = done.stdout.split()
+    if done.returncode != 0 or not all(_KEY_FORMAT.fullmatch(k) for k in keys):
+        log.warning("%s could not name its helper keys (exit %s): %s", python, done.returncode, done.stderr.strip()[-300:])
+        return None
+    return keys
+
+
+def executing_paths(proc_root: Path = Path("/proc")) -> set[str]:
+    """The executable of every process this host (PID namespace) runs, as ``/proc/PID/exe`` names it."""
+    paths = set()
+    for entry in Path(proc_root).iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            target = os.readlink(entry / "exe")
+        except OSError:  # a kernel thread, a process gone meanwhile, or not ours to read
+            continue
+        paths.add(target.removesuffix(" (deleted)"))
+    return paths
+
+
+def prune_shared_cache(cache_root: Path, keep: Iterable[str], *, proc_root: Path = Path("/proc")) -> list[Path]:
+    """Remove ``cache_root/<name>-<sha16>/`` folders holding a shipped helper whose key is not in
+    ``keep`` and from which no running process executes; returns what was removed. Never raises
+    (an optimisation must not fail an install): what cannot be removed is left and logged."""
+    keep, removed = set(keep), []
+    try:
+        stale = [d for d in sorted(Path(cache_root).iterdir())
+                 if d.name not in keep and d.is_dir() and not d.is_symlink() and _shipped_helper_folder(d)]
+        running = executing_paths(proc_root) if stale else set()
+    except OSError as exc:
+        log.warning("native helper cache %s: cannot look for stale helpers: %s", cache_root, exc)
+        return []
+    for folder in stale:
+        inside = str(folder) + "/"
+        if any(path.startswith(inside) for path in running):
+            log.info("%s: kept, a running process executes from it", folder)
+            continue
+        # renamed first: whoever looks sees the whole folder or none of it
+        doomed = folder.with_name(f".{folder.name}.pruned.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            folder.rename(doomed)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                log.warning("%s: cannot remove it: %s", folder, exc)
+                continue
+            doomed = folder  # a folder the filesystem cannot rename (overlayfs, from a lower layer): in place
+        shutil.rmtree(doomed, ignore_errors=True)
+        if doomed.exists():
+            log.warning("%s: could not remove all of it", doomed)
+            continue
+        removed.append(folder)
+    return removed
+
+
+def _shipped_helper_folder(folder: Path) -> bool:
+    match = _KEY_FORMAT.fullmatch(folder.name)
+    return bool(match) and match.group("name") in PROGRAMS and os.path.lexists(folder / match.group("name"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m node_runtime.native",
+                                     description="Maintain the machine-wide cache of our C helpers.")
+    actions = parser.add_subparsers(dest="action", required=True)
+    prune = actions.add_parser("prune", help="remove helper folders no release here uses and no process runs from")
+    prune.add_argument("cache", type=Path, help="the shared cache (/var/cache/clusterctl)")
+    prune.add_argument("--keep-release", type=Path, action="append", default=[], metavar="PYTHON",
+                       help="also keep the helpers of the release with this interpreter (e.g. current/venv/bin/python)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    keep = set(current_keys())
+    for python in args.keep_release:
+        keys = release_keys(python)
+        if keys is None:
+            print(f"SKIPPED: the release of {python} cannot name its helpers; nothing removed")
+            return 0
+        keep.update(keys)
+    for folder in prune_shared_cache(args.cache, keep):
+        print(f"REMOVED {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,6 +10,8 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,84 @@ def test_folders_made_for_builds_are_0755_whatever_the_umask(tmp_path):
     shutil.copyfile(built, key_dir / "ccl-shim")
     os.chmod(key_dir / "ccl-shim", 0o755)
     assert find_or_build(SHIM, tmp_path / "other", compilers=(), shared_cache=tmp_path / "cache") == key_dir / "ccl-shim"
+
+
+# --- pruning the shared cache (python -m node_runtime.native prune, run by the install role) --------
+
+OLD, ACTIVE = "ccl-shim-00000000000000aa", "ccl-pump-00000000000000bb"
+
+
+def helper_tree(cache: Path, *keys: str) -> None:
+    """``cache/<key>/<name>`` for each key, as bootstrap ships them (a real executable inside)."""
+    for key in keys:
+        (cache / key).mkdir(parents=True)
+        shutil.copyfile("/bin/sleep", cache / key / key.rsplit("-", 1)[0])
+        os.chmod(cache / key / key.rsplit("-", 1)[0], 0o755)
+
+
+def fake_release_python(path: Path, script: str) -> Path:
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_prune_removes_only_helpers_no_release_uses_and_none_runs(tmp_path):
+    from node_runtime.native import current_keys, prune_shared_cache
+
+    cache = tmp_path / "cache"
+    ours = current_keys()
+    helper_tree(cache, OLD, ACTIVE, *ours)
+    (cache / OLD / "musl-gcc").mkdir()                      # an agent's per-compiler build of the old source
+    (cache / "ccl-pump-00000000000000ee" / "musl-gcc").mkdir(parents=True)  # only an agent's build: not shipped
+    (cache / "agent").mkdir()                                # not a helper folder: never touched
+    (cache / "ccl-shim-notahexkey").mkdir()
+    (cache / "other-00000000000000cc").mkdir()               # not one of our programs
+    removed = prune_shared_cache(cache, [*ours, ACTIVE])
+    assert removed == [cache / OLD]
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [ACTIVE, *ours, "agent", "ccl-shim-notahexkey", "other-00000000000000cc", "ccl-pump-00000000000000ee"])
+    assert prune_shared_cache(cache, [*ours, ACTIVE]) == []
+
+
+def test_a_helper_a_process_runs_from_survives_until_it_exits(tmp_path):
+    """An agent not yet restarted (or its adopted shims) runs the old binary: it keeps working and
+    its folder stays; once nothing runs from it, the next prune removes it."""
+    from node_runtime.native import current_keys, prune_shared_cache
+
+    cache = tmp_path / "cache"
+    helper_tree(cache, OLD)
+    running = subprocess.Popen([str(cache / OLD / "ccl-shim"), "600"])
+    try:
+        deadline = time.monotonic() + 30      # exec done: /proc/PID/exe names the old binary
+        while os.readlink(f"/proc/{running.pid}/exe") != str(cache / OLD / "ccl-shim"):
+            assert time.monotonic() < deadline, os.readlink(f"/proc/{running.pid}/exe")
+            time.sleep(0.05)
+        assert prune_shared_cache(cache, current_keys()) == []
+        assert (cache / OLD / "ccl-shim").is_file() and running.poll() is None
+    finally:
+        running.kill()
+        running.wait(timeout=30)
+    assert prune_shared_cache(cache, current_keys()) == [cache / OLD]
+    assert not (cache / OLD).exists()
+
+
+def test_prune_command_keeps_the_active_release_and_prunes_nothing_when_it_cannot_say(tmp_path):
+    from node_runtime.native import current_keys, release_keys
+
+    assert sorted(release_keys(Path(sys.executable))) == current_keys()     # a release names its own keys
+    cache = tmp_path / "cache"
+    helper_tree(cache, OLD, ACTIVE, *current_keys())
+
+    def prune(*options: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "node_runtime.native", "prune", str(cache), *options],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    broken = fake_release_python(tmp_path / "broken-python", "echo 'ImportError: no node_runtime' >&2; exit 1")
+    assert "SKIPPED" in prune("--keep-release", str(broken))
+    assert {OLD, ACTIVE} <= {p.name for p in cache.iterdir()}                 # nothing removed
+    active = fake_release_python(tmp_path / "active-python", f"echo {ACTIVE} ccl-shim-00000000000000dd")
+    assert prune("--keep-release", str(active)) == f"REMOVED {cache / OLD}\n"
+    assert prune("--keep-release", str(tmp_path / "no-such-release" / "python")) == f"REMOVED {cache / ACTIVE}\n"
+    assert sorted(p.name for p in cache.iterdir()) == current_keys()          # the running release's own stay
