@@ -2,7 +2,8 @@
 
 A pod's ``imagePullSecrets`` (made by the API or by ``kubectl create secret docker-registry``) let
 it run; without them the pod shows ErrImagePull/ImagePullBackOff saying the registry wants
-credentials; with a wrong password, that the credentials were refused; a missing Secret is a
+credentials (also once the image is in the node's cache); with a wrong password, that the
+credentials were refused; a missing Secret is a
 Warning event naming it; the namespace's ServiceAccount lends its ``imagePullSecrets`` to pods that
 name none. The password never shows in the agent's log, the pod's status or events.
 """
@@ -109,6 +110,12 @@ async def test_pull_secrets_run_refuse_and_report(private_agent, private_registr
     await client.create(private_agent.pod(pods["missing"], container, imagePullSecrets=[{"name": f"nosuch-{sfx}"}]))
 
     await wait_pod(client, "default", pods["ok"], running, timeout=WAIT)
+    # now the image is in the node's cache; a pod without credentials still may not use it
+    pods["late"] = f"late-{sfx}"
+    await client.create(private_agent.pod(pods["late"], [{**container[0], "imagePullPolicy": "IfNotPresent"}]))
+    late = await wait_pod(client, "default", pods["late"],
+                          lambda p: waiting(p).get("reason") in ("ErrImagePull", "ImagePullBackOff"), timeout=WAIT)
+    assert f"registry {private_registry.address} requires credentials" in waiting(late)["message"]
 
     none = await wait_pod(client, "default", pods["none"],
                           lambda p: waiting(p).get("reason") in ("ErrImagePull", "ImagePullBackOff"), timeout=WAIT)
