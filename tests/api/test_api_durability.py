@@ -34,11 +34,13 @@ class Writer(threading.Thread):
         return resp.status, resp.read()
 
     def run(self) -> None:
-        conn = http.client.HTTPSConnection("127.0.0.1", self.cp.port, context=self.cp.ssl_context(), timeout=5)
+        # 30 s: a slow answer on a loaded machine is not a dead server (a killed one resets at once)
+        conn = http.client.HTTPSConnection("127.0.0.1", self.cp.port, context=self.cp.ssl_context(), timeout=30)
         base = f"/api/v1/namespaces/{NS}/configmaps"
         seq = 0
         while not self.stop.is_set():
-            mine = [n for n, v in self.expected.items() if n.startswith(f"w{self.wid}-") and v is not None]
+            # a copy (atomic under the GIL): iterating the shared dict while another writer adds to it raises
+            mine = [n for n, v in self.expected.copy().items() if n.startswith(f"w{self.wid}-") and v is not None]
             op = self.rng.choice(["create", "create", "update", "update", "delete"] if mine else ["create"])
             seq += 1
             value = f"{self.wid}-{seq}"
@@ -92,7 +94,8 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
             cp.kill()
             stop.set()
             for w in writers:
-                w.join(10)
+                w.join(30)
+                assert not w.is_alive(), f"writer {w.wid} still running 30 s after the server was killed"
             cp.start()
             assert not [w.error for w in writers if w.error], [w.error for w in writers if w.error]
             actual = _actual(cp)

@@ -137,7 +137,8 @@ def test_acknowledged_writes_survive_sigkill_at_random_moments(tmp_path):
     elapsed = time.monotonic() - started
     assert total_acknowledged > 500, f"only {total_acknowledged} acknowledged writes: the test did not test much"
     assert len(snapshot_revisions) > 5, "snapshot folds did not interleave with the kills"
-    print(f"{KILLS} kills, {total_acknowledged} acknowledged writes in {elapsed:.1f} s")
+    print(f"{KILLS} kills, {total_acknowledged} acknowledged writes, {len(snapshot_revisions)} snapshot revisions "
+          f"in {elapsed:.1f} s")
 
 
 def write_records(data_dir: Path, count: int) -> None:
