@@ -11,7 +11,9 @@ For each wheelhouse the helpers of its source are assembled into ``KEY/native/``
 which the ``clusterctl_install`` role copies as is into ``/var/cache/clusterctl/`` on every host of
 the controller's architecture (root-owned, 0755). The agent looks there first
 (``node_runtime.native.find_or_build``) and compiles nothing. Keyed by source hash, a rerun uploads
-nothing and an upgrade with new sources ships new binaries beside the old ones.
+nothing and an upgrade with new sources ships new binaries beside the old ones; the role then
+removes the folders neither the new nor the active release uses and no process runs from
+(``node_runtime.native.prune_shared_cache``).
 
 No compiler here that builds statically: one warning, an empty tree, and hosts compile the helpers
 themselves if they can, else fall back. This never stops a bootstrap.
