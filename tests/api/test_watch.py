@@ -68,14 +68,24 @@ def test_watch_delivers_live_events_and_selector_transitions(kube):
     assert got == [("ADDED", "x"), ("ADDED", "y"), ("DELETED", "x"), ("ADDED", "end")]
 
 
+def _until_first_bookmark(cp, path: str) -> list[dict]:
+    """The events of a raw watch up to and including its first BOOKMARK (bookmarks come every
+    bookmark_interval; the stream may last 60 s, a 2 s one could end first on a loaded machine)."""
+    req = urllib.request.Request(f"{cp.url}{path}&timeoutSeconds=60", headers={"Authorization": f"Bearer {cp.token}"})
+    events = []
+    with urllib.request.urlopen(req, context=cp.ssl_context(), timeout=60) as resp:
+        for line in resp:
+            if line.strip():
+                events.append(json.loads(line))
+                if events[-1]["type"] == "BOOKMARK":
+                    break
+    return events
+
+
 def test_bookmarks_carry_a_resume_point(control_plane):
     rv = control_plane.request("GET", "/api/v1/namespaces/default/configmaps").json()["metadata"]["resourceVersion"]
-    req = urllib.request.Request(
-        f"{control_plane.url}/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true"
-        f"&resourceVersion={rv}&timeoutSeconds=2",
-        headers={"Authorization": f"Bearer {control_plane.token}"})
-    with urllib.request.urlopen(req, context=control_plane.ssl_context(), timeout=10) as resp:
-        lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    lines = _until_first_bookmark(control_plane, f"/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true"
+                                                 f"&resourceVersion={rv}")
     bookmarks = [e for e in lines if e["type"] == "BOOKMARK"]
     assert bookmarks and bookmarks[0]["object"]["kind"] == "ConfigMap"
     assert int(bookmarks[0]["object"]["metadata"]["resourceVersion"]) >= int(rv)
@@ -179,12 +189,8 @@ def test_bookmark_carries_the_store_revision_once_caught_up(control_plane):
         created = cp.request("POST", "/api/v1/namespaces/bm-busy/configmaps", body=_cm(f"c{i}")).json()
         last = int(created["metadata"]["resourceVersion"])
     assert last > rv
-    req = urllib.request.Request(
-        f"{cp.url}/api/v1/namespaces/bm-quiet/configmaps?watch=1&allowWatchBookmarks=true"
-        f"&resourceVersion={rv}&timeoutSeconds=2",
-        headers={"Authorization": f"Bearer {cp.token}"})
-    with urllib.request.urlopen(req, context=cp.ssl_context(), timeout=10) as resp:
-        lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    lines = _until_first_bookmark(cp, f"/api/v1/namespaces/bm-quiet/configmaps?watch=1&allowWatchBookmarks=true"
+                                      f"&resourceVersion={rv}")
     bookmarks = [int(e["object"]["metadata"]["resourceVersion"]) for e in lines if e["type"] == "BOOKMARK"]
     assert [e for e in lines if e["type"] != "BOOKMARK"] == []
     assert bookmarks and bookmarks[0] >= last
