@@ -116,19 +116,34 @@ def test_patch_label_annotate_scale(kubectl):
 
 
 def test_watch_prints_rows(kubectl, control_plane):
+    import threading
+    # rows are read as they come until the one wanted (a 4 s --request-timeout also bounded kubectl's
+    # discovery and list, which a loaded machine can outlast); the stream may last 60 s, then it is stopped
+    control_plane.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "listed"}})
     proc = subprocess.Popen(["kubectl", "--kubeconfig", str(control_plane.kubeconfig), "get", "configmaps",
-                             "--watch", "--request-timeout=4s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    import time
-    time.sleep(1.0)
-    control_plane.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "watched"}})
+                             "--watch", "--request-timeout=60s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    listed, watched = threading.Event(), threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("listed "):
+                listed.set()
+            if line.startswith("watched "):
+                watched.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
+        assert listed.wait(45), lines  # the list is printed: from now on only the watch can bring a new row
+        control_plane.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "watched"}})
+        assert watched.wait(45), lines
+    finally:
         proc.kill()
-        out, _ = proc.communicate()
-    lines = out.splitlines()
+        proc.wait(30)
+        reader.join(30)
+        proc.stderr.close()
     assert lines[0].split()[:3] == ["NAME", "DATA", "AGE"]
-    assert any(line.startswith("watched ") for line in lines[1:])
 
 
 def test_create_namespace_and_delete(kubectl):
