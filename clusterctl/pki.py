@@ -164,7 +164,7 @@ def _start(now: dt.datetime | None) -> dt.datetime:
     return (now or dt.datetime.now(dt.timezone.utc)) - CLOCK_SLACK
 
 
-def _key_usage(*, ca: bool):
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
     from cryptography import x509
 
     return x509.KeyUsage(digital_signature=True, key_cert_sign=ca, crl_sign=ca, content_commitment=False,
