@@ -57,7 +57,8 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
         await asyncio.to_thread(cp.stop)
 
 
-async def until(pilot: Any, what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
+async def until(pilot: Any, what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Until ``probe()`` holds (60 s: a control plane, hollow nodes and the TUI share a possibly loaded machine)."""
     end = time.monotonic() + timeout
     last = None
     while time.monotonic() < end:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from clusterctl.tui.examples.fake_cluster import make_app
@@ -21,9 +23,11 @@ def test_view(snap_compare, view: str) -> None:
 
 def test_provisioning_feed(snap_compare) -> None:
     async def loaded(pilot) -> None:
-        for _ in range(50):
-            if pilot.app.feed_state.recap is not None:
-                break
+        # the feed is read by a worker: wait for its recap (50 polls of 0.05 s, the old limit, were
+        # outlasted by a loaded machine and the snapshot then showed a half-read feed)
+        deadline = time.monotonic() + 30
+        while pilot.app.feed_state.recap is None:
+            assert time.monotonic() < deadline, "the example feed's recap was never read"
             await pilot.pause(0.05)
         await pilot.pause(0.2)
     assert snap_compare(make_app("feed"), terminal_size=SIZE, run_before=loaded)
