@@ -36,13 +36,17 @@ def _has_leader(member) -> bool:
     request = urllib.request.Request(member.endpoint + "/v3/kv/range", data=b'{"key":"AA=="}', method="POST",
                                      headers={"Grpc-Metadata-hasleader": "true"})
     try:
-        with urllib.request.urlopen(request, timeout=2, context=member.client_ssl_context()) as response:
+        with urllib.request.urlopen(request, timeout=10, context=member.client_ssl_context()) as response:
             return response.status == 200
     except urllib.error.HTTPError as exc:
         assert exc.code == 503 and b"no leader" in exc.read(), exc
         return False
     except TimeoutError:
         return True  # still waiting on a leader it has not yet noticed is gone
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            return True  # connect or TLS handshake slow (a loaded machine): ask again
+        raise
 
 
 async def _wait_leaderless(member) -> None:
