@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -28,7 +29,8 @@ async def http_server(conn, scratch, on_host):
     await conn.put(CGI.encode(), f"{root}/cgi-bin/echo")
     await on_host(f"chmod 755 {root}/cgi-bin/echo")
     await on_host(f"setsid busybox httpd -f -p 127.0.0.1:{port} -h {root} </dev/null >/dev/null 2>&1 & echo $! > {scratch}/httpd.pid")
-    await on_host(f"for i in $(seq 100); do bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null && exit 0; sleep 0.02; done; exit 1")
+    # up to 30 s: a loaded machine can take seconds to start it (the old 100 x 0.02 s did not)
+    await on_host(f"for i in $(seq 1500); do bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null && exit 0; sleep 0.02; done; exit 1")
     yield port
     await conn.run(f"kill $(cat {scratch}/httpd.pid) 2>/dev/null; true")
 
@@ -63,21 +65,33 @@ def test_parse_http_response_keeps_the_last_response():
 
 
 async def test_wait_for_port_and_path(make_ctx, http_server, scratch, on_host):
-    ok = await run_module(make_ctx(), "wait_for", {"port": http_server, "timeout": 5, "sleep": 0.05})
+    # waits that must succeed get 30 s (each probe is a command over SSH on a possibly loaded machine)
+    ok = await run_module(make_ctx(), "wait_for", {"port": http_server, "timeout": 30, "sleep": 0.05})
     assert not ok["failed"] and ok["changed"] is False
-    ok = await run_module(make_ctx(), "wait_for", {"port": http_server, "state": "drained", "timeout": 5, "sleep": 0.05})
+    ok = await run_module(make_ctx(), "wait_for", {"port": http_server, "state": "drained", "timeout": 30, "sleep": 0.05})
     assert not ok["failed"]
     closed = random.randint(41000, 50000)
     res = await run_module(make_ctx(), "wait_for", {"port": closed, "timeout": 0.3, "sleep": 0.05, "connect_timeout": 1})
     assert res["failed"] and res["msg"] == f"Timeout when waiting for 127.0.0.1:{closed}"
-    assert not (await run_module(make_ctx(), "wait_for", {"port": closed, "state": "stopped", "timeout": 2, "sleep": 0.05}))["failed"]
+    assert not (await run_module(make_ctx(), "wait_for", {"port": closed, "state": "stopped", "timeout": 30, "sleep": 0.05}))["failed"]
 
-    await on_host(f"(sleep 0.3; echo 'ready: yes' > {scratch}/flag) >/dev/null 2>&1 &")
-    res = await run_module(make_ctx(), "wait_for", {"path": f"{scratch}/flag", "search_regex": "ready: (yes|no)", "timeout": 5, "sleep": 0.05})
-    assert not res["failed"] and res["elapsed"] >= 0.2
-    await on_host(f"(sleep 0.2; rm {scratch}/flag) >/dev/null 2>&1 &")
-    res = await run_module(make_ctx(), "wait_for", {"path": f"{scratch}/flag", "state": "absent", "timeout": 5, "sleep": 0.05})
-    assert not res["failed"]
+    # the file appears (with the text) only once the wait has been going for a while: it waits
+    # for it (no timing assumed: the test writes the file after seeing the wait still running)
+    waiting = asyncio.create_task(run_module(make_ctx(), "wait_for", {"path": f"{scratch}/flag", "search_regex": "ready: (yes|no)",
+                                                                      "timeout": 60, "sleep": 0.05}))
+    await on_host(f"echo 'not yet' > {scratch}/flag")
+    await asyncio.sleep(0.5)
+    assert not waiting.done(), waiting.result()
+    await on_host(f"echo 'ready: yes' > {scratch}/flag")
+    res = await asyncio.wait_for(waiting, 90)
+    assert not res["failed"] and res["elapsed"] > 0, res
+    waiting = asyncio.create_task(run_module(make_ctx(), "wait_for", {"path": f"{scratch}/flag", "state": "absent",
+                                                                      "timeout": 60, "sleep": 0.05}))
+    await asyncio.sleep(0.5)
+    assert not waiting.done(), waiting.result()
+    await on_host(f"rm {scratch}/flag")
+    res = await asyncio.wait_for(waiting, 90)
+    assert not res["failed"], res
 
 
 async def test_wait_for_timeout_on_an_injected_clock(make_ctx, scratch, monkeypatch):
