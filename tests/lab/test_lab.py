@@ -78,7 +78,8 @@ def test_every_host_answers_ssh_with_its_recorded_key_and_own_hostname(lab3: Lab
         assert ssh(lab3, host.name, "hostname").stdout.strip() == host.name
     # the known_hosts line is the key the host really serves: ssh-keyscan sees the same
     for host in lab3.hosts:
-        scanned = subprocess.run(["ssh-keyscan", "-t", "ed25519", host.ip], capture_output=True, text=True, timeout=10)
+        # ssh-keyscan gives up after 5 s by default (-T): a loaded machine can take longer to answer
+        scanned = subprocess.run(["ssh-keyscan", "-T", "30", "-t", "ed25519", host.ip], capture_output=True, text=True, timeout=60)
         assert scanned.stdout.split()[1:3] in [line.split()[1:3] for line in lab3.known_hosts_path.read_text().splitlines()
                                               if line.startswith(host.ip + " ")]
 

@@ -109,9 +109,9 @@ async def test_liveness_failure_restarts_and_readiness_flips(agent, images):
     assert not ready(pod) and not cstatus(pod, "web")["ready"]
     rt = agent.agent.runtime
     rid = agent.agent.workers["default/probes"].containers[1].runtime_id
-    subprocess.run(rt.exec_argv(rid, ["sh", "-c", "echo ok > /www/ready"]), check=True, timeout=10)
+    subprocess.run(rt.exec_argv(rid, ["sh", "-c", "echo ok > /www/ready"]), check=True, timeout=60)
     await wait_pod(agent.client, "default", "probes", lambda p: cstatus(p, "web").get("ready") is True)
-    subprocess.run(rt.exec_argv(rid, ["/bin/busybox", "rm", "/www/ready"]), check=True, timeout=10)
+    subprocess.run(rt.exec_argv(rid, ["/bin/busybox", "rm", "/www/ready"]), check=True, timeout=60)
     pod = await wait_pod(agent.client, "default", "probes", lambda p: cstatus(p, "web").get("ready") is False)
     assert not ready(pod)
 

@@ -17,7 +17,7 @@ def spec_for(lab, index: int = 0, **kw) -> ConnectionSpec:
     h = lab.hosts[index]
     kw.setdefault("known_hosts", str(lab.known_hosts_path))
     kw.setdefault("private_key", str(lab.key_path))
-    return ConnectionSpec(name=h.name, host=h.ip, user="root", connect_timeout=5, **kw)
+    return ConnectionSpec(name=h.name, host=h.ip, user="root", connect_timeout=30, **kw)  # a handshake on a loaded machine
 
 
 @pytest.fixture
