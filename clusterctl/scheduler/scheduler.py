@@ -178,6 +178,12 @@ class Scheduler:
             else:
                 self.cache.add_pod(self.pod_info(pod), node)
         elif self._pending(pod) and self._ours(pod):
+            if key in self.cache.assumed:
+                # Scheduled and being bound: the informer has not seen the binding yet. An update
+                # now (typically our own earlier PodScheduled=False status write landing late) must
+                # not queue it again — a second cycle would count it on its node and might preempt
+                # for it elsewhere (as Kubernetes, skip assumed pods).
+                return
             if _scheduling_inputs(old) == _scheduling_inputs(pod) and self.queue.is_unschedulable(key):
                 return  # only its status changed (often our own PodScheduled=False): no reason to retry
             self.queue.add(self.pod_info(pod))
@@ -248,8 +254,8 @@ class Scheduler:
     def schedule_one(self, queued: PodInfo) -> None:
         """One cycle for one pod; never awaits (API work is spawned)."""
         current = self.pods.get(queued.key)
-        if current is None or not self._pending(current):
-            self.queue.done(queued.key)
+        if current is None or not self._pending(current) or queued.key in self.cache.assumed:
+            self.queue.done(queued.key)  # gone, bound, or assumed (binding in flight): nothing to do
             return
         info = queued if queued.pod is current else self.pod_info(current)
         self.stats.attempts += 1
