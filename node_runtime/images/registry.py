@@ -136,7 +136,10 @@ class RegistryClient:
         self.policy = policy or RegistryPolicy()
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
-        self._tokens: dict[tuple[str, str], str] = {}
+        #: Authorization values per (registry, scope, who presented them), and whether credentials
+        #: were presented; per-pull views share their parent's, so a token is reused across pulls
+        #: only by pulls presenting the same credentials (or, anonymous, none)
+        self._tokens: dict[tuple[str, str, str], tuple[str, bool]] = {}
         self._pull_credentials: dict[str, Credential] = {}
         self._parent: RegistryClient | None = None
         #: registries this client presented credentials to (and they were accepted)
@@ -149,7 +152,13 @@ class RegistryClient:
         view._timeout = self._timeout
         view._parent = self._parent or self
         view._pull_credentials = dict(credentials)
+        view._tokens = view._parent._tokens
         return view
+
+    def _token_key(self, registry: str, scope: str) -> tuple[str, str, str]:
+        cred = self.credential_for(registry)
+        who = hashlib.sha256(f"{cred.username}\0{cred.password}".encode()).hexdigest()[:32] if cred else ""
+        return registry, scope, who
 
     def credential_for(self, registry: str) -> Credential | None:
         """What this client presents to ``registry`` when asked: the pod's, else the node's, else nothing."""
@@ -185,16 +194,19 @@ class RegistryClient:
         url = path if path.startswith("http") else f"{self.policy.base_url(ref.registry)}/v2/{ref.repository}/{path}"
         scope = f"repository:{ref.repository}:{scope_actions}"
         hdrs = dict(headers or {})
-        token = self._tokens.get((ref.registry, scope))
-        if token:
-            hdrs["Authorization"] = token
+        token_key = self._token_key(ref.registry, scope)
+        cached = self._tokens.get(token_key)
+        if cached:
+            hdrs["Authorization"] = cached[0]
         try:
             resp = await self._http().request(method, url, headers=hdrs, data=data,
                                               allow_redirects=allow_redirects, params=params)
+            if resp.status != 401 and cached and cached[1]:
+                self.authenticated.add(ref.registry)  # accepted earlier from these same credentials
             if resp.status == 401:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
-                self._tokens.pop((ref.registry, scope), None)  # a cached token that expired: ask again, once
+                self._tokens.pop(token_key, None)  # a cached token that expired: ask again, once
                 auth = await self._authorize(ref, challenge, scope)
                 hdrs["Authorization"] = auth
                 resp = await self._http().request(method, url, headers=hdrs, data=data,
@@ -202,8 +214,9 @@ class RegistryClient:
                 if resp.status == 401:
                     resp.release()
                     raise self._refused(ref)
-                self._tokens[(ref.registry, scope)] = auth
-                if challenge.split(" ", 1)[0].lower() == "basic" or self.credential_for(ref.registry):
+                presented = challenge.split(" ", 1)[0].lower() == "basic" or self.credential_for(ref.registry) is not None
+                self._tokens[token_key] = (auth, presented)
+                if presented:
                     self.authenticated.add(ref.registry)
             return resp
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

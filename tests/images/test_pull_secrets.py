@@ -132,7 +132,8 @@ async def test_pull_with_pod_credentials_then_cache_guards_other_pulls(tmp_path,
         image = await store.ensure(private_image, credentials=pod_creds(private_registry))
         assert (store.layer_dirs(image)[0] / "www/index.html").read_text() == "private\n"
         assert client.credential_for(private_registry.address) is None   # nothing leaked into the node's policy
-        assert not client._tokens
+        # tokens are kept per credential: none is filed under "anonymous" for another pull to use
+        assert client._tokens and all(who for (_registry, _scope, who) in client._tokens)
         key_file = tmp_path / "images" / "credential-key"
         assert oct(key_file.stat().st_mode & 0o777) == "0o600"
         assert PASSWORD.encode() not in b"".join(p.read_bytes() for p in (tmp_path / "images" / "images").iterdir())
@@ -315,7 +316,11 @@ async def test_bearer_token_registry_with_pod_credentials(tmp_path, token_regist
         image = await store.ensure(name, credentials=pod_creds(registry))
         assert (store.layer_dirs(image)[0] / "www/index.html").read_text() == "behind tokens\n"
         assert tokens.requests[-1] == USER
-        assert not client._tokens   # the pod's token served that pull only
+        # the token is kept for pulls presenting the same credentials, and only for them
+        assert client._tokens and all(who for (_registry, _scope, who) in client._tokens)
+        asked = len(tokens.requests)
+        await store.ensure(name, "Always", credentials=pod_creds(registry))
+        assert len(tokens.requests) == asked, "a second pull with the same credentials asked for a new token"
         # cached: a pull without credentials gets an anonymous token that grants nothing → refused
         with pytest.raises(CredentialsRequired):
             await store.ensure(name)
