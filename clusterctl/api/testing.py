@@ -155,14 +155,22 @@ class ControlPlane:
         self.stop()
         return self.start(timeout)
 
-    def node_token(self, node: str) -> str:
-        """Issue a node token (takes effect after restart or SIGHUP; this sends SIGHUP)."""
+    def node_token(self, node: str, timeout: float = 30.0) -> str:
+        """Issue a node token (takes effect after restart or SIGHUP; this sends SIGHUP and returns
+        once the running server accepts the token: a fixed pause could end before a loaded server
+        reloaded its tokens)."""
         tokens = TokenFile.load(self.data_dir / "tokens.yaml")
         token = tokens.add_node(node)
         tokens.save()
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGHUP)
-            time.sleep(0.2)
+            deadline = time.monotonic() + timeout
+            # any answer but 401 (200, 404, 403) means the token is known
+            while self.request("GET", f"/api/v1/nodes/{node}", token=token).status == 401:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"control plane {self.url} did not accept the new token of node {node} "
+                                       f"within {timeout:g} s of SIGHUP:\n{self.log_tail()}")
+                time.sleep(0.05)
         return token
 
     def request(self, method: str, path: str, body: bytes | dict | list | None = None, *,
