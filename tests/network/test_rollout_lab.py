@@ -165,7 +165,7 @@ class Client(threading.Thread):
 def deployment(image: str) -> dict:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
             # minReadySeconds: each step of the rollout lasts a second at least, so the client overlaps
-            # it with a few hundred requests even when a crowded machine slows the client down
+            # it with many requests even when a crowded machine slows the client down
             "spec": {"replicas": 10, "minReadySeconds": 1, "selector": {"matchLabels": {"app": "web"}},
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}},
                      "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
@@ -282,7 +282,13 @@ async def test_rollout_behind_a_node_port_drops_no_request(lab_factory, tmp_path
                 + "\n" + "\n".join(snapshots) + "\n" + full_logs)
         assert client.failures == [], (len(client.results), len(client.failures), client.failures[:5])
         assert len(client.results) >= 1000
-        assert during >= 200, f"only {during} requests while the rollout ran"
+        # the rollout ran under traffic: requests all through it, answered by the old pods and by
+        # the new ones. (A count alone depends on the machine: the client thread shares this
+        # process's GIL with the scheduler and controllers, and at load 17 it made 117 requests in
+        # a rollout where a quiet machine makes several hundred.)
+        window = client.results[started:started + during]
+        assert during >= 50, f"only {during} requests while the rollout ran"
+        assert {"hello v1", "hello v2"} <= set(window), f"the requests during the rollout saw only {set(window)}"
         print(f"rollout: {len(client.results)} requests, {during} during the rollout, 0 failed")
 
         # agents stopped with their pods: nothing of the pod network is left on any node
