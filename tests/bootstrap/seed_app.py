@@ -141,6 +141,7 @@ class BalancedClient(threading.Thread):
         self.addresses, self.expect, self.port = addresses, expect, port
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.answers: list[str] = []
+        self.answered_at: list[float] = []                              # time.time() of each answer
         self.failures: list[str] = []
         self.passed_over: dict[str, int] = {a: 0 for a in addresses}   # connections not opened, per node
         self._halt = threading.Event()
@@ -179,6 +180,7 @@ class BalancedClient(threading.Thread):
                     self.failures.append(f"{time.time():.2f} {peer}: HTTP {resp.status} {body[:80]!r}")
                 else:
                     self.answers.append(body)
+                    self.answered_at.append(time.time())
             except (OSError, http.client.HTTPException) as exc:
                 self.failures.append(f"{time.time():.2f} {peer}: {type(exc).__name__}: {exc}")
             finally:

@@ -91,7 +91,10 @@ def upgrade_under_load(lab, tmp_path: Path, source: Path, registry: GatewayRegis
         raise AssertionError(f"{len(client.failures)} failed of {len(client.answers) + len(client.failures)}:\n"
                              + "\n".join(f"{f}  (after: {last_step(events(log), f)})" for f in client.failures[:10])
                              + "\n" + agent_logs)
-    assert len(client.answers) >= 200, f"only {len(client.answers)} requests during the upgrade"
+    # the upgrade ran under traffic: answers all through it, and while each worker was out (a
+    # request count alone depends on the machine: 200 was the bar, and at load 15+ the client
+    # thread, sharing this process's GIL with the upgrade, can make fewer)
+    assert len(client.answers) >= 50, f"only {len(client.answers)} requests during the upgrade"
 
     nodes = kubectl_json(kubeconfig, "get", "nodes")["items"]
     assert {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} == \
@@ -108,6 +111,8 @@ def upgrade_under_load(lab, tmp_path: Path, source: Path, registry: GatewayRegis
              and e["task"].startswith("Health gate") and e.get("status") == "ok"}
     for host in ("h2", "h3", "h4"):
         assert windows(feed, host)[0] < gates[host] < windows(feed, host)[1]
+        out_from, out_until = windows(feed, host)
+        assert any(out_from <= t <= out_until for t in client.answered_at), f"no request answered while {host} was upgraded"
 
     # a rerun finds nothing left to do
     again = tmp_path / "again.json"
