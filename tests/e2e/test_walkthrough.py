@@ -105,6 +105,9 @@ def _curl(url: str) -> str:
         return r.read().decode()
 
 
+# each test's cap includes the module's `up` (set up with the first one): the suite's 180 s
+# default is too close for a cluster start + a rollout + an undo on a loaded machine
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("tool", ["clusterctl", "kubectl"])
 def test_walkthrough(up: Up, tool: str) -> None:
     run = _tool(tool, up)
@@ -158,6 +161,7 @@ def test_walkthrough(up: Up, tool: str) -> None:
     assert run("get", "deployments", "-o", "name").strip() == ""
 
 
+@pytest.mark.timeout(600)
 def test_logs_exec_top_on_real_nodes(up: Up) -> None:
     run = _tool("clusterctl", up)
     image = push_httpd_image(f"{up.registry}/web-tools:v1", "tools\n")
@@ -183,6 +187,7 @@ def _pids_of(pattern: str) -> list[int]:
     return [int(p) for p in r.stdout.split()]
 
 
+@pytest.mark.timeout(600)  # two cluster starts
 def test_sigkill_to_up_takes_the_control_plane_and_up_resumes_the_cluster(tmp_path: Path) -> None:
     u = Up(tmp_path / "crash")
     try:
