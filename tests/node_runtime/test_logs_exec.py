@@ -12,7 +12,7 @@ import pytest
 
 from node_runtime.harness import wait_pod
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)  # kubectl subprocesses, a crash and a restart per test on a possibly loaded machine
 
 
 def kubectl(cp, *args, input=None, timeout=30):
