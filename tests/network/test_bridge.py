@@ -54,11 +54,11 @@ def test_pods_reach_each_other_across_nodes_and_nothing_is_left(lab_factory):
     for host, pod, text in (("h2", b, "from-b"), ("h1", c, "from-c"), ("h1", a, "from-a")):
         in_pod(lab, host, pod["netns"], "sh", "-c", f"mkdir -p /tmp/www-{text} && echo {text} > /tmp/www-{text}/index.html "
                f"&& busybox httpd -p 8080 -h /tmp/www-{text}")
-    assert in_pod(lab, "h1", a["netns"], "timeout", "5", "busybox", "wget", "-q", "-O", "-", f"http://{b['ip']}:8080/").stdout == "from-b\n"
-    assert in_pod(lab, "h1", a["netns"], "timeout", "5", "busybox", "wget", "-q", "-O", "-", f"http://{c['ip']}:8080/").stdout == "from-c\n"
-    assert in_pod(lab, "h2", b["netns"], "timeout", "5", "busybox", "wget", "-q", "-O", "-", f"http://{a['ip']}:8080/").stdout == "from-a\n"
+    assert in_pod(lab, "h1", a["netns"], "timeout", "30", "busybox", "wget", "-q", "-O", "-", f"http://{b['ip']}:8080/").stdout == "from-b\n"
+    assert in_pod(lab, "h1", a["netns"], "timeout", "30", "busybox", "wget", "-q", "-O", "-", f"http://{c['ip']}:8080/").stdout == "from-c\n"
+    assert in_pod(lab, "h2", b["netns"], "timeout", "30", "busybox", "wget", "-q", "-O", "-", f"http://{a['ip']}:8080/").stdout == "from-a\n"
     # the node reaches its pods and the other node's pods too
-    assert run(lab, "h2", "timeout", "5", "busybox", "wget", "-q", "-O", "-", f"http://{c['ip']}:8080/").stdout == "from-c\n"
+    assert run(lab, "h2", "timeout", "30", "busybox", "wget", "-q", "-O", "-", f"http://{c['ip']}:8080/").stdout == "from-c\n"
 
     # a pod IP of a node nobody has, and a service IP nobody serves: fail at once, locally
     # (a packet sent on toward a gateway would leave wget hanging until `timeout` kills it, rc 124
