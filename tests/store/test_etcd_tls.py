@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import ssl
 import stat
 import subprocess
@@ -225,7 +226,35 @@ def _member_list(cluster: LocalEtcdCluster) -> list[dict]:
         return json.loads(response.read())["members"]
 
 
+def _api_server_state(cp) -> str:
+    """What a refused connection to ``cp`` could mean: is the process alive, does anything listen
+    on its port, is the listener its own socket; and its log's end (CI saw one refusal, once)."""
+    lines = [f"process {cp.process.pid if cp.process else None}: returncode {cp.process.poll() if cp.process else None}"]
+    listeners = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == cp.port and fields[3] == "0A":  # LISTEN
+                listeners.add(fields[9])
+    own = set()
+    if cp.process is not None:
+        try:
+            for fd in Path(f"/proc/{cp.process.pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    own.add(target[8:-1])
+        except OSError as exc:
+            lines.append(f"fds unreadable: {exc}")
+    lines.append(f"listening sockets on port {cp.port}: {sorted(listeners)}; of them the server's own: {sorted(listeners & own)}")
+    return "\n".join(lines) + "\n--- control-plane.log ---\n" + cp.log_tail(60)
+
+
 def test_an_api_server_on_a_tls_cluster_serves_and_survives_losing_a_member(tmp_path):
+    import urllib3
     from kubernetes import client
 
     from clusterctl.api.testing import FAST_TIMINGS, api_client, start_control_plane
@@ -252,6 +281,9 @@ def test_an_api_server_on_a_tls_cluster_serves_and_survives_losing_a_member(tmp_
                     if exc.status == 409:  # an earlier attempt went through after all
                         break
                     time.sleep(0.5)
+                except urllib3.exceptions.HTTPError as exc:  # no answer at all: the API server must keep serving
+                    raise AssertionError(f"API server unreachable after losing an etcd member: {exc!r}\n"
+                                         f"{_api_server_state(cp)}") from exc
             names = {c.metadata.name for c in core.list_namespaced_config_map("default").items}
             assert {"before", "after"} <= names
             assert core.read_namespaced_config_map("before", "default").data == {"v": "1"}
