@@ -370,7 +370,7 @@ class Lab:
         host = self.host(name)
         return [
             "ssh", "-i", str(self.key_path), "-o", f"UserKnownHostsFile={ssh_option_path(self.known_hosts_path)}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+            "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30",
             "-o", "LogLevel=ERROR", f"root@{host.ip}", *command,
         ]
 

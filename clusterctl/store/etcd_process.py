@@ -167,11 +167,11 @@ class LocalEtcd:
     def pause(self) -> None:
         """SIGSTOP: the member stops answering peers and clients (as if its host hung)."""
         if self.process is not None:
-            os.kill(self.process.pid, signal.SIGSTOP)
+            self.process.send_signal(signal.SIGSTOP)  # not os.kill: a reaped pid may be someone else's
 
     def resume(self) -> None:
         if self.process is not None:
-            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.send_signal(signal.SIGCONT)
 
     def _ready(self) -> bool:
         request = urllib.request.Request(self.endpoint + "/v3/kv/range", data=b'{"key":"AA=="}', method="POST")
@@ -193,7 +193,7 @@ class LocalEtcd:
         if process is None or process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGCONT)  # a paused member cannot act on SIGTERM
+            process.send_signal(signal.SIGCONT)  # a paused member cannot act on SIGTERM
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=5)

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.lab
 CLUSTERCTL = str(Path(sys.executable).with_name("clusterctl"))
 
 
-def ssh(lab: Lab, name: str, command: str, *, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
+def ssh(lab: Lab, name: str, command: str, *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
     result = subprocess.run(lab.ssh_argv(name, command), capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"ssh {name} {command!r} -> rc {result.returncode}: {result.stderr.strip()}")
