@@ -3,7 +3,8 @@
 ``reconcile(namespace/job)`` counts the job's pods (owner uid): active (not finished, not being
 deleted), succeeded, failed — for ``restartPolicy: OnFailure`` container restarts count as
 failures too, since the kubelet retries in place. Then, in order:
-- finished (condition Complete or Failed): only ``ttlSecondsAfterFinished`` is left to do —
+- finished (condition Complete or Failed): any pod still active is deleted (one created just
+  before the job finished shows up later), and ``ttlSecondsAfterFinished`` is left to do —
   delete the Job (Background, its pods follow) once that many seconds passed since it finished;
 - ``activeDeadlineSeconds`` passed since ``startTime`` → Failed, reason ``DeadlineExceeded``;
 - failures > ``backoffLimit`` → Failed, reason ``BackoffLimitExceeded``;
@@ -104,6 +105,9 @@ class JobController(Controller):
         now = self.clock()
         spec, status = job.get("spec") or {}, dict(job.get("status") or {})
         if finished_condition(job) is not None:
+            # a finished job has no active pods: one whose creation was still in flight when the job
+            # finished (not yet in the cache then, e.g. a 1 s deadline on a loaded machine) goes now
+            await self.delete_pods(key, [p for p in self.pods.by_index("owner", P.meta(job).get("uid")) if P.is_active(p)])
             await self.expire(job, now)
             return
         pods = self.pods.by_index("owner", P.meta(job).get("uid"))
