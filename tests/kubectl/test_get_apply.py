@@ -77,7 +77,12 @@ def test_apply_creates_then_is_unchanged_then_configures_and_prunes_dropped_fiel
     # -A lists across namespaces with a NAMESPACE column
     header, *rows = cluster.ok("get", "deploy", "-A").splitlines()
     assert header.split()[:2] == ["NAMESPACE", "NAME"] and any(r.split()[:2] == ["shop", "cart"] for r in rows)
-    assert cluster.ok("delete", "-f", str(f)).splitlines() == ['namespace "shop" deleted', 'deployment.apps "cart" deleted']
+    # the Deployment first: deleting the namespace first empties it on the server within tens of ms (as
+    # kubectl would, the delete of the Deployment after it is then a NotFound, exit 1, if the cleanup won)
+    namespace, deployment = WEB.split("---\n")
+    g = tmp_path / "app-reversed.yaml"
+    g.write_text(deployment + "---\n" + namespace)
+    assert cluster.ok("delete", "-f", str(g)).splitlines() == ['deployment.apps "cart" deleted', 'namespace "shop" deleted']
     assert cluster.run("get", "deploy", "cart", "-n", "shop").code == 1
 
 
