@@ -563,6 +563,16 @@ int main(int argc, char **argv) {
     sa.sa_flags = SA_RESTART;
     for (size_t i = 0; i < N_FORWARDED; i++) sigaction(FORWARDED[i], &sa, NULL);
     sigprocmask(SIG_SETMASK, &old, NULL);
+    /* wait for the exit without reaping (WNOWAIT): until the reap below the pid is the child's
+     * zombie, so a signal forwarded meanwhile cannot reach a stranger that got the pid recycled;
+     * forwarding stops before the reap */
+    for (;;) {
+        siginfo_t exited;
+        memset(&exited, 0, sizeof exited);
+        if (waitid(P_PID, (id_t)pid, &exited, WEXITED | WNOWAIT) == 0) break;
+        if (errno != EINTR) die(125, "ccl-shim: waitid: %s", strerror(errno));
+    }
+    child_pid = 0;
     int status;
     for (;;) {
         pid_t w = waitpid(pid, &status, 0);
