@@ -66,6 +66,9 @@ class ApiContext:
     extra_subresources: dict = field(default_factory=dict)
     #: shared per-kind store watches (``clusterctl.api.watch_cache``), or None: one store watch per API watch
     watch_cache: "object | None" = None
+    #: the server finished starting (bootstrap objects written, pending deletions resumed): until
+    #: then ``/readyz`` answers 503, as Kubernetes' does until its post-start hooks have run
+    started: bool = False
     _render_cache: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)

@@ -160,6 +160,10 @@ class ApiRoutes:
             "platform": f"{sys.platform}/amd64"})
 
     async def health(self, request: web.Request) -> web.Response:
+        if request.path.startswith("/readyz") and not self.ctx.started:
+            # listening, but still writing its bootstrap objects: not ready for clients yet
+            return web.Response(status=503, text="[+]ping ok\n[-]poststarthook/clusterctl-bootstrap failed: not finished\n"
+                                                 "readyz check failed\n")
         if request.query.get("verbose") is not None:
             return web.Response(text="[+]ping ok\n[+]store ok\nhealthz check passed\n")
         return web.Response(text="ok")
@@ -473,6 +477,7 @@ class ApiServer:
         from clusterctl.api.lifecycle import resume_namespace_terminations, resume_pending_deletions
         await resume_pending_deletions(ctx)
         await resume_namespace_terminations(ctx)
+        ctx.started = True
         for component in self.extra_components:
             self._component_tasks.append(asyncio.create_task(self._run_component(component), name=f"component {component!r}"))
 

@@ -82,8 +82,14 @@ MERGED_LIST_KEYS = 256
 _REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
 #: etcd answers that mean "not now": retried, then StoreUnavailable
 _UNAVAILABLE_STATUSES = frozenset({429, 503, 504})
+#: the gateway's own gRPC connection to its member failing (seen as a peer member went away: "OK:
+#: HTTP status code 200; transport: missing content-type field"): the request's fate is unknown
+_TRANSPORT_MESSAGES = ("transport: ", "transport is closing", "connection is closing", "error reading from server")
 _UNAVAILABLE_MESSAGES = ("no leader", "leader changed", "request timed out", "too many requests",
-                         "server stopped", "raft: stopped", "not capable", "timed out waiting for read index")
+                         "server stopped", "raft: stopped", "not capable", "timed out waiting for read index",
+                         *_TRANSPORT_MESSAGES)
+#: gRPC's UNAVAILABLE, which the gateway passes on as ``code``
+_GRPC_UNAVAILABLE = 14
 #: of those, the ones etcd gives before proposing anything: a write that got them did not apply
 _NOT_APPLIED_MESSAGES = ("no leader", "too many requests", "not capable")
 
@@ -306,9 +312,9 @@ class EtcdStore:
             raise StoreError(f"etcd at {url} answered {status} with non-JSON: {payload[:200]!r}") from exc
         if status != 200:
             message = str(reply.get("message") or reply.get("error") or reply)
-            if _unavailable_message(status, message):
-                if len(self.endpoints) > 1 and "no leader" in message:
-                    self._next_endpoint()  # this member is cut off; another may have a leader
+            if _unavailable_message(status, message) or reply.get("code") == _GRPC_UNAVAILABLE:
+                if len(self.endpoints) > 1 and ("no leader" in message or any(m in message for m in _TRANSPORT_MESSAGES)):
+                    self._next_endpoint()  # this member is cut off (or its gateway is): another may answer
                 raise _Unavailable(f"{url} answered {status}: {message}",
                                    applied_maybe=not any(m in message for m in _NOT_APPLIED_MESSAGES))
             raise self._error(url, status, reply)
@@ -547,7 +553,7 @@ class EtcdStore:
                 except orjson.JSONDecodeError:
                     reply = {"message": payload[:200].decode(errors="replace")}
                 message = str(reply.get("message") or reply.get("error") or reply)
-                if not _unavailable_message(response.status, message):
+                if not (_unavailable_message(response.status, message) or reply.get("code") == _GRPC_UNAVAILABLE):
                     raise self._error(url, response.status, reply, after_revision)
                 problem, cause = f"{url} answered {response.status}: {message}", StoreError(message)
             self._next_endpoint()

@@ -59,3 +59,44 @@ async def test_failing_component_does_not_stop_the_server(tmp_path):
                 assert r.status == 200
     finally:
         await server.stop()
+
+
+async def test_readyz_answers_503_until_the_server_has_finished_starting(tmp_path, monkeypatch):
+    """The port opens before the bootstrap objects are written; a client that took the open port
+    for readiness raced that start (with etcd losing a member then, the start failed and the
+    server exited under the client). /readyz says "not yet" until start() has finished;
+    /healthz and /livez (the process is alive) say ok."""
+    from clusterctl.api import server as server_module
+    _, cfg, _token = init_data_dir(tmp_path / "cp", port=0)
+    release = asyncio.Event()
+    real_bootstrap = server_module.bootstrap
+
+    async def slow_bootstrap(ctx, **kwargs):
+        await release.wait()
+        return await real_bootstrap(ctx, **kwargs)
+
+    monkeypatch.setattr(server_module, "bootstrap", slow_bootstrap)
+    server = ApiServer(cfg)
+    starting = asyncio.create_task(server.start())
+    try:
+        for _ in range(600):               # until the port is open (start is waiting in bootstrap)
+            if server.port:
+                break
+            await asyncio.sleep(0.05)
+        ssl_ctx = ssl.create_default_context(cafile=str(cfg.path("pki") / "ca.crt"))
+        base = f"https://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{base}/readyz", ssl=ssl_ctx) as r:
+                assert r.status == 503 and "clusterctl-bootstrap" in await r.text()
+            for path in ("/healthz", "/livez"):
+                async with s.get(base + path, ssl=ssl_ctx) as r:
+                    assert r.status == 200
+            release.set()
+            await asyncio.wait_for(starting, 60)
+            async with s.get(f"{base}/readyz", ssl=ssl_ctx) as r:
+                assert r.status == 200
+    finally:
+        release.set()
+        if not starting.done():
+            await asyncio.wait_for(starting, 60)
+        await server.stop()
