@@ -277,6 +277,23 @@ class Forwarder:
         self.stats["failed"] += 1
         _reset(transport)
 
+    def refuse_new(self) -> None:
+        """First step of a graceful close: no new connection enters a listener's accept queue
+        (``refuse_new_connections``), while those already queued are still accepted and forwarded."""
+        for sock in self._listening_sockets():
+            refuse_new_connections(sock)
+
+    def queued(self) -> int:
+        """Connections the kernel has completed that this forwarder has not accepted yet."""
+        return sum(accept_queue_length(sock) for sock in self._listening_sockets())
+
+    def connecting(self) -> int:
+        """Accepted connections still being connected to a backend (not yet handed over)."""
+        return sum(1 for t in self.active if t.get_coro().__name__ != "_accept_loop" and not t.done())
+
+    def _listening_sockets(self) -> list:
+        return [*self.listeners, *(sock for server in self.servers for sock in (server.sockets or ()))]
+
     def close(self) -> None:
         """Stop accepting; connections already forwarded run on until either side closes."""
         for s in self.servers:
@@ -287,6 +304,39 @@ class Forwarder:
             if t.get_coro().__name__ == "_accept_loop":
                 t.cancel()
         self.servers, self.listeners = [], []
+
+
+#: SO_ATTACH_FILTER (asm-generic/socket.h) and a one-instruction classic BPF program, ``ret #0``
+_SO_ATTACH_FILTER = 26
+_DROP_EVERYTHING = struct.pack("HBBI", 0x06, 0, 0, 0)
+
+
+def refuse_new_connections(sock) -> bool:
+    """Attach a drop-everything socket filter to a listening TCP socket.
+
+    Closing a listener resets every connection the kernel already completed into its accept queue
+    (a client that connected a moment before gets its request answered with a reset). With the
+    filter, new SYNs and the last ACKs of handshakes in progress are dropped, so the queue only
+    empties: the owner accepts what is queued, then closes. Clients see a connect that is not
+    answered (their connect timeout sends them elsewhere), never a reset."""
+    import ctypes
+    program = ctypes.create_string_buffer(_DROP_EVERYTHING, len(_DROP_EVERYTHING))
+    fprog = struct.pack("@HP", 1, ctypes.addressof(program))   # struct sock_fprog; the kernel copies it
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+        return True
+    except OSError as exc:
+        log.debug("cannot filter listener %s: %s", sock, exc)
+        return False
+
+
+def accept_queue_length(sock) -> int:
+    """For a listening TCP socket, TCP_INFO's ``tcpi_unacked`` is its accept queue's length."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        return struct.unpack_from("I", info, 24)[0]
+    except (OSError, struct.error):
+        return 0
 
 
 def _reset_socket(sock: socket.socket) -> None:

@@ -115,15 +115,27 @@ class ServiceProxy:
             await self.addresses.sync(cluster_ips)
 
     async def close(self) -> None:
-        for fwd in self.forwarders.values():
+        loop = asyncio.get_running_loop()
+        forwarders = list(self.forwarders.values())
+        # No new connections; the ones the kernel already queued are still accepted and forwarded
+        # (closing a listener with connections in its queue resets them: a request sent to this
+        # node's NodePort as the node runtime restarted for an upgrade failed that way)
+        for fwd in forwarders:
+            fwd.refuse_new()
+        deadline = loop.time() + min(1.0, self.drain_timeout)
+        while any(fwd.queued() for fwd in forwarders) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for fwd in forwarders:
             fwd.close()
         self.forwarders.clear()
+        deadline = loop.time() + self.drain_timeout
+        while any(fwd.connecting() for fwd in forwarders) and loop.time() < deadline:
+            await asyncio.sleep(0.01)   # accepted, still connecting to a backend: let them hand over
         if self.mode == "cpump":
             # no new connections now; the ones being forwarded (a request and its answer, mostly)
             # get drain_timeout to finish before the pump process goes with the proxy — stopping it
             # at once reset requests in flight when an upgrade restarted the node runtime
             pump = compiled_pump_if_running()
-            loop = asyncio.get_running_loop()
             deadline = loop.time() + self.drain_timeout
             while pump is not None and pump.open_links and loop.time() < deadline:
                 await asyncio.sleep(0.02)

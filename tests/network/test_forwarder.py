@@ -357,3 +357,53 @@ async def test_hung_up_backend_with_bytes_still_in_the_pipe_delivers_them_all():
     assert carried_by_the_compiled_pump(carried)
     fwd.close()
     server.close()
+
+
+def test_a_refusing_listener_keeps_its_queued_connections_and_takes_no_new_ones():
+    """Closing a listener resets the connections the kernel already queued for it (what a client
+    saw as the node runtime restarted during an upgrade); ``refuse_new_connections`` first drops new
+    handshakes so the queue can be emptied by accepting, and nothing queued is reset."""
+    import socket as _socket
+
+    from node_runtime.proxy.forwarder import accept_queue_length, refuse_new_connections
+
+    def listener() -> _socket.socket:
+        sock = _socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        return sock
+
+    # without it: a queued connection is reset when the listener closes
+    plain = listener()
+    queued = _socket.create_connection(plain.getsockname(), timeout=30)
+    plain.close()
+    queued.settimeout(30)
+    with pytest.raises((ConnectionResetError, BrokenPipeError)):
+        queued.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        queued.recv(1)
+    queued.close()
+
+    # with it: the queued one is still accepted and served; a new one is not answered at all
+    sock = listener()
+    waiting = _socket.create_connection(sock.getsockname(), timeout=30)
+    deadline = time.monotonic() + 30
+    while accept_queue_length(sock) != 1:
+        assert time.monotonic() < deadline, "the connection never reached the accept queue"
+        time.sleep(0.01)
+    assert refuse_new_connections(sock)
+    late = _socket.socket()
+    late.settimeout(0.5)
+    with pytest.raises(TimeoutError):         # dropped: neither accepted nor refused
+        late.connect(sock.getsockname())
+    late.close()
+    assert accept_queue_length(sock) == 1
+    served, _ = sock.accept()
+    assert accept_queue_length(sock) == 0
+    sock.close()
+    waiting.sendall(b"ping")
+    assert served.recv(4) == b"ping"
+    served.sendall(b"pong")
+    waiting.settimeout(30)
+    assert waiting.recv(4) == b"pong"
+    served.close()
+    waiting.close()
