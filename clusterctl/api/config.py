@@ -54,6 +54,9 @@ class Timings:
     namespace_cleanup_poll: float = 0.2
     #: give up waiting on finalizers of namespace content after this long, then remove the rest
     namespace_cleanup_timeout: float = 60.0
+    #: at start, how long an unavailable store (etcd members still forming their cluster) is waited
+    #: for before the server gives up: a control plane started with its etcd must not exit first
+    store_start_timeout: float = 120.0
 
 
 @dataclass

@@ -448,8 +448,21 @@ class ApiServer:
         from clusterctl.api.secrets_at_rest import SecretCodec
         from clusterctl.store import open_store
         cfg = self.config
-        store = self._store or open_store(cfg.store_config)
-        await store.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(cfg.timings.store_start_timeout)
+        while True:
+            store = self._store or open_store(cfg.store_config)
+            try:
+                await store.start()
+                break
+            except StoreUnavailable as exc:
+                # etcd started beside this server may still be forming its cluster (HA bootstrap
+                # starts all three at once); exiting here left the API server down for good where
+                # no service manager restarts it
+                if loop.time() >= deadline:
+                    raise
+                log.warning("store not available yet, waiting for it: %s", exc)
+                await asyncio.sleep(1.0)
         self._store = store
         tokens_path = cfg.path(cfg.tokens_file)
         authenticator = Authenticator(TokenFile.load(tokens_path)) if tokens_path.exists() else Authenticator(None, anonymous_admin=True)

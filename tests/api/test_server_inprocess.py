@@ -100,3 +100,29 @@ async def test_readyz_answers_503_until_the_server_has_finished_starting(tmp_pat
         if not starting.done():
             await asyncio.wait_for(starting, 60)
         await server.stop()
+
+
+async def test_the_server_waits_at_start_for_an_unavailable_etcd(tmp_path):
+    """A control plane started beside its etcd (HA bootstrap starts them together) waits for the
+    store instead of exiting after one retry budget (no service manager restarts it on lab hosts)."""
+    from clusterctl.store.etcd_process import LocalEtcd
+    with LocalEtcd(tmp_path / "etcd") as etcd:
+        _, cfg, _token = init_data_dir(tmp_path / "cp", port=0, store=etcd.store_config(retry_budget=0.5, timeout=0.5))
+        etcd.pause()                       # connections hang: every attempt times out
+        server = ApiServer(cfg)
+        starting = asyncio.create_task(server.start())
+        try:
+            await asyncio.sleep(4)         # several retry budgets
+            assert not starting.done(), starting.exception() if starting.done() else None
+            etcd.resume()
+            await asyncio.wait_for(starting, 60)
+            ssl_ctx = ssl.create_default_context(cafile=str(cfg.path("pki") / "ca.crt"))
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"{server.url}/readyz", ssl=ssl_ctx) as r:
+                    assert r.status == 200
+        finally:
+            etcd.resume()
+            if not starting.done():
+                starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await server.stop()
