@@ -388,28 +388,34 @@ def make_app(ctx: ApiContext) -> tuple[web.Application, ApiRoutes]:
 # --- bootstrap ---------------------------------------------------------------------------------
 
 async def bootstrap(ctx: ApiContext, *, server_port: int | None = None) -> None:
-    """The objects every cluster has: the default namespaces and the ``kubernetes`` Service."""
+    """The objects every cluster has: the default namespaces and the ``kubernetes`` Service.
+
+    With an HA control plane every API server runs this at once against one store: another server
+    may create an object between this one's read and its create — its create wins, and ours fails
+    with 409 (same name) or, for the Service, 422 (its clusterIP is taken now). Either is fine once
+    the object exists; anything else, or a failure with the object still absent, is raised."""
     ns_info = ctx.registry.by_kind("", "Namespace")
     for name in BOOT_NAMESPACES:
-        if await ctx.store.get(ns_info.key(None, name)) is None:
-            try:
-                await rest.create_object(ctx, Target(ns_info, None),
-                                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-            except ApiError as exc:
-                if exc.code != 409:
-                    raise
+        await _ensure_object(ctx, Target(ns_info, None), ns_info.key(None, name),
+                             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     svc_info = ctx.registry.by_kind("", "Service")
-    if await ctx.store.get(svc_info.key("default", "kubernetes")) is None:
-        from clusterctl.api.allocation import kubernetes_service_ip
-        svc = {"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-               "spec": {"clusterIP": kubernetes_service_ip(ctx), "type": "ClusterIP",
-                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": server_port or 6443}]}}
-        try:
-            await rest.create_object(ctx, Target(svc_info, "default"), svc)
-        except ApiError as exc:
-            if exc.code != 409:
-                raise
+    from clusterctl.api.allocation import kubernetes_service_ip
+    svc = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+           "spec": {"clusterIP": kubernetes_service_ip(ctx), "type": "ClusterIP",
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": server_port or 6443}]}}
+    await _ensure_object(ctx, Target(svc_info, "default"), svc_info.key("default", "kubernetes"), svc)
+
+
+async def _ensure_object(ctx: ApiContext, target: Target, key: str, obj: dict) -> None:
+    if await ctx.store.get(key) is not None:
+        return
+    try:
+        await rest.create_object(ctx, target, obj)
+    except ApiError as exc:
+        if exc.code not in (409, 422) or await ctx.store.get(key) is None:
+            raise
+        log.info("%s was created by another API server meanwhile", key)
 
 
 class ApiServer:

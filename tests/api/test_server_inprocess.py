@@ -126,3 +126,41 @@ async def test_the_server_waits_at_start_for_an_unavailable_etcd(tmp_path):
                 starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
             await server.stop()
+
+
+async def test_api_servers_starting_together_on_one_etcd_all_start(tmp_path):
+    """HA bootstrap starts an API server on every control-plane host at once, all on one etcd:
+    one may create the ``kubernetes`` Service between another's read ("absent") and its create,
+    which then fails 422 (the clusterIP is taken now). The late server must start anyway (it exited,
+    and on hosts without a service manager that left it down). The race is made certain: the second
+    server's first read of the Service answers "absent" although the first server made it."""
+    from clusterctl.store import open_store
+    from clusterctl.store.etcd_process import LocalEtcd
+    with LocalEtcd(tmp_path / "etcd") as etcd:
+        _, cfg_a, _ = init_data_dir(tmp_path / "a", port=0, store=etcd.store_config())
+        _, cfg_b, token_b = init_data_dir(tmp_path / "b", port=0, store=etcd.store_config())
+        first = ApiServer(cfg_a)
+        await first.start()
+        store_b = open_store(cfg_b.store_config)
+        real_get, stale = store_b.get, ["/services/default/kubernetes"]
+
+        async def get(key, *args, **kwargs):
+            if stale and key.endswith(stale[0]):
+                stale.clear()
+                return None            # read before the first server's create landed
+            return await real_get(key, *args, **kwargs)
+
+        store_b.get = get
+        second = ApiServer(cfg_b, store=store_b)
+        try:
+            await asyncio.wait_for(second.start(), 60)
+            assert not stale, "the second server never read the Service"
+            ssl_ctx = ssl.create_default_context(cafile=str(cfg_b.path("pki") / "ca.crt"))
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token_b}"}) as s:
+                async with s.get(f"{second.url}/readyz", ssl=ssl_ctx) as r:
+                    assert r.status == 200
+                async with s.get(f"{second.url}/api/v1/namespaces/default/services/kubernetes", ssl=ssl_ctx) as r:
+                    assert r.status == 200 and (await r.json())["spec"]["clusterIP"] == "10.96.0.1"
+        finally:
+            await second.stop()
+            await first.stop()
