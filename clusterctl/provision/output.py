@@ -226,6 +226,11 @@ class RunOutput:
             event["ignored"] = True
         if status in ("failed", "unreachable"):
             event["msg"] = NO_LOG_MSG if no_log else str(result.get("msg", ""))[:2000]
+            if not no_log:  # a failed command's own words (the tail: that is where errors are)
+                for key in ("rc", "stderr", "stdout"):
+                    value = result.get(key)
+                    if value not in (None, ""):
+                        event[key] = value if key == "rc" else str(value)[-2000:]
         if self.verbosity and not no_log:
             event["result"] = _visible(result)
         self._event("host_result", **event)

@@ -21,6 +21,7 @@ import pytest
 
 from clusterctl.bootstrap.cli import bootstrap_main, remove_node_main
 from clusterctl.bootstrap.lab_inventory import snapshot_source, write_lab_inventory
+from tests.bootstrap.runlog import bootstrap
 from tests.bootstrap.seed_app import GatewayRegistry, kubectl_apply, push_seed_images, seed_app, wait_for_page
 from tests.bootstrap.test_native_shipping import assert_workers_run_the_shipped_shim
 
@@ -86,7 +87,7 @@ def bootstrap_serve_rerun_add_remove(lab, tmp_path: Path, source: Path, registry
     inv = write_lab_inventory(lab, tmp_path / "inv" / "inventory.ini", control_plane=["h1"], workers=["h2", "h3", "h4"],
                               host_vars=LABELS, worker_vars=registry.worker_vars)
     first = tmp_path / "first.json"
-    assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(first), "-e", "clusterctl_ready_timeout=60"]) == 0
+    bootstrap(["-i", str(inv), "--source", str(source), "-e", "clusterctl_ready_timeout=60"], first)
 
     kubeconfig = inv.parent / "kubeconfig"
     nodes = {n["metadata"]["name"]: n for n in kubectl_json(kubeconfig, "get", "nodes")["items"]}
@@ -117,7 +118,7 @@ def bootstrap_serve_rerun_add_remove(lab, tmp_path: Path, source: Path, registry
     assert_workers_run_the_shipped_shim(lab, ["h2", "h3", "h4"], source)
 
     second = tmp_path / "second.json"
-    assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(second)]) == 0
+    bootstrap(["-i", str(inv), "--source", str(source)], second)
     assert {name: h["changed"] for name, h in recap(second).items()} == {"h1": 0, "h2": 0, "h3": 0, "h4": 0}
     assert all(h["failed"] == 0 for h in recap(second).values())
 
@@ -125,8 +126,7 @@ def bootstrap_serve_rerun_add_remove(lab, tmp_path: Path, source: Path, registry
     write_lab_inventory(lab, inv, control_plane=["h1"], workers=["h2", "h3", "h4", "h5"], host_vars=LABELS,
                         worker_vars=registry.worker_vars)
     third = tmp_path / "third.json"
-    assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(third),
-                           "-e", "clusterctl_ready_timeout=60"]) == 0
+    bootstrap(["-i", str(inv), "--source", str(source), "-e", "clusterctl_ready_timeout=60"], third)
     nodes = {n["metadata"]["name"]: n for n in kubectl_json(kubeconfig, "get", "nodes")["items"]}
     assert sorted(nodes) == ["h2", "h3", "h4", "h5"]
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in nodes["h5"]["status"]["conditions"])

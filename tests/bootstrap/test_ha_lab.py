@@ -31,9 +31,9 @@ from datetime import datetime
 
 import pytest
 
-from clusterctl.bootstrap.cli import bootstrap_main
 from clusterctl.bootstrap.lab_inventory import snapshot_source, write_lab_inventory
 from clusterctl.client.kubeconfig import load_kubeconfig
+from tests.bootstrap.runlog import bootstrap
 from tests.bootstrap.seed_app import GatewayRegistry, kubectl_apply, push_seed_images, seed_app, wait_for_page
 from tests.bootstrap.test_bootstrap_lab import kubectl_json, recap
 
@@ -125,8 +125,7 @@ def lose_a_control_plane_host(lab, tmp_path, registry: GatewayRegistry) -> None:
                               workers=["h4", "h5"], control_plane_vars={"clusterctl_store": "etcd"},
                               worker_vars=registry.worker_vars)
     first_log = tmp_path / "bootstrap.jsonl"
-    assert bootstrap_main(["-i", str(inv), "--source", str(source), "-e", "clusterctl_ready_timeout=240",
-                           "--log-json", str(first_log)]) == 0
+    bootstrap(["-i", str(inv), "--source", str(source), "-e", "clusterctl_ready_timeout=240"], first_log)
     kubeconfig = inv.parent / "kubeconfig"
     servers = [f"https://{lab.host(h).ip}:6443" for h in ("h1", "h2", "h3")]
     creds = load_kubeconfig(str(kubeconfig))
@@ -136,7 +135,7 @@ def lose_a_control_plane_host(lab, tmp_path, registry: GatewayRegistry) -> None:
 
     assert_etcd_speaks_only_mtls(lab, tmp_path / "etcd-pki")
     rerun_log = tmp_path / "rerun.jsonl"
-    assert bootstrap_main(["-i", str(inv), "--source", str(source), "--log-json", str(rerun_log)]) == 0
+    bootstrap(["-i", str(inv), "--source", str(source)], rerun_log)
     assert {host: recap(rerun_log)[host]["changed"] for host in ("h1", "h2", "h3")} == {"h1": 0, "h2": 0, "h3": 0}
 
     kc2 = kubeconfig_for(kubeconfig, lab.host("h2").ip, tmp_path / "kc2")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from clusterctl.bootstrap.cli import bootstrap_main, upgrade_main
+from clusterctl.bootstrap.cli import upgrade_main
 from clusterctl.bootstrap.lab_inventory import snapshot_source, write_lab_inventory
+from tests.bootstrap.runlog import bootstrap
 from tests.bootstrap.test_bootstrap_lab import kubectl_json, recap
 from tests.bootstrap.test_upgrade_lab import events
 
@@ -43,7 +44,7 @@ def test_cut_worker_stops_the_upgrade_per_max_fail_percentage_and_a_rerun_finish
     source = snapshot_source(tmp_path / "source")
     lab = lab_factory(4)
     inv = write_lab_inventory(lab, tmp_path / "inv" / "inventory.ini", control_plane=["h1"], workers=["h2", "h3", "h4"])
-    assert bootstrap_main(["-i", str(inv), "--source", str(source), "-e", "clusterctl_ready_timeout=60"]) == 0
+    bootstrap(["-i", str(inv), "--source", str(source), "-e", "clusterctl_ready_timeout=60"], tmp_path / "bootstrap.jsonl")
     kubeconfig = inv.parent / "kubeconfig"
 
     log = tmp_path / "upgrade.json"

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from clusterctl.bootstrap.cli import bootstrap_main, upgrade_main
+from clusterctl.bootstrap.cli import upgrade_main
 from clusterctl.bootstrap.lab_inventory import snapshot_source, write_lab_inventory
 from tests.bootstrap.seed_app import (BalancedClient, GatewayRegistry, kubectl_apply, push_seed_images, seed_app,
                                      wait_for_page)
+from tests.bootstrap.runlog import bootstrap
 from tests.bootstrap.test_bootstrap_lab import in_host, kubectl_json, recap
 
 pytestmark = [pytest.mark.lab]
@@ -65,7 +66,7 @@ def upgrade_under_load(lab, tmp_path: Path, source: Path, registry: GatewayRegis
     images = asyncio.run(push_seed_images(registry, tmp_path / "images"))
     inv = write_lab_inventory(lab, tmp_path / "inv" / "inventory.ini", control_plane=["h1"], workers=["h2", "h3", "h4"],
                               worker_vars=registry.worker_vars)
-    assert bootstrap_main(["-i", str(inv), "--source", str(source), "-e", "clusterctl_ready_timeout=60"]) == 0
+    bootstrap(["-i", str(inv), "--source", str(source), "-e", "clusterctl_ready_timeout=60"], tmp_path / "bootstrap.jsonl")
     kubeconfig = inv.parent / "kubeconfig"
     before = {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in kubectl_json(kubeconfig, "get", "nodes")["items"]}
     assert set(before.values()) == {"v1.32.0+clusterctl.0.1.0"} and len(before) == 3

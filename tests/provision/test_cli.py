@@ -139,6 +139,9 @@ def test_log_json_feed_and_no_log_secrets(lab3, tmp_path, capsys):
             - name: visible
               command: hostname
               changed_when: false
+            - name: fail out loud
+              command: "sh -c 'echo out-words; echo err-words >&2; exit 7'"
+              ignore_errors: true
     """)
     log = tmp_path / "run.jsonl"
     rc = main(["-i", str(lab3.inventory_path), str(play), "--log-json", str(log), "-v", "--diff"])
@@ -151,16 +154,20 @@ def test_log_json_feed_and_no_log_secrets(lab3, tmp_path, capsys):
     kinds = [e["event"] for e in events]
     assert kinds[0] == "playbook_start" and "play_start" in kinds and kinds[-1] == "recap"
     starts = [e["task"] for e in events if e["event"] == "task_start"]
-    assert starts == ["write the secret", "show the secret, quietly", "fail with the secret", "loop over secrets", "visible"]
+    assert starts == ["write the secret", "show the secret, quietly", "fail with the secret", "loop over secrets", "visible",
+                      "fail out loud"]
     results = [e for e in events if e["event"] == "host_result"]
-    assert len(results) == 15
+    assert len(results) == 18
     for e in results:
         assert set(e) >= {"host", "task", "status", "changed", "duration_s", "time"}
         assert e["duration_s"] >= 0
     failed = [e for e in results if e["task"] == "fail with the secret"]
     assert {e["status"] for e in failed} == {"failed"} and all(e.get("ignored") for e in failed)
+    assert not any({"stdout", "stderr", "rc"} & set(e) for e in failed)  # no_log: the command's words stay hidden
+    loud = [e for e in results if e["task"] == "fail out loud"]  # a failure's feed event says what the command said
+    assert [(e["status"], e["rc"], e["stdout"], e["stderr"]) for e in loud] == [("failed", 7, "out-words", "err-words")] * 3
     recap = events[-1]["hosts"]
-    assert recap["h1"]["ignored"] == 1 and recap["h1"]["failed"] == 0
+    assert recap["h1"]["ignored"] == 2 and recap["h1"]["failed"] == 0
     assert subprocess.run(lab3.exec_argv("h1", "cat", "/srv/t-nolog-secret"), capture_output=True, text=True).stdout == f"password={secret}\n"
 
 
