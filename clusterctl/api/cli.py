@@ -159,7 +159,11 @@ async def run(cfg: ControlPlaneConfig, *, components: list | None = None, ready:
     # would end the process, so take it from the first moment and replay it once started.
     hup_during_start = []
     loop.add_signal_handler(signal.SIGHUP, hup_during_start.append, True)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()   # what was opened (the store's connections, the listener) is closed before exiting
+        raise
     try:
         loop.add_signal_handler(signal.SIGHUP, server.ctx.authenticator.reload)
         if hup_during_start:

@@ -37,6 +37,7 @@ from clusterctl.api.context import ApiContext, Component
 from clusterctl.api.errors import ApiError
 from clusterctl.api.kinds import SUBRESOURCE_KINDS, SUBRESOURCE_VERBS, KindInfo, Registry, server_registry
 from clusterctl.api.rest import Target
+from clusterctl.errors import ClusterctlError
 from clusterctl.store.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("clusterctl.api.server")
@@ -418,6 +419,10 @@ async def _ensure_object(ctx: ApiContext, target: Target, key: str, obj: dict) -
         log.info("%s was created by another API server meanwhile", key)
 
 
+class ListenError(ClusterctlError):
+    """The API server could not open its listening socket."""
+
+
 class ApiServer:
     """One API server process: store + app + site + background components."""
 
@@ -489,7 +494,11 @@ class ApiServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.bind_address, cfg.port, ssl_context=self.ssl_context(), reuse_address=True,
                            backlog=1024)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:   # the port is taken, the address is not this host's, ...
+            raise ListenError(f"the API server cannot listen on {cfg.bind_address}:{cfg.port}: "
+                              f"{exc.strerror or exc}") from exc
         sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else cfg.port
         await bootstrap(ctx, server_port=self.port)

@@ -62,3 +62,25 @@ def test_init_then_run(tmp_path):
             proc.wait()
     # the admin kubeconfig survives restarts (same token)
     assert yaml.safe_load((data / "kubeconfig").read_text())["users"][0]["user"]["token"] == kc["users"][0]["user"]["token"]
+
+
+def test_a_taken_port_is_one_clear_error_and_the_store_is_closed(tmp_path):
+    """Start fails after the store is open (its port is taken): one line naming the address, exit 1,
+    no traceback, and the store closed on the way out (no "Unclosed client session" / lock left)."""
+    import socket
+    data = tmp_path / "cp"
+    assert _clusterctl("control-plane", "init", "--data-dir", str(data), "--port", "0").returncode == 0
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = yaml.safe_load((data / "control-plane.yaml").read_text())
+    config.update(port=port, bind_address="127.0.0.1")
+    (data / "control-plane.yaml").write_text(yaml.safe_dump(config))
+    try:
+        run = _clusterctl("control-plane", "--config", str(data / "control-plane.yaml"))
+    finally:
+        taken.close()
+    assert run.returncode == 1, run.stderr
+    assert f"error: the API server cannot listen on 127.0.0.1:{port}: " in run.stderr and "in use" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and "Unclosed" not in run.stderr, run.stderr
