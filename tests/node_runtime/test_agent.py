@@ -223,24 +223,28 @@ async def test_agent_restart_adopts_running_pods(control_plane, registry, images
         assert len(alive) == 1 and rt.is_running(alive[0].id)
         shim = alive[0].pid
         proc = AgentProcess(cfg).start()
-        await asyncio.sleep(3)  # several status periods of the new agent
+        # a barrier: once the new agent runs a pod created after its start, it has synced the old one
+        await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "barrier", "namespace": "default"},
+                             "spec": {"nodeName": node_name, "terminationGracePeriodSeconds": 1,
+                                      "containers": [{"name": "web", "image": images["web:v1"]}]}})
+        await wait_pod(client, "default", "barrier", running)
         pod = await client.get("pods", "survivor", namespace="default")
         cs = cstatus(pod)
         assert cs["containerID"] == cid and cs["state"]["running"]["startedAt"] == started and cs["restartCount"] == 0
-        again = ProcessRuntime(node_name=node_name, state_dir=tmp_path / "agent" / "state").adopt()
-        assert [s.pid for s in again] == [shim]
+        again = {s.pid for s in ProcessRuntime(node_name=node_name, state_dir=tmp_path / "agent" / "state").adopt()}
+        assert shim in again and len(again) == 2   # the survivor's shim, and the barrier's: no duplicate
+        await client.delete("pods", "barrier", namespace="default")
         assert await fetch_in_netns(f"clusterctl-{node_name}-{pod['metadata']['uid'].replace('-', '')[:8]}", 8080) == "hello v1\n"
         # graceful deletion through the restarted agent stops it and removes the object
         await client.delete("pods", "survivor", namespace="default")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            try:
-                await client.get("pods", "survivor", namespace="default")
-            except Exception:  # noqa: BLE001 - NotFound is what we wait for
+            names = {p["metadata"]["name"] for p in (await client.list("pods", namespace="default"))["items"]}
+            if not names & {"survivor", "barrier"}:
                 break
             await asyncio.sleep(0.1)
         else:
-            raise AssertionError("pod not deleted")
+            raise AssertionError(f"pods not deleted: {names}")
         assert not ProcessRuntime(node_name=node_name, state_dir=tmp_path / "agent" / "state").adopt()
     finally:
         proc.stop()
