@@ -142,8 +142,13 @@ def _tls_hint(message: str) -> str:
             f"certificate that CA signed")
 
 
-def _unavailable_message(status: int, message: str) -> bool:
-    return status in _UNAVAILABLE_STATUSES or any(m in message for m in _UNAVAILABLE_MESSAGES)
+def _unavailable_reply(status: int, reply: dict) -> tuple[bool, str]:
+    """Whether a non-200 gateway reply means "etcd (or this member) is unavailable right now", and
+    its message: by HTTP status, by gRPC code 14 (UNAVAILABLE), or by one of etcd's messages."""
+    message = str(reply.get("message") or reply.get("error") or reply)
+    unavailable = (status in _UNAVAILABLE_STATUSES or reply.get("code") == _GRPC_UNAVAILABLE
+                   or any(m in message for m in _UNAVAILABLE_MESSAGES))
+    return unavailable, message
 
 
 class EtcdStore:
@@ -311,8 +316,8 @@ class EtcdStore:
                 raise _Unavailable(f"{url} answered {status}: {payload[:200]!r}", applied_maybe=True) from exc
             raise StoreError(f"etcd at {url} answered {status} with non-JSON: {payload[:200]!r}") from exc
         if status != 200:
-            message = str(reply.get("message") or reply.get("error") or reply)
-            if _unavailable_message(status, message) or reply.get("code") == _GRPC_UNAVAILABLE:
+            unavailable, message = _unavailable_reply(status, reply)
+            if unavailable:
                 if len(self.endpoints) > 1 and ("no leader" in message or any(m in message for m in _TRANSPORT_MESSAGES)):
                     self._next_endpoint()  # this member is cut off (or its gateway is): another may answer
                 raise _Unavailable(f"{url} answered {status}: {message}",
@@ -552,8 +557,8 @@ class EtcdStore:
                     reply = orjson.loads(payload) if payload else {}
                 except orjson.JSONDecodeError:
                     reply = {"message": payload[:200].decode(errors="replace")}
-                message = str(reply.get("message") or reply.get("error") or reply)
-                if not (_unavailable_message(response.status, message) or reply.get("code") == _GRPC_UNAVAILABLE):
+                unavailable, message = _unavailable_reply(response.status, reply)
+                if not unavailable:
                     raise self._error(url, response.status, reply, after_revision)
                 problem, cause = f"{url} answered {response.status}: {message}", StoreError(message)
             self._next_endpoint()
