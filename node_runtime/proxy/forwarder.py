@@ -165,7 +165,8 @@ class Forwarder:
         self.servers: list[asyncio.base_events.Server] = []
         self.listeners: list[socket.socket] = []
         self.bound: list[tuple[str, int]] = []
-        self.active: set[asyncio.Task] = set()
+        self.active: set[asyncio.Task] = set()          # one per accepted connection until handed over
+        self.accept_loops: set[asyncio.Task] = set()    # splice modes: one per listener
         self.stats = {"connections": 0, "failed": 0, "retries": 0}
 
     async def listen(self, addresses: list[tuple[str, int]]) -> None:
@@ -186,15 +187,16 @@ class Forwarder:
                 sock.setblocking(False)
                 self.listeners.append(sock)
                 self.bound.append(sock.getsockname()[:2])
-                self._spawn(self._accept_loop(sock))
+                self._spawn(self._accept_loop(sock), into=self.accept_loops)
         except OSError:
             self.close()
             raise
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro, *, into: set[asyncio.Task] | None = None) -> asyncio.Task:
+        tasks = self.active if into is None else into
         task = asyncio.get_running_loop().create_task(coro)
-        self.active.add(task)
-        task.add_done_callback(self.active.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
         return task
 
     # ------------------------------------------------------------------ splice mode
@@ -289,7 +291,7 @@ class Forwarder:
 
     def connecting(self) -> int:
         """Accepted connections still being connected to a backend (not yet handed over)."""
-        return sum(1 for t in self.active if t.get_coro().__name__ != "_accept_loop" and not t.done())
+        return sum(1 for t in self.active if not t.done())
 
     def _listening_sockets(self) -> list:
         return [*self.listeners, *(sock for server in self.servers for sock in (server.sockets or ()))]
@@ -300,9 +302,8 @@ class Forwarder:
             s.close()       # not wait_closed(): it would wait for every open connection
         for sock in self.listeners:
             sock.close()
-        for t in list(self.active):
-            if t.get_coro().__name__ == "_accept_loop":
-                t.cancel()
+        for t in list(self.accept_loops):
+            t.cancel()
         self.servers, self.listeners = [], []
 
 
