@@ -429,15 +429,21 @@ async def create_object(ctx: ApiContext, t: Target, obj: dict, *, dry_run: bool 
         name = candidate["metadata"]["name"]
         if info.namespaced:
             await check_namespace(ctx, info, t.namespace or "", name)
+        held = None
         if info.kind == "Service" and not info.group:
             from clusterctl.api.allocation import allocate_service
-            await allocate_service(ctx, candidate, None, dry_run=dry_run)
+            held = await allocate_service(ctx, candidate, None, dry_run=dry_run)
         if dry_run:
             return Outcome(candidate, 201, warnings or [])
         key = info.key(t.namespace, name)
         try:
             item = await ctx.store.create(key, ctx.seal(info, key, candidate))
-        except KeyExists:
+        except Exception as exc:
+            if held is not None:  # the Service's reserved clusterIP/nodePorts go back
+                from clusterctl.api.allocation import release_after_failed_create
+                await release_after_failed_create(ctx, held)
+            if not isinstance(exc, KeyExists):
+                raise
             if generate and attempt < 7:
                 continue
             raise errors.already_exists(info.plural, name, info.group) from None
@@ -528,12 +534,28 @@ async def commit_update(ctx: ApiContext, t: Target, item: Item, old: dict, new: 
     if meta.get("deletionTimestamp") and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds"):
         from clusterctl.api.lifecycle import remove_now
         deleted = await remove_now(ctx, info, item)
+        await _release_service(ctx, info, old)
         return Outcome(ctx.with_rv(new, deleted.mod_revision), 200, warnings or [])
     try:
         stored = await ctx.store.update(item.key, ctx.seal(info, item.key, new), expected_revision=item.mod_revision)
     except KeyNotFound:
         raise errors.not_found(info.plural, meta.get("name", ""), info.group) from None
+    if info.kind == "Service" and not info.group:
+        from clusterctl.api.allocation import release_dropped
+        await release_dropped(ctx, old, new)
     return Outcome(ctx.with_rv(new, stored.mod_revision), 200, warnings or [])
+
+
+async def _release_service(ctx: ApiContext, info: KindInfo, removed: dict) -> None:
+    """A Service left the store: its clusterIP/nodePort reservations go (``clusterctl.api.allocation``)."""
+    if info.kind == "Service" and not info.group:
+        from clusterctl.api.allocation import release_service
+        await release_service(ctx, removed)
+
+
+def _removed(opts: dict, out: Outcome) -> bool:
+    """Whether a DELETE removed the object (not a dry run, no finalizers left to wait for)."""
+    return not opts.get("dryRun") and not (out.obj.get("metadata") or {}).get("finalizers")
 
 
 def _check_name(info: KindInfo, t: Target, obj: dict) -> None:
@@ -786,6 +808,8 @@ async def handle_delete(ctx: ApiContext, t: Target, request: web.Request, raw: b
         except RevisionConflict as exc:
             item = exc.current
             continue
+        if _removed(opts, out):
+            await _release_service(ctx, t.info, obj)
         return object_response(request, t.info, out.obj, out.status)
 
 
@@ -800,6 +824,8 @@ async def handle_deletecollection(ctx: ApiContext, t: Target, request: web.Reque
             out = await delete_object(ctx, t.info, item, opts)
         except (RevisionConflict, KeyNotFound):
             continue
+        if _removed(opts, out):
+            await _release_service(ctx, t.info, ctx.load(item))
         deleted.append(out.obj)
     return json_response({"kind": t.info.list_kind, "apiVersion": t.info.api_version,
                           "metadata": {"resourceVersion": str(ctx.store.revision)}, "items": deleted})
