@@ -12,18 +12,48 @@ Which manager runs a service is decided on the host, in the same command that ac
        CC_DIR=/var/lib/etcd   # optional: working directory, default /
        CC_STOP_TIMEOUT=10     # optional: seconds between SIGTERM and SIGKILL on stop
        CC_RELOAD_SIGNAL=HUP   # optional: the signal ``reloaded`` sends
+       CC_RESTART=always      # optional: always (default, like our units' Restart=always) or no
+       CC_RESTART_SEC=2       # optional: seconds before a restart (default 2, like RestartSec=2; 0 allowed)
        ANY_OTHER=value        # every assignment is exported into the daemon's environment
 
-   ``started`` launches ``setsid sh -c 'exec CC_COMMAND'`` detached (new session, so no terminal
-   hangup reaches it and no nohup is needed — nohup would make SIGHUP ignored and untrappable,
-   breaking ``reloaded`` for shell daemons; stdin /dev/null, stdout+stderr appended to
-   ``/var/log/clusterctl/NAME.log``), writes the pid to
-   ``/run/clusterctl/NAME.pid``, and checks after a short grace that it is still alive (else it
-   fails with the log's tail). It is idempotent: the service counts as running only if the pid is
-   alive, not a zombie, and its environment carries ``CLUSTERCTL_SERVICE=NAME`` (so a recycled
-   pid is never mistaken for the daemon). ``stopped`` sends SIGTERM to the daemon's process group,
-   waits up to ``CC_STOP_TIMEOUT`` for the whole group to be gone and then SIGKILLs what is left; ``restarted`` = stop + start; ``reloaded`` sends
-   ``CC_RELOAD_SIGNAL`` (starts it if it was not running). ``enabled`` is recorded as the marker
+   ``started`` launches a small **keeper** with ``setsid`` (a new session and process group it
+   leads, so no terminal hangup reaches it and no nohup is needed — nohup would make SIGHUP ignored
+   and untrappable, breaking ``reloaded`` for shell daemons), detached: stdin /dev/null, stdout and
+   stderr appended to ``/var/log/clusterctl/NAME.log``, environment marked
+   ``CLUSTERCTL_SERVICE=NAME``. The keeper runs ``sh -c 'exec CC_COMMAND'`` (through setpriv for
+   ``CC_USER``) as its child, in its group, and whenever that daemon exits — crash, signal or a
+   clean exit, as systemd's ``Restart=always`` — writes ``clusterctl-service: NAME exited with
+   status N; restarting in S s`` to the log (N is the shell's status: 128+signal when killed),
+   waits ``CC_RESTART_SEC`` and starts it again. A fixed delay as systemd's: a daemon that exits at
+   once every time costs one start per ``CC_RESTART_SEC`` (2 s by default), never a spinning CPU;
+   ``CC_RESTART_SEC=0`` restarts at once and is meant for daemons that do not crash-loop.
+   ``CC_RESTART=no`` keeps the daemon down: the keeper logs ``...; not restarting (CC_RESTART=no)``
+   and exits, and the service is stopped.
+
+   Files in ``/run/clusterctl``: ``NAME.keeper`` the keeper's pid (= the process group and session
+   id), ``NAME.pid`` the daemon's current pid (absent while it is down between restarts),
+   ``NAME.starts`` how many times this keeper started it. ``started`` then checks after a short
+   grace that the keeper runs, the daemon it started first is still alive and was never restarted;
+   otherwise — a bad command line, a daemon dying at start — it stops the keeper and fails with
+   the log's tail, instead of leaving a quiet restart loop behind. Later exits are restarted.
+
+   The service counts as running (``state=started``) while the keeper runs — it brings the daemon
+   back — checked as: pid alive, not a zombie, environment carrying ``CLUSTERCTL_SERVICE=NAME`` (so
+   a recycled pid is never mistaken for it). The reported ``pid`` is the daemon's current pid
+   (missing in the moment it is down between restarts), ``keeper_pid`` the keeper's, ``restarts``
+   how often the keeper restarted it. A daemon started by a supervisor older than the keeper
+   (only ``NAME.pid``, the daemon leading its own group) is recognised as its own keeper, so an
+   upgraded host stops or reloads it and never starts a second copy beside it.
+
+   ``stopped`` sends SIGTERM to the whole process group (keeper, daemon, the daemon's children):
+   the keeper, told to stop, no longer restarts (a daemon it forked while the stop's SIGTERM was
+   on its way gets one forwarded), waits for its daemon and exits; after ``CC_STOP_TIMEOUT`` what
+   is left of the group gets SIGKILL, and ``stopped`` returns once the whole group is gone.
+   ``restarted`` = stop + start (a new keeper, a new daemon). ``reloaded`` sends
+   ``CC_RELOAD_SIGNAL`` to the daemon itself (the keeper only traps HUP/USR1/USR2 to survive a
+   group-wide one — a trap, not an ignore, so the daemon's own disposition stays the default);
+   a daemon down between restarts needs no reload, it starts with the current configuration;
+   ``reloaded`` starts the service if it was not running. ``enabled`` is recorded as the marker
    ``/etc/clusterctl/services/NAME.enabled``; ``sh /etc/clusterctl/services/.supervisor
    start-enabled`` (written beside the definitions on every use) starts all enabled services,
    for a host's init to call at boot.
@@ -44,51 +74,107 @@ q = shlex.quote
 STATES = ("started", "stopped", "restarted", "reloaded")
 SERVICES_DIR = "/etc/clusterctl/services"
 
+# The keeper: ``setsid sh -c "$KEEPER" clusterctl-service NAME RUNDIR RESTART RESTART_SEC CMD...``,
+# stdout/stderr on the service's log. It lives inside the supervisor between single quotes, so it
+# holds none; its variables are prefixed so they never shadow a definition's exported ones.
+KEEPER = r"""
+cc_name=$1; cc_run=$2; cc_restart=$3; cc_delay=$4; shift 4
+cc_pidf=$cc_run/$cc_name.pid; cc_startsf=$cc_run/$cc_name.starts
+echo $$ > "$cc_run/$cc_name.keeper"
+cc_stopping=0; cc_starts=0; cc_status=0
+trap "cc_stopping=1" TERM
+trap ":" HUP USR1 USR2
+while [ "$cc_stopping" = 0 ]; do
+  "$@" &
+  cc_child=$!
+  # a stop whose group SIGTERM came while this fork was under way: the new daemon missed it
+  [ "$cc_stopping" = 0 ] || kill -TERM "$cc_child" 2>/dev/null
+  cc_starts=$((cc_starts + 1))
+  echo "$cc_child" > "$cc_pidf.new" && mv -f "$cc_pidf.new" "$cc_pidf"
+  echo "$cc_starts" > "$cc_startsf"
+  while :; do
+    wait "$cc_child" 2>/dev/null; cc_status=$?
+    # a trapped signal ends wait early (status > 128) while the daemon still runs: wait again
+    [ "$cc_status" -gt 128 ] && kill -0 "$cc_child" 2>/dev/null && continue
+    break
+  done
+  rm -f "$cc_pidf"
+  [ "$cc_stopping" = 0 ] || break
+  if [ "$cc_restart" = no ]; then
+    echo "clusterctl-service: $cc_name exited with status $cc_status; not restarting (CC_RESTART=no)"
+    break
+  fi
+  echo "clusterctl-service: $cc_name exited with status $cc_status; restarting in $cc_delay s"
+  sleep "$cc_delay"
+done
+"""
+assert "'" not in KEEPER
+
 # The supervisor: ``sh -c "$SUPERVISOR" clusterctl-service ACTION NAME ENABLED CHECK GRACE``.
 # ACTION: started|stopped|restarted|reloaded|status|start-enabled; ENABLED: yes|no|-; CHECK: 1|0.
 SUPERVISOR = r"""
 action=$1; name=$2; want_enabled=${3:--}; check=${4:-0}; grace=${5:-0.3}
-dir=/etc/clusterctl/services; def=$dir/$name.env; pidf=/run/clusterctl/$name.pid; log=/var/log/clusterctl/$name.log
+dir=/etc/clusterctl/services; def=$dir/$name.env; log=/var/log/clusterctl/$name.log
+run=/run/clusterctl; pidf=$run/$name.pid; keeperf=$run/$name.keeper; startsf=$run/$name.starts
+keeper='@KEEPER@'
 changed=0
 alive() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' /proc/$1/stat 2>/dev/null | cut -c1)" != Z ]; }
-running() {
-  [ -f "$pidf" ] || return 1
-  pid=$(cat "$pidf" 2>/dev/null)
-  case $pid in ''|*[!0-9]*) return 1;; esac
-  alive "$pid" || return 1
-  tr '\0' '\n' < /proc/$pid/environ 2>/dev/null | grep -qx "CLUSTERCTL_SERVICE=$name"
+ours() {
+  case $1 in ''|*[!0-9]*) return 1;; esac
+  alive "$1" && tr '\0' '\n' < /proc/$1/environ 2>/dev/null | grep -qx "CLUSTERCTL_SERVICE=$name"
 }
+# running: the keeper runs (sets kpid = the group); a daemon from before the keeper leads its group: its own keeper
+running() {
+  kpid=$(cat "$keeperf" 2>/dev/null)
+  [ -e "$keeperf" ] || kpid=$(cat "$pidf" 2>/dev/null)
+  ours "$kpid" && return 0
+  # a keeper killed on its own leaves its daemon up: that group runs, and is what a stop ends
+  daemon_pid && kpid=$(sed 's/.*) //' /proc/$dpid/stat 2>/dev/null | cut -d' ' -f3) && [ -n "$kpid" ]
+}
+# daemon_pid: the daemon is up right now (sets dpid)
+daemon_pid() { dpid=$(cat "$pidf" 2>/dev/null); ours "$dpid"; }
 setting() { ( set +u; . "$def" >/dev/null 2>&1; eval "printf '%s' \"\${$1:-$2}\"" ); }
+clear_run() { rm -f "$pidf" "$pidf.new" "$keeperf" "$startsf"; }
 do_start() {
   [ -f "$def" ] || { echo "no service definition $def" >&2; exit 4; }
-  mkdir -p /run/clusterctl /var/log/clusterctl
-  rm -f "$pidf"
+  mkdir -p "$run" /var/log/clusterctl
+  clear_run
   (
     set -a; . "$def"; set +a
     CLUSTERCTL_SERVICE=$name; export CLUSTERCTL_SERVICE
     [ -n "$CC_COMMAND" ] || { echo "CC_COMMAND is empty in $def" >&2; exit 4; }
+    case ${CC_RESTART:-always} in always|no) ;; *) echo "CC_RESTART must be always or no in $def, got: $CC_RESTART" >&2; exit 4;; esac
+    case ${CC_RESTART_SEC:-2} in *[!0-9.]*|.|*.*.*) echo "CC_RESTART_SEC must be a number of seconds in $def, got: $CC_RESTART_SEC" >&2; exit 4;; esac
     cd "${CC_DIR:-/}" || exit 4
     run_as=
     if [ -n "$CC_USER" ] && [ "$CC_USER" != root ]; then
       run_as="setpriv --reuid=$(id -u "$CC_USER") --regid=$(id -g "$CC_USER") --init-groups --"
     fi
-    setsid sh -c 'echo $$ > "$1"; shift; exec "$@"' clusterctl-service "$pidf" $run_as sh -c "exec $CC_COMMAND" >> "$log" 2>&1 < /dev/null &
+    setsid sh -c "$keeper" clusterctl-service "$name" "$run" "${CC_RESTART:-always}" "${CC_RESTART_SEC:-2}" \
+      $run_as sh -c "exec $CC_COMMAND" >> "$log" 2>&1 < /dev/null &
   ) || exit $?
-  i=0; while [ ! -s "$pidf" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+  # the keeper's first start of the daemon (or the keeper already gone), for up to 30 s on a busy host
+  i=0
+  while [ ! -s "$startsf" ] && [ $i -lt 300 ]; do
+    [ -s "$keeperf" ] && ! running && break
+    sleep 0.1; i=$((i+1))
+  done
+  first=$(cat "$pidf" 2>/dev/null)
   sleep "$grace"
-  if ! running; then
-    echo "service $name exited right after start; last lines of $log:" >&2; tail -n 20 "$log" >&2; exit 5
-  fi
+  if running && [ "$(cat "$startsf" 2>/dev/null)" = 1 ] && [ -n "$first" ] && alive "$first"; then return 0; fi
+  do_stop
+  echo "service $name exited right after start; last lines of $log:" >&2; tail -n 20 "$log" >&2; exit 5
 }
 do_stop() {
-  running || { rm -f "$pidf"; return 0; }
+  running || { clear_run; return 0; }
   timeout=$(setting CC_STOP_TIMEOUT 10)
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-  # the whole process group, as systemd's control-group kill: a child still exiting is not "stopped"
-  i=0; while { alive "$pid" || kill -0 -- "-$pid" 2>/dev/null; } && [ $i -lt $((timeout * 10)) ]; do sleep 0.1; i=$((i+1)); done
-  kill -KILL -- "-$pid" 2>/dev/null || { alive "$pid" && kill -KILL "$pid" 2>/dev/null; }
-  i=0; while kill -0 -- "-$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-  rm -f "$pidf"
+  kill -TERM "-$kpid" 2>/dev/null || kill -TERM "$kpid" 2>/dev/null
+  # the whole process group, as systemd's control-group kill: a child still exiting is not "stopped".
+  # "kill -SIG -PGID", never "kill -SIG -- -PGID": dash and busybox refuse that "--" (nothing is sent)
+  i=0; while { alive "$kpid" || kill -0 "-$kpid" 2>/dev/null; } && [ $i -lt $((timeout * 10)) ]; do sleep 0.1; i=$((i+1)); done
+  kill -KILL "-$kpid" 2>/dev/null || { alive "$kpid" && kill -KILL "$kpid" 2>/dev/null; }
+  i=0; while kill -0 "-$kpid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  clear_run
 }
 if running; then echo "was=started"; else echo "was=stopped"; fi
 [ -f "$dir/$name.enabled" ] && echo "was_enabled=yes" || echo "was_enabled=no"
@@ -102,7 +188,10 @@ case $action in
   restarted) changed=1; [ "$check" = 1 ] || { do_stop; do_start; } ;;
   reloaded) changed=1
     if [ "$check" != 1 ]; then
-      if running; then kill -"$(setting CC_RELOAD_SIGNAL HUP)" "$pid"; else do_start; fi
+      if running; then
+        # the daemon itself; one down between restarts comes back with the current configuration
+        if daemon_pid; then kill -"$(setting CC_RELOAD_SIGNAL HUP)" "$dpid"; fi
+      else do_start; fi
     fi ;;
   status) : ;;
   *) echo "unknown action $action" >&2; exit 2 ;;
@@ -112,10 +201,15 @@ if [ "$want_enabled" = yes ] && [ ! -f "$dir/$name.enabled" ]; then
 elif [ "$want_enabled" = no ] && [ -f "$dir/$name.enabled" ]; then
   changed=1; [ "$check" = 1 ] || rm -f "$dir/$name.enabled"
 fi
-if running; then echo "state=started"; echo "pid=$pid"; else echo "state=stopped"; fi
+if running; then
+  echo "state=started"; echo "keeper_pid=$kpid"
+  if daemon_pid; then echo "pid=$dpid"; fi
+  starts=$(cat "$startsf" 2>/dev/null)
+  case $starts in ''|*[!0-9]*) ;; *) echo "restarts=$((starts - 1))";; esac
+else echo "state=stopped"; fi
 if [ -f "$dir/$name.enabled" ]; then echo "enabled=yes"; else echo "enabled=no"; fi
 echo "changed=$changed"
-"""
+""".replace("@KEEPER@", KEEPER.strip())
 
 # One command: pick the manager, then decide and act with it.
 _DISPATCH = r"""name=%(name)s; state=%(state)s; en=%(enabled)s; check=%(check)s
@@ -231,8 +325,9 @@ async def run_service(ctx: ModuleContext, args: dict) -> dict:
     result = ok(info.get("changed") == "1", name=name, state=info.get("state"),
                 enabled=info.get("enabled") == "yes", manager=info.get("manager"),
                 status={"ActiveState": "active" if info.get("state") == "started" else "inactive"})
-    if "pid" in info:
-        result["pid"] = int(info["pid"])
+    for key in ("pid", "keeper_pid", "restarts"):
+        if info.get(key, "").isdigit():
+            result[key] = int(info[key])
     if ctx.diff and result["changed"]:
         before = {"state": info.get("was"), "enabled": info.get("was_enabled") == "yes"}
         after = {"state": info.get("state") if not ctx.check_mode else ("stopped" if state == "stopped" else "started"),

@@ -1,12 +1,17 @@
 """service/systemd on lab hosts (no systemd): the clusterctl supervisor and the SysV path.
 
 The daemon under test is a shell loop that records SIGHUP, so start/stop/restart/reload are
-observable through its pid, its process group and a marker file.
+observable through its pid, its process group and a marker file. Under the supervisor it runs as
+the child of a keeper that restarts it when it exits (``CC_RESTART_SEC``, small here); every
+process of a service carries ``CLUSTERCTL_SERVICE=NAME``, so "nothing of it is left" is checked
+by scanning the host's /proc for that tag. Waits poll for conditions with generous deadlines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shlex
+import time
 import uuid
 
 import pytest
@@ -23,8 +28,10 @@ async def svc(on_host, scratch, conn):
     name = f"ccsvc-{uuid.uuid4().hex[:6]}"
     marker = f"{scratch}/hup"
     yield name, marker
-    await conn.run(f"[ -f /run/clusterctl/{name}.pid ] && kill -9 -$(cat /run/clusterctl/{name}.pid); "
-                   f"rm -f /etc/clusterctl/services/{name}.* /run/clusterctl/{name}.pid /var/log/clusterctl/{name}.log")
+    await conn.run(f"for f in /run/clusterctl/{name}.keeper /run/clusterctl/{name}.pid; do "
+                   f"[ -s $f ] && kill -9 -$(cat $f) $(cat $f); done; {TAGGED.format(name=name)} | "
+                   f"while read p g; do kill -9 $p; done; "
+                   f"rm -f /etc/clusterctl/services/{name}.* /run/clusterctl/{name}.* /var/log/clusterctl/{name}.log")
 
 
 async def define(make_ctx, name: str, command: str, **extra: str) -> None:
@@ -43,6 +50,31 @@ async def alive(on_host, pid: int) -> bool:
     return (await on_host(f"kill -0 {pid} 2>/dev/null && echo y || echo n")).strip() == "y"
 
 
+# "PID PGID" of every live process tagged as service {name} (zombies have no environ: not listed)
+TAGGED = ("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -qx CLUSTERCTL_SERVICE={name} "
+          "&& echo ${{p#/proc/}} $(sed 's/.*) //' $p/stat 2>/dev/null | cut -d' ' -f3); done; true")
+
+
+async def tagged(on_host, name: str) -> list[tuple[int, int]]:
+    out = await on_host(TAGGED.format(name=name))
+    return [(int(a), int(b)) for a, b in (line.split() for line in out.splitlines() if len(line.split()) == 2)]
+
+
+async def log_of(on_host, name: str) -> str:
+    return await on_host(f"cat /var/log/clusterctl/{name}.log 2>/dev/null; true")
+
+
+async def wait_until(check, what: str, timeout: float = 60.0):
+    """Poll ``check()`` (async) until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.2)
+
+
 async def test_supervisor_start_stop_restart_reload_enable(make_ctx, on_host, svc):
     name, marker = svc
     await define(make_ctx, name, f"sh -c {shlex.quote(DAEMON.format(marker=marker))}", GREETING="hi")
@@ -56,8 +88,9 @@ async def test_supervisor_start_stop_restart_reload_enable(make_ctx, on_host, sv
 
     first = await run_module(make_ctx(), "service", args)
     assert first["changed"] and first["state"] == "started", first
-    pid = await pid_of(on_host, name)
-    assert pid == first["pid"] and await alive(on_host, pid)
+    pid, keeper = await pid_of(on_host, name), first["keeper_pid"]
+    assert pid == first["pid"] and keeper != pid and first["restarts"] == 0 and await alive(on_host, pid)
+    assert {g for _, g in await tagged(on_host, name)} == {keeper}, "the daemon runs in its keeper's group"
     assert "GREETING=hi" in await on_host(f"tr '\\0' '\\n' < /proc/{pid}/environ")
     assert "started-as-root" in await on_host(f"cat /var/log/clusterctl/{name}.log")
     assert (await run_module(make_ctx(), "service", args))["changed"] is False
@@ -67,8 +100,10 @@ async def test_supervisor_start_stop_restart_reload_enable(make_ctx, on_host, sv
     await on_host(f"for i in $(seq 50); do [ -s {marker} ] && break; sleep 0.05; done; grep -q reloaded {marker}")
 
     restarted = await run_module(make_ctx(), "service", {"name": name, "state": "restarted", "startup_grace": 0.1})
-    new_pid = await pid_of(on_host, name)
+    new_pid, new_keeper = await pid_of(on_host, name), restarted["keeper_pid"]
     assert restarted["changed"] and new_pid != pid and not await alive(on_host, pid) and await alive(on_host, new_pid)
+    assert new_keeper != keeper and not await alive(on_host, keeper) and restarted["restarts"] == 0
+    assert {g for _, g in await tagged(on_host, name)} == {new_keeper}, "a process of the old keeper's group is left"
 
     stop = {"name": name, "state": "stopped"}
     assert (await run_module(make_ctx(check_mode=True), "service", stop))["changed"] and await alive(on_host, new_pid)
@@ -76,9 +111,10 @@ async def test_supervisor_start_stop_restart_reload_enable(make_ctx, on_host, sv
     assert stopped["changed"] and stopped["state"] == "stopped" and not await alive(on_host, new_pid)
     # the supervisor waits for the group (zombies included) but at most 10 s after its SIGKILL; on a
     # very busy machine the host's init may reap the last one a little later: a survivor stays
-    group = f"ps -eo pgid= | grep -cw {new_pid} || true"
+    group = f"ps -eo pgid= | grep -cw {new_keeper} || true"
     await on_host(f"for i in $(seq 300); do [ \"$({group})\" = 0 ] && break; sleep 0.1; done")
     assert (await on_host(group)).strip() == "0", "children of the daemon survived"
+    assert await tagged(on_host, name) == []
     assert (await run_module(make_ctx(), "service", stop))["changed"] is False
 
     enable = {"name": name, "enabled": True}
@@ -100,11 +136,114 @@ async def test_supervisor_ignores_a_recycled_pid_and_runs_as_user(make_ctx, on_h
     assert (await on_host(f"readlink /proc/{res['pid']}/cwd")).strip() == "/tmp"
 
 
-async def test_supervisor_reports_a_daemon_that_dies_at_start(make_ctx, on_host, svc):
+@pytest.mark.parametrize("restart_sec", ["2", "0"])
+async def test_supervisor_reports_a_daemon_that_dies_at_start(make_ctx, on_host, svc, restart_sec):
+    """A bad command line fails ``started`` with the log's tail — also when the keeper restarts it
+    at once, over and over, within the grace — and leaves no keeper behind to restart it quietly."""
     name, _ = svc
-    await define(make_ctx, name, "sh -c 'echo boom-in-log >&2; exit 3'")
-    res = await run_module(make_ctx(), "service", {"name": name, "state": "started", "startup_grace": 0.2})
-    assert res["failed"] and "boom-in-log" in res["msg"]
+    await define(make_ctx, name, "sh -c 'echo boom-in-log >&2; exit 3'", CC_RESTART_SEC=restart_sec)
+    res = await run_module(make_ctx(), "service", {"name": name, "state": "started", "startup_grace": 0.5})
+    assert res["failed"] and "boom-in-log" in res["msg"] and "exited right after start" in res["msg"], res
+    assert await tagged(on_host, name) == []
+    await asyncio.sleep(1.0)  # longer than a restart delay of 0: a keeper left behind would have started it again
+    assert await tagged(on_host, name) == []
+    starts = (await log_of(on_host, name)).count("boom-in-log")
+    await asyncio.sleep(1.0)
+    assert (await log_of(on_host, name)).count("boom-in-log") == starts, "restarted after the failed start"
+    assert (await run_module(make_ctx(), "service", {"name": name, "state": "stopped"}))["changed"] is False
+
+
+async def test_supervisor_restarts_a_killed_daemon_until_stopped(make_ctx, on_host, svc):
+    """Restart=always without systemd: SIGKILL the daemon, the keeper starts a new one after
+    CC_RESTART_SEC and says so in the log; reload reaches the new daemon; a stop ends it for good."""
+    name, marker = svc
+    await define(make_ctx, name, f"sh -c {shlex.quote(DAEMON.format(marker=marker))}", CC_RESTART_SEC="0.5")
+    args = {"name": name, "state": "started", "startup_grace": 0.1}
+    first = await run_module(make_ctx(), "service", args)
+    assert first["changed"] and first["restarts"] == 0, first
+    old, keeper = first["pid"], first["keeper_pid"]
+
+    await on_host(f"kill -9 {old}")
+
+    async def replaced():
+        pid = await pid_of(on_host, name)
+        return pid if pid not in (None, old) and await alive(on_host, pid) else None
+    new = await wait_until(replaced, "a new daemon after SIGKILL")
+    assert not await alive(on_host, old)
+    await wait_until(lambda: alive(on_host, new), "the new daemon")
+    log = await log_of(on_host, name)
+    assert f"clusterctl-service: {name} exited with status 137; restarting in 0.5 s" in log, log
+    assert log.count("started-as-root") == 2, log
+    again = await run_module(make_ctx(), "service", args)
+    assert again["changed"] is False and again["state"] == "started", again
+    assert (again["pid"], again["keeper_pid"], again["restarts"]) == (new, keeper, 1), again
+
+    await run_module(make_ctx(), "service", {"name": name, "state": "reloaded"})
+    await wait_until(lambda: on_host(f"cat {marker} 2>/dev/null; true"), "SIGHUP at the restarted daemon")
+
+    stopped = await run_module(make_ctx(), "service", {"name": name, "state": "stopped"})
+    assert stopped["changed"] and stopped["state"] == "stopped" and "pid" not in stopped, stopped
+    await wait_until(lambda: _none_left(on_host, name), "no process of the service after stop", timeout=30)
+    log = await log_of(on_host, name)
+    await asyncio.sleep(2.0)  # four restart delays: a keeper still at work would have started it again
+    assert await tagged(on_host, name) == [] and await pid_of(on_host, name) is None
+    assert await log_of(on_host, name) == log, "something was started after the stop"
+
+
+async def _none_left(on_host, name: str) -> bool:
+    return await tagged(on_host, name) == []
+
+
+async def test_stopping_during_the_restart_delay_keeps_it_down(make_ctx, on_host, svc):
+    """The stop comes while the keeper waits out CC_RESTART_SEC after a crash: no restart follows."""
+    name, marker = svc
+    await define(make_ctx, name, f"sh -c {shlex.quote(DAEMON.format(marker=marker))}", CC_RESTART_SEC="3")
+    first = await run_module(make_ctx(), "service", {"name": name, "state": "started", "startup_grace": 0.1})
+    await on_host(f"kill -9 {first['pid']}")
+    await wait_until(lambda: _logged(on_host, name, "restarting in 3 s"), "the keeper's restart line")
+    stopped = await run_module(make_ctx(), "service", {"name": name, "state": "stopped"})
+    assert stopped["changed"] and stopped["state"] == "stopped", stopped
+    await wait_until(lambda: _none_left(on_host, name), "no process of the service after stop", timeout=30)
+    log = await log_of(on_host, name)
+    await asyncio.sleep(4.0)  # past the keeper's restart delay
+    assert await tagged(on_host, name) == [] and await log_of(on_host, name) == log
+
+
+async def _logged(on_host, name: str, text: str) -> bool:
+    return text in await log_of(on_host, name)
+
+
+async def test_restart_no_keeps_an_exited_daemon_down(make_ctx, on_host, svc):
+    name, marker = svc
+    await define(make_ctx, name, f"sh -c {shlex.quote(DAEMON.format(marker=marker))}", CC_RESTART="no", CC_RESTART_SEC="0.2")
+    args = {"name": name, "state": "started", "startup_grace": 0.1}
+    first = await run_module(make_ctx(), "service", args)
+    assert first["changed"] and first["state"] == "started", first
+    await on_host(f"kill -9 {first['pid']}")
+    await wait_until(lambda: _none_left(on_host, name), "keeper and daemon gone after the daemon was killed")
+    await asyncio.sleep(1.0)  # five restart delays
+    assert await tagged(on_host, name) == []
+    log = await log_of(on_host, name)
+    assert f"clusterctl-service: {name} exited with status 137; not restarting (CC_RESTART=no)" in log, log
+    assert log.count("started-as-root") == 1, log
+    assert (await run_module(make_ctx(), "service", {"name": name, "state": "stopped"}))["changed"] is False
+    again = await run_module(make_ctx(), "service", args)  # down, so started starts it
+    assert again["changed"] and again["pid"] != first["pid"] and await alive(on_host, again["pid"])
+
+
+async def test_a_daemon_from_before_the_keeper_is_adopted_not_doubled(make_ctx, on_host, svc):
+    """A host upgraded from the supervisor without keeper: its daemon leads its own group and only
+    NAME.pid names it. ``started`` must not start a second copy; ``stopped`` ends it."""
+    name, _ = svc
+    await define(make_ctx, name, "sleep 300")
+    await on_host(f"mkdir -p /run/clusterctl /var/log/clusterctl; CLUSTERCTL_SERVICE={name} setsid sh -c "
+                  f"'echo $$ > /run/clusterctl/{name}.pid; exec sleep 300' </dev/null >/dev/null 2>&1 &")
+    legacy = await wait_until(lambda: pid_of(on_host, name), "the old-style daemon's pid file")
+    res = await run_module(make_ctx(), "service", {"name": name, "state": "started", "startup_grace": 0.1})
+    assert res["changed"] is False and res["pid"] == legacy, res
+    assert [p for p, _ in await tagged(on_host, name)] == [legacy]
+    stopped = await run_module(make_ctx(), "service", {"name": name, "state": "stopped"})
+    assert stopped["changed"] and not await alive(on_host, legacy)
 
 
 async def test_sysv_init_script_and_unknown_service(make_ctx, on_host, scratch):
