@@ -21,7 +21,9 @@ Which manager runs a service is decided on the host, in the same command that ac
    and untrappable, breaking ``reloaded`` for shell daemons), detached: stdin /dev/null, stdout and
    stderr appended to ``/var/log/clusterctl/NAME.log``, environment marked
    ``CLUSTERCTL_SERVICE=NAME``. The keeper runs ``sh -c 'exec CC_COMMAND'`` (through setpriv for
-   ``CC_USER``) as its child, in its group, and whenever that daemon exits — crash, signal or a
+   ``CC_USER``) as its child, in its group — the command reaches it through the environment, so
+   the keeper's own command line does not contain it and ``pkill -f`` on the daemon's command
+   line hits the daemon only — and whenever that daemon exits — crash, signal or a
    clean exit, as systemd's ``Restart=always`` — writes ``clusterctl-service: NAME exited with
    status N; restarting in S s`` to the log (N is the shell's status: 128+signal when killed),
    waits ``CC_RESTART_SEC`` and starts it again. A fixed delay as systemd's: a daemon that exits at
@@ -41,9 +43,11 @@ Which manager runs a service is decided on the host, in the same command that ac
    back — checked as: pid alive, not a zombie, environment carrying ``CLUSTERCTL_SERVICE=NAME`` (so
    a recycled pid is never mistaken for it). The reported ``pid`` is the daemon's current pid
    (missing in the moment it is down between restarts), ``keeper_pid`` the keeper's, ``restarts``
-   how often the keeper restarted it. A daemon started by a supervisor older than the keeper
-   (only ``NAME.pid``, the daemon leading its own group) is recognised as its own keeper, so an
-   upgraded host stops or reloads it and never starts a second copy beside it.
+   how often the keeper restarted it. A keeper killed on its own (SIGKILL) leaves its daemon up,
+   unsupervised: it still counts as started (``keeper_pid`` then names its group) and a stop ends
+   that group; ``restarted`` puts it under a keeper again. A daemon started by a supervisor older
+   than the keeper (only ``NAME.pid``, the daemon leading its own group) is recognised as its own
+   keeper, so an upgraded host stops or reloads it and never starts a second copy beside it.
 
    ``stopped`` sends SIGTERM to the whole process group (keeper, daemon, the daemon's children):
    the keeper, told to stop, no longer restarts (a daemon it forked while the stop's SIGTERM was
@@ -74,18 +78,20 @@ q = shlex.quote
 STATES = ("started", "stopped", "restarted", "reloaded")
 SERVICES_DIR = "/etc/clusterctl/services"
 
-# The keeper: ``setsid sh -c "$KEEPER" clusterctl-service NAME RUNDIR RESTART RESTART_SEC CMD...``,
-# stdout/stderr on the service's log. It lives inside the supervisor between single quotes, so it
-# holds none; its variables are prefixed so they never shadow a definition's exported ones.
+# The keeper: ``setsid sh -c "$KEEPER" clusterctl-service NAME RUNDIR RESTART RESTART_SEC [RUN_AS]``
+# with the definition exported (CC_COMMAND among it), stdout/stderr on the service's log. The
+# daemon's command line comes from the environment, not argv, so ``pkill -f DAEMON`` never hits
+# the keeper. It lives inside the supervisor between single quotes, so it holds none; its
+# variables are prefixed so they never shadow a definition's exported ones.
 KEEPER = r"""
-cc_name=$1; cc_run=$2; cc_restart=$3; cc_delay=$4; shift 4
+cc_name=$1; cc_run=$2; cc_restart=$3; cc_delay=$4; cc_run_as=$5
 cc_pidf=$cc_run/$cc_name.pid; cc_startsf=$cc_run/$cc_name.starts
 echo $$ > "$cc_run/$cc_name.keeper"
 cc_stopping=0; cc_starts=0; cc_status=0
 trap "cc_stopping=1" TERM
 trap ":" HUP USR1 USR2
 while [ "$cc_stopping" = 0 ]; do
-  "$@" &
+  $cc_run_as sh -c "exec $CC_COMMAND" &
   cc_child=$!
   # a stop whose group SIGTERM came while this fork was under way: the new daemon missed it
   [ "$cc_stopping" = 0 ] || kill -TERM "$cc_child" 2>/dev/null
@@ -150,8 +156,8 @@ do_start() {
     if [ -n "$CC_USER" ] && [ "$CC_USER" != root ]; then
       run_as="setpriv --reuid=$(id -u "$CC_USER") --regid=$(id -g "$CC_USER") --init-groups --"
     fi
-    setsid sh -c "$keeper" clusterctl-service "$name" "$run" "${CC_RESTART:-always}" "${CC_RESTART_SEC:-2}" \
-      $run_as sh -c "exec $CC_COMMAND" >> "$log" 2>&1 < /dev/null &
+    setsid sh -c "$keeper" clusterctl-service "$name" "$run" "${CC_RESTART:-always}" "${CC_RESTART_SEC:-2}" "$run_as" \
+      >> "$log" 2>&1 < /dev/null &
   ) || exit $?
   # the keeper's first start of the daemon (or the keeper already gone), for up to 30 s on a busy host
   i=0

@@ -162,6 +162,7 @@ async def test_supervisor_restarts_a_killed_daemon_until_stopped(make_ctx, on_ho
     first = await run_module(make_ctx(), "service", args)
     assert first["changed"] and first["restarts"] == 0, first
     old, keeper = first["pid"], first["keeper_pid"]
+    assert marker not in await on_host(f"tr '\\0' ' ' < /proc/{keeper}/cmdline"), "pkill -f DAEMON would hit the keeper"
 
     await on_host(f"kill -9 {old}")
 
@@ -309,3 +310,19 @@ async def test_systemd_branch_with_a_stand_in_systemctl(lab_factory, tmp_path):
         assert (await conn.run("tail -n 4 /var/lib/fake-systemd/calls | grep -v '^is-'")).stdout.split() == ["stop", "etcd.service", "disable", "etcd.service"]
     finally:
         await conn.close()
+
+
+async def test_a_daemon_whose_keeper_was_killed_still_counts_and_stops(make_ctx, on_host, svc):
+    name, _ = svc
+    await define(make_ctx, name, "sleep 300")
+    first = await run_module(make_ctx(), "service", {"name": name, "state": "started", "startup_grace": 0.1})
+    await on_host(f"kill -9 {first['keeper_pid']}")
+    await wait_until(lambda: _gone(on_host, first["keeper_pid"]), "the killed keeper")
+    again = await run_module(make_ctx(), "service", {"name": name, "state": "started", "startup_grace": 0.1})
+    assert again["changed"] is False and again["pid"] == first["pid"], again  # never a second copy
+    stopped = await run_module(make_ctx(), "service", {"name": name, "state": "stopped"})
+    assert stopped["changed"] and not await alive(on_host, first["pid"]) and await tagged(on_host, name) == []
+
+
+async def _gone(on_host, pid: int) -> bool:
+    return not await alive(on_host, pid)
