@@ -92,7 +92,8 @@ async def test_supervisor_start_stop_restart_reload_enable(make_ctx, on_host, sv
     assert pid == first["pid"] and keeper != pid and first["restarts"] == 0 and await alive(on_host, pid)
     assert {g for _, g in await tagged(on_host, name)} == {keeper}, "the daemon runs in its keeper's group"
     assert "GREETING=hi" in await on_host(f"tr '\\0' '\\n' < /proc/{pid}/environ")
-    assert "started-as-root" in await on_host(f"cat /var/log/clusterctl/{name}.log")
+    # the daemon's first line says its HUP trap is set (before it, a HUP would end the shell)
+    await wait_until(lambda: _logged(on_host, name, "started-as-root"), "the daemon's first line")
     assert (await run_module(make_ctx(), "service", args))["changed"] is False
 
     reloaded = await run_module(make_ctx(), "service", {"name": name, "state": "reloaded"})
@@ -163,6 +164,7 @@ async def test_supervisor_restarts_a_killed_daemon_until_stopped(make_ctx, on_ho
     assert first["changed"] and first["restarts"] == 0, first
     old, keeper = first["pid"], first["keeper_pid"]
     assert marker not in await on_host(f"tr '\\0' ' ' < /proc/{keeper}/cmdline"), "pkill -f DAEMON would hit the keeper"
+    await wait_until(lambda: _logged(on_host, name, "started-as-root"), "the daemon's first line")
 
     await on_host(f"kill -9 {old}")
 
@@ -172,10 +174,14 @@ async def test_supervisor_restarts_a_killed_daemon_until_stopped(make_ctx, on_ho
     new = await wait_until(replaced, "a new daemon after SIGKILL")
     assert not await alive(on_host, old)
     await wait_until(lambda: alive(on_host, new), "the new daemon")
+    await wait_until(lambda: _logged(on_host, name, "started-as-root", times=2), "the new daemon's first line")
     log = await log_of(on_host, name)
     assert f"clusterctl-service: {name} exited with status 137; restarting in 0.5 s" in log, log
-    assert log.count("started-as-root") == 2, log
-    again = await run_module(make_ctx(), "service", args)
+
+    async def status():  # the keeper counts the start just after it records the new pid
+        res = await run_module(make_ctx(), "service", args)
+        return res if res.get("restarts") == 1 or res["changed"] else None
+    again = await wait_until(status, "the status counting one restart")
     assert again["changed"] is False and again["state"] == "started", again
     assert (again["pid"], again["keeper_pid"], again["restarts"]) == (new, keeper, 1), again
 
@@ -210,8 +216,8 @@ async def test_stopping_during_the_restart_delay_keeps_it_down(make_ctx, on_host
     assert await tagged(on_host, name) == [] and await log_of(on_host, name) == log
 
 
-async def _logged(on_host, name: str, text: str) -> bool:
-    return text in await log_of(on_host, name)
+async def _logged(on_host, name: str, text: str, times: int = 1) -> bool:
+    return (await log_of(on_host, name)).count(text) >= times
 
 
 async def test_restart_no_keeps_an_exited_daemon_down(make_ctx, on_host, svc):
@@ -220,6 +226,7 @@ async def test_restart_no_keeps_an_exited_daemon_down(make_ctx, on_host, svc):
     args = {"name": name, "state": "started", "startup_grace": 0.1}
     first = await run_module(make_ctx(), "service", args)
     assert first["changed"] and first["state"] == "started", first
+    await wait_until(lambda: _logged(on_host, name, "started-as-root"), "the daemon's first line")
     await on_host(f"kill -9 {first['pid']}")
     await wait_until(lambda: _none_left(on_host, name), "keeper and daemon gone after the daemon was killed")
     await asyncio.sleep(1.0)  # five restart delays
