@@ -17,10 +17,11 @@ Allocation on create (``allocate_service``), under a per-process lock (it only s
 process's concurrent creates a collision; correctness comes from the keys):
 
 1. candidates avoid what the stored Services use (the scan kept from before reservations existed:
-   Services of older clusters have no keys, and none are back-filled — the scan covers them) and
-   every reserved address;
-2. the reservation is created; on ``KeyExists`` (another server was faster) the next candidate is
-   tried, a bounded number of times, then 422 "range is full" as before. An address asked for
+   Services of older clusters have no keys, and none are back-filled — the scan covers them);
+2. the reservation is created; on ``KeyExists`` (another server was faster, or a leftover) the
+   reservation keys are listed once and avoided, and the next candidate is tried, a bounded number
+   of times; with nothing left, reserved values no Service uses are tried (reclaiming stale ones),
+   then 422 "range is full" as before. An address asked for
    explicitly (``spec.clusterIP: 10.96.0.10``, a fixed ``nodePort``) that a live Service holds is
    422 "already allocated", as before;
 3. the caller (``rest.create_object``) creates the Service and, if that fails, calls
@@ -297,11 +298,11 @@ def _invalid(name: str, path: str, value, message: str) -> errors.ApiError:
 
 
 async def _allocate_cluster_ip(ctx: ApiContext, held: Reservations | None, spec: dict, name: str,
-                               used_ips: set[str], reserved: set[str]) -> None:
+                               used_ips: set[str]) -> None:
     ip = spec.get("clusterIP")
     net = _network(ctx)
     if ip in (None, ""):
-        ip = await _pick(ctx, held, used_ips, reserved, lambda taken: _free_cluster_ip(net, taken), ip_key)
+        ip = await _pick(ctx, held, used_ips, SERVICE_IPS, str, lambda taken: _free_cluster_ip(net, taken), ip_key)
         if ip is None:
             raise _invalid(name, "spec.clusterIPs", None, "failed to allocate IP: range is full")
     elif ip != "None":
@@ -320,7 +321,7 @@ async def _allocate_cluster_ip(ctx: ApiContext, held: Reservations | None, spec:
 
 
 async def _allocate_node_ports(ctx: ApiContext, held: Reservations | None, spec: dict, name: str,
-                               used_ports: set[int], reserved: set[int]) -> None:
+                               used_ports: set[int]) -> None:
     lo, hi = _node_port_range(ctx)
 
     def free_port(taken: set[int]) -> int | None:
@@ -332,7 +333,7 @@ async def _allocate_node_ports(ctx: ApiContext, held: Reservations | None, spec:
             continue
         np_ = p.get("nodePort")
         if np_ is None:
-            np_ = await _pick(ctx, held, used_ports, reserved, free_port, port_key)
+            np_ = await _pick(ctx, held, used_ports, NODE_PORTS, int, free_port, port_key)
             if np_ is None:
                 raise _invalid(name, f"spec.ports[{i}].nodePort", None, "failed to allocate port: range is full")
         elif not lo <= np_ <= hi:
@@ -344,12 +345,15 @@ async def _allocate_node_ports(ctx: ApiContext, held: Reservations | None, spec:
         used_ports.add(np_)
 
 
-async def _pick(ctx: ApiContext, held: Reservations | None, used: set, reserved: set, choose, key_of):
+async def _pick(ctx: ApiContext, held: Reservations | None, used: set, prefix: str, convert, choose, key_of):
     """A free value reserved for ``held`` (or just chosen, for a dry run), or None: range is full.
 
-    Values neither used nor reserved come first; only when none is left are the reserved ones
-    that no stored Service uses tried, which reclaims those that are stale."""
-    taken = used | reserved
+    Values no stored Service uses are tried; the reservation keys are listed only once one is
+    lost (another server's create in flight, or a leftover) — the common create costs no list —
+    and are avoided from then on. When nothing is left, the reserved values no stored Service
+    uses are tried, which reclaims those that are stale."""
+    taken = set(used)
+    reserved: set | None = None
     lost = 0
     while lost < MAX_LOST_RESERVATIONS:
         value = choose(taken)
@@ -359,10 +363,16 @@ async def _pick(ctx: ApiContext, held: Reservations | None, used: set, reserved:
             return value
         taken.add(value)
         lost += 1
-    if held is not None:
-        for value in sorted(reserved - used):
-            if await _reserve(ctx, held, key_of(value)):
-                return value
+        if reserved is None:
+            reserved = {convert(v) for v in await _reserved(ctx, prefix)}
+            taken |= reserved
+    if held is None:
+        return None
+    if reserved is None:
+        reserved = {convert(v) for v in await _reserved(ctx, prefix)}
+    for value in sorted(reserved - used):
+        if await _reserve(ctx, held, key_of(value)):
+            return value
     return None
 
 
@@ -381,12 +391,15 @@ async def allocate_service(ctx: ApiContext, svc: dict, old: dict | None, *,
     needs_ports = stype in ("NodePort", "LoadBalancer")
     async with ctx.lock("service-allocation"):
         try:
-            (used_ips, used_ports), reserved_ips, reserved_ports = await asyncio.gather(
-                _used(ctx), _reserved(ctx, SERVICE_IPS), _reserved(ctx, NODE_PORTS) if needs_ports else _nothing())
-            if stype != "ExternalName":
-                await _allocate_cluster_ip(ctx, held, spec, name, used_ips, reserved_ips)
-            if needs_ports:
-                await _allocate_node_ports(ctx, held, spec, name, used_ports, {int(p) for p in reserved_ports})
+            used_ips, used_ports = await _used(ctx)
+            # the address and the ports are independent: reserved at once (one store round trip less)
+            outcomes = await asyncio.gather(
+                _allocate_cluster_ip(ctx, held, spec, name, used_ips) if stype != "ExternalName" else _nothing(),
+                _allocate_node_ports(ctx, held, spec, name, used_ports) if needs_ports else _nothing(),
+                return_exceptions=True)
+            for outcome in outcomes:  # the clusterIP's error first, as before
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except Exception:
             await release_after_failed_create(ctx, held)
             raise

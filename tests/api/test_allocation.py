@@ -152,8 +152,8 @@ async def test_the_same_explicit_address_asked_by_two_servers_at_once_goes_to_on
     async with api_servers(tmp_path, _etcd_store(etcd), 2) as (a, b):
         for round_ in range(5):
             (sa, ba), (sb, bb) = await asyncio.gather(
-                a.create(f"dns-a{round_}", type="NodePort", clusterIP=f"10.96.0.{20 + round_}"),
-                b.create(f"dns-b{round_}", type="NodePort", clusterIP=f"10.96.0.{20 + round_}"))
+                a.create(f"dns-a{round_}", clusterIP=f"10.96.0.{20 + round_}"),
+                b.create(f"dns-b{round_}", clusterIP=f"10.96.0.{20 + round_}"))
             assert sorted((sa, sb)) == [201, 422], (ba, bb)
             loser = bb if sb == 422 else ba
             assert "provided IP is already allocated" in loser["message"], loser
