@@ -32,7 +32,8 @@ Which manager runs a service is decided on the host, in the same command that ac
    crash-loop (a shell daemon exiting at once: 831 starts in 20 s, a quarter of a CPU; at the
    default 2 s: 10 starts, 40 ms of CPU — ``docs/benchmarks.md``).
    ``CC_RESTART=no`` keeps the daemon down: the keeper logs ``...; not restarting (CC_RESTART=no)``
-   and exits, and the service is stopped.
+   and exits, and the service is stopped. A restart runs the definition as the keeper read it at
+   its start (as systemd runs a unit until daemon-reload); ``restarted`` picks up a changed one.
 
    Files in ``/run/clusterctl``: ``NAME.keeper`` the keeper's pid (= the process group and session
    id), ``NAME.pid`` the daemon's current pid (absent while it is down between restarts),
