@@ -25,7 +25,11 @@ process's concurrent creates a collision; correctness comes from the keys):
    explicitly (``spec.clusterIP: 10.96.0.10``, a fixed ``nodePort``) that a live Service holds is
    422 "already allocated", as before;
 3. the caller (``rest.create_object``) creates the Service and, if that fails, calls
-   ``release_after_failed_create`` (best effort, logged).
+   ``release_after_failed_write`` (best effort, logged).
+
+An update (``rest.commit_update``) goes through the same function with the stored Service: what
+it holds is kept, what it adds (a type change to NodePort, a nodePort changed by hand, a clusterIP
+after ExternalName) is allocated and reserved the same way — before, updates allocated nothing.
 
 A reservation whose holder is the Service being created (same ``ns/name``: another API server
 creating the same object — every server creates the ``kubernetes`` Service at start — or the
@@ -248,9 +252,10 @@ async def _release_key(ctx: ApiContext, key: str, uid: str, revision: int | None
         log.warning("could not release reservation %s (uid %s): %s; it is reclaimed once stale", key, uid, exc)
 
 
-async def release_after_failed_create(ctx: ApiContext, held: Reservations | None) -> None:
-    """The Service create that made ``held`` failed: give its keys back, or hand them to the
-    Service of the same name that exists and uses them (another server's create of that name won)."""
+async def release_after_failed_write(ctx: ApiContext, held: Reservations | None) -> None:
+    """The Service create or update that made ``held`` was not stored: give its keys back, except
+    those the stored Service of that name uses now (another server's create of the name won, or a
+    concurrent update of this Service took the same port): those are left to it, under its uid."""
     if held is None or not held.keys:
         return
     try:
@@ -259,11 +264,13 @@ async def release_after_failed_create(ctx: ApiContext, held: Reservations | None
         log.warning("could not release reservations of %s: %s; they are reclaimed once stale", held.holder, exc)
         return
     winner_uid = ((winner or {}).get("metadata") or {}).get("uid", "")
-    winner_keys = service_addresses(winner) if winner_uid and winner_uid != held.uid else set()
+    winner_keys = service_addresses(winner) if winner_uid else set()
 
     async def give_back(key: str, revision: int) -> None:
         if key not in winner_keys:
             await _release_key(ctx, key, held.uid, revision)
+            return
+        if winner_uid == held.uid:
             return
         try:
             await ctx.store.update(key, {"service": held.holder, "uid": winner_uid, "reservedAt": ctx.now()},
@@ -298,8 +305,10 @@ def _invalid(name: str, path: str, value, message: str) -> errors.ApiError:
 
 
 async def _allocate_cluster_ip(ctx: ApiContext, held: Reservations | None, spec: dict, name: str,
-                               used_ips: set[str]) -> None:
+                               used_ips: set[str], kept: set[str]) -> None:
     ip = spec.get("clusterIP")
+    if ip and ip_key(ip) in kept:
+        return  # an update keeping its address
     net = _network(ctx)
     if ip in (None, ""):
         ip = await _pick(ctx, held, used_ips, SERVICE_IPS, str, lambda taken: _free_cluster_ip(net, taken), ip_key)
@@ -321,7 +330,7 @@ async def _allocate_cluster_ip(ctx: ApiContext, held: Reservations | None, spec:
 
 
 async def _allocate_node_ports(ctx: ApiContext, held: Reservations | None, spec: dict, name: str,
-                               used_ports: set[int]) -> None:
+                               used_ports: set[int], kept: set[str]) -> None:
     lo, hi = _node_port_range(ctx)
 
     def free_port(taken: set[int]) -> int | None:
@@ -332,6 +341,8 @@ async def _allocate_node_ports(ctx: ApiContext, held: Reservations | None, spec:
         if not isinstance(p, dict):
             continue
         np_ = p.get("nodePort")
+        if np_ is not None and port_key(np_) in kept:
+            continue  # an update keeping its port
         if np_ is None:
             np_ = await _pick(ctx, held, used_ports, NODE_PORTS, int, free_port, port_key)
             if np_ is None:
@@ -378,32 +389,56 @@ async def _pick(ctx: ApiContext, held: Reservations | None, used: set, prefix: s
 
 async def allocate_service(ctx: ApiContext, svc: dict, old: dict | None, *,
                            dry_run: bool = False) -> Reservations | None:
-    """Fill ``spec.clusterIP(s)`` and node ports of a new Service in place; 422 on a taken or bad value.
+    """Fill ``spec.clusterIP(s)`` and node ports of a Service in place; 422 on a taken or bad value.
 
-    Returns the reservations made (None for a dry run): the caller creates the Service, and
-    passes them to ``release_after_failed_create`` if that fails. On an error raised here the
-    reservations already made are released before it propagates."""
-    spec = svc.setdefault("spec", {})
+    ``old`` is the stored Service an update replaces (None on create): what it holds is kept, and
+    only what the update adds is allocated — a type change to NodePort gets its ports, a nodePort
+    changed by hand is checked and reserved. Returns the reservations made (None for a dry run or
+    when nothing was added): the caller stores the Service, and passes them to
+    ``release_after_failed_write`` if that fails. On an error raised here the reservations already
+    made are released before it propagates."""
+    spec = svc.get("spec")
+    if not isinstance(spec, dict):
+        spec = svc["spec"] = {}
+    kept = service_addresses(old) if old is not None else set()
+    if old is not None and not _adds_addresses(spec, kept):
+        return None  # the common update: nothing to allocate, no scan
     name = (svc.get("metadata") or {}).get("name", "")
     stype = spec.get("type", "ClusterIP")
     holder, uid = _holder(svc)
     held = None if dry_run else Reservations(holder, uid)
-    needs_ports = stype in ("NodePort", "LoadBalancer")
     async with ctx.lock("service-allocation"):
         try:
             used_ips, used_ports = await _used(ctx)
             # the address and the ports are independent: reserved at once (one store round trip less)
             outcomes = await asyncio.gather(
-                _allocate_cluster_ip(ctx, held, spec, name, used_ips) if stype != "ExternalName" else _nothing(),
-                _allocate_node_ports(ctx, held, spec, name, used_ports) if needs_ports else _nothing(),
-                return_exceptions=True)
+                _allocate_cluster_ip(ctx, held, spec, name, used_ips, kept) if stype != "ExternalName" else _nothing(),
+                _allocate_node_ports(ctx, held, spec, name, used_ports, kept) if stype in _NODE_PORT_TYPES
+                else _nothing(), return_exceptions=True)
             for outcome in outcomes:  # the clusterIP's error first, as before
                 if isinstance(outcome, BaseException):
                     raise outcome
         except Exception:
-            await release_after_failed_create(ctx, held)
+            await release_after_failed_write(ctx, held)
             raise
     return held
+
+
+_NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
+
+
+def _adds_addresses(spec: dict, kept: set[str]) -> bool:
+    """Whether ``spec`` needs an address or port it does not hold yet (always, for a create)."""
+    stype = spec.get("type", "ClusterIP")
+    if stype != "ExternalName":
+        ip = spec.get("clusterIP")
+        if ip in (None, "") or (ip != "None" and ip_key(str(ip)) not in kept):
+            return True
+    if stype in _NODE_PORT_TYPES:
+        for p in spec.get("ports") or []:
+            if isinstance(p, dict) and (not isinstance(p.get("nodePort"), int) or port_key(p["nodePort"]) not in kept):
+                return True
+    return False
 
 
 async def _nothing() -> set[str]:

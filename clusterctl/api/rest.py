@@ -440,8 +440,8 @@ async def create_object(ctx: ApiContext, t: Target, obj: dict, *, dry_run: bool 
             item = await ctx.store.create(key, ctx.seal(info, key, candidate))
         except Exception as exc:
             if held is not None:  # the Service's reserved clusterIP/nodePorts go back
-                from clusterctl.api.allocation import release_after_failed_create
-                await release_after_failed_create(ctx, held)
+                from clusterctl.api.allocation import release_after_failed_write
+                await release_after_failed_write(ctx, held)
             if not isinstance(exc, KeyExists):
                 raise
             if generate and attempt < 7:
@@ -536,10 +536,19 @@ async def commit_update(ctx: ApiContext, t: Target, item: Item, old: dict, new: 
         deleted = await remove_now(ctx, info, item)
         await _release_service(ctx, info, old)
         return Outcome(ctx.with_rv(new, deleted.mod_revision), 200, warnings or [])
+    held = None
+    if info.kind == "Service" and not info.group:  # what the update adds (a type change, a new nodePort)
+        from clusterctl.api.allocation import allocate_service
+        held = await allocate_service(ctx, new, old)
     try:
         stored = await ctx.store.update(item.key, ctx.seal(info, item.key, new), expected_revision=item.mod_revision)
-    except KeyNotFound:
-        raise errors.not_found(info.plural, meta.get("name", ""), info.group) from None
+    except Exception as exc:
+        if held is not None:
+            from clusterctl.api.allocation import release_after_failed_write
+            await release_after_failed_write(ctx, held)
+        if isinstance(exc, KeyNotFound):
+            raise errors.not_found(info.plural, meta.get("name", ""), info.group) from None
+        raise
     if info.kind == "Service" and not info.group:
         from clusterctl.api.allocation import release_dropped
         await release_dropped(ctx, old, new)

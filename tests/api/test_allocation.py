@@ -299,3 +299,39 @@ def test_a_cidr_smaller_than_the_band_never_hands_out_its_broadcast_address():
     used = {f"10.96.0.{n}" for n in range(2, 14)}
     assert _free_cluster_ip(net, used) == "10.96.0.14"
     assert _free_cluster_ip(net, used | {"10.96.0.14"}) is None
+
+
+async def test_updates_allocate_what_they_add_and_check_a_node_port_changed_by_hand(tmp_path, etcd):
+    """A type change to NodePort gets a port (reserved); a nodePort moved by hand onto another
+    Service's is 422 as on create; moved onto a free one, the old port is released. Two servers
+    moving two Services onto one free port at once: one wins."""
+    async with api_servers(tmp_path, _etcd_store(etcd), 2, node_ports="30000-30009") as (a, b):
+        status, web = await a.create("web")
+        assert status == 201 and "nodePort" not in web["spec"]["ports"][0]
+        status, web = await _merge_patch(a, "web", {"spec": {"type": "NodePort"}})
+        assert status == 200, web
+        (web_port,) = _node_ports(web)
+        assert (await a.reservations(allocation.NODE_PORTS))[str(web_port)]["uid"] == web["metadata"]["uid"]
+
+        status, api = await b.create("api", type="NodePort")
+        assert status == 201
+        status, body = await _merge_patch(b, "api", {"spec": {"ports": [{"port": 80, "nodePort": web_port}]}})
+        assert status == 422 and "provided port is already allocated" in body["message"], body
+        free = next(p for p in range(30000, 30010) if p not in (web_port, *_node_ports(api)))
+        status, body = await _merge_patch(b, "api", {"spec": {"ports": [{"port": 80, "nodePort": free}]}})
+        assert status == 200 and _node_ports(body) == [free], body
+        ports = await a.reservations(allocation.NODE_PORTS)
+        assert str(_node_ports(api)[0]) not in ports and ports[str(free)]["service"] == "default/api"
+
+        target = next(p for p in range(30000, 30010) if p not in (web_port, free))
+        results = await asyncio.gather(_merge_patch(a, "web", {"spec": {"ports": [{"port": 80, "nodePort": target}]}}),
+                                       _merge_patch(b, "api", {"spec": {"ports": [{"port": 80, "nodePort": target}]}}))
+        assert sorted(status for status, _ in results) == [200, 422], results
+        winner = next(body for status, body in results if status == 200)
+        assert (await a.reservations(allocation.NODE_PORTS))[str(target)]["uid"] == winner["metadata"]["uid"]
+
+
+async def _merge_patch(srv: Server, name: str, patch: dict) -> tuple[int, dict]:
+    async with srv.session.patch(f"{srv.server.url}{SERVICES}/{name}", json=patch,
+                                 headers={"Content-Type": "application/merge-patch+json"}) as resp:
+        return resp.status, await resp.json()
