@@ -21,11 +21,13 @@ process's concurrent creates a collision; correctness comes from the keys):
 2. the reservation is created; on ``KeyExists`` (another server was faster, or a leftover) the
    reservation keys are listed once and avoided, and the next candidate is tried, a bounded number
    of times; with nothing left, reserved values no Service uses are tried (reclaiming stale ones),
-   then 422 "range is full" as before. An address asked for
-   explicitly (``spec.clusterIP: 10.96.0.10``, a fixed ``nodePort``) that a live Service holds is
-   422 "already allocated", as before;
+   then 422 "range is full" as before. An address asked for explicitly (``spec.clusterIP:
+   10.96.0.10``, a fixed ``nodePort``) that a live Service holds is 422 "already allocated", as
+   before. The clusterIP and the node ports are reserved concurrently: a NodePort Service's create
+   costs two more store writes, in one round trip, and no extra read while nothing collides;
 3. the caller (``rest.create_object``) creates the Service and, if that fails, calls
-   ``release_after_failed_write`` (best effort, logged).
+   ``release_after_failed_write`` (best effort, logged). A create cancelled mid-way (the client
+   went away) releases nothing: its keys are left to the grace below.
 
 An update (``rest.commit_update``) goes through the same function with the stored Service: what
 it holds is kept, what it adds (a type change to NodePort, a nodePort changed by hand, a clusterIP
@@ -36,7 +38,8 @@ creating the same object — every server creates the ``kubernetes`` Service at 
 leftover of an earlier Service of that name) is taken over (compare-and-set to our uid): only
 one create of a name can succeed, and the loser's release hands the key back to the winner.
 
-Release: when a Service is removed (``release_service``) and when an update stops using an address
+Release: when a Service is removed by DELETE, DELETECOLLECTION or the update that drops its last
+finalizer (``release_service``, called from ``rest``), and when an update stops using an address
 (``release_dropped``), each key still held by that Service's uid is deleted with a compare on its
 revision (a key taken over meanwhile is left alone).
 
@@ -44,8 +47,10 @@ Stale keys: a server that crashed between reservation and create, a failed relea
 removed on a path that does not release (namespace termination, garbage collection) leave a key
 whose holder is gone. A key is *live* while its holder (the Service ``ns/name``) exists and uses the
 address (its uid is repaired if it differs). Otherwise it is *stale* once older than
-``timings.service_reservation_grace`` (default 60 s, so an in-flight create is never robbed), and
-an allocation that meets it deletes it with a compare on its revision and reuses the address.
+``timings.service_reservation_grace`` (default 60 s, so an in-flight create is never robbed; ages
+are read on the API server's injectable clock), and an allocation that meets it deletes it with a
+compare on its revision and reuses the address. There is no repair loop: stale keys are only
+looked at when an allocation needs their address (or the range seems full).
 
 As in Kubernetes (KEP-3070), the bottom of the CIDR — min(max(16, size/16), 256) addresses — is a
 band for addresses people pick themselves (the cluster DNS is conventionally ``.10``): a Service
