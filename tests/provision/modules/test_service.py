@@ -154,6 +154,18 @@ async def test_supervisor_reports_a_daemon_that_dies_at_start(make_ctx, on_host,
     assert (await run_module(make_ctx(), "service", {"name": name, "state": "stopped"}))["changed"] is False
 
 
+@pytest.mark.parametrize("setting, value, says", [
+    ("CC_RESTART", "sometimes", "CC_RESTART must be always or no"),
+    ("CC_RESTART_SEC", "2s", "CC_RESTART_SEC must be a number of seconds"),
+])
+async def test_supervisor_refuses_a_bad_restart_setting(make_ctx, on_host, svc, setting, value, says):
+    name, _ = svc
+    await define(make_ctx, name, "sleep 300", **{setting: value})
+    res = await run_module(make_ctx(), "service", {"name": name, "state": "started", "startup_grace": 0.1})
+    assert res["failed"] and says in res["msg"] and value in res["msg"], res
+    assert await tagged(on_host, name) == []
+
+
 async def test_supervisor_restarts_a_killed_daemon_until_stopped(make_ctx, on_host, svc):
     """Restart=always without systemd: SIGKILL the daemon, the keeper starts a new one after
     CC_RESTART_SEC and says so in the log; reload reaches the new daemon; a stop ends it for good."""
