@@ -44,9 +44,10 @@ finalizer (``release_service``, called from ``rest``), and when an update stops 
 revision (a key taken over meanwhile is left alone).
 
 Stale keys: a server that crashed between reservation and create, a failed release, or a Service
-removed on a path that does not release (namespace termination, garbage collection) leave a key
-whose holder is gone. A key is *live* while its holder (the Service ``ns/name``) exists and uses the
-address (its uid is repaired if it differs). Otherwise it is *stale* once older than
+removed on a path that does not release (namespace termination, foreground deletion, garbage
+collection: they remove through ``lifecycle.remove_now``) leave a key whose holder is gone. A key is
+*live* while its holder (the Service ``ns/name``) exists and uses the address (its uid is repaired
+if it differs). Otherwise it is *stale* at once if the holder's namespace is gone, else once older than
 ``timings.service_reservation_grace`` (default 60 s, so an in-flight create is never robbed; ages
 are read on the API server's injectable clock), and an allocation that meets it deletes it with a
 compare on its revision and reuses the address. There is no repair loop: stale keys are only
@@ -206,7 +207,13 @@ async def _is_live(ctx: ApiContext, current: Item) -> bool:
         age = ctx.clock() - parse_rfc3339(str(value.get("reservedAt", "")))
     except ValueError:
         age = float("inf")  # unreadable: nobody can be creating with it
-    return age < _grace(ctx)
+    if age >= _grace(ctx):
+        return False
+    # young: a create may be in flight — unless the holder's namespace is gone (deleting a
+    # namespace removes its Services on a path that does not release, and nothing creates in it)
+    namespace = str(value.get("service", "")).partition("/")[0]
+    ns_info = ctx.registry.by_kind("", "Namespace")
+    return ns_info is None or await ctx.store.get(ns_info.key(None, namespace)) is not None
 
 
 async def _reserve(ctx: ApiContext, held: Reservations, key: str) -> bool:

@@ -335,3 +335,26 @@ async def _merge_patch(srv: Server, name: str, patch: dict) -> tuple[int, dict]:
     async with srv.session.patch(f"{srv.server.url}{SERVICES}/{name}", json=patch,
                                  headers={"Content-Type": "application/merge-patch+json"}) as resp:
         return resp.status, await resp.json()
+
+
+async def test_services_of_a_deleted_namespace_leave_their_addresses_free_once_it_is_gone(tmp_path, etcd):
+    """Namespace termination removes Services without releasing their keys; once the namespace
+    is gone nothing can be creating there, so its keys are reclaimed at once, not after the grace."""
+    async with api_servers(tmp_path, _etcd_store(etcd), 2) as (a, b):
+        status, _ = await a.request("POST", "/api/v1/namespaces",
+                                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}})
+        assert status == 201
+        status, body = await a.request("POST", "/api/v1/namespaces/doomed/services", {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns"},
+            "spec": {"type": "NodePort", "clusterIP": "10.96.0.10", "ports": [{"port": 53, "nodePort": 30053}]}})
+        assert status == 201, body
+        assert (await a.request("DELETE", "/api/v1/namespaces/doomed"))[0] == 200
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while (await b.request("GET", "/api/v1/namespaces/doomed"))[0] != 404:
+            assert loop.time() < deadline, "namespace doomed was never removed"
+            await asyncio.sleep(0.2)
+        status, body = await b.create("dns", type="NodePort", clusterIP="10.96.0.10", ports=[{"port": 53, "nodePort": 30053}])
+        assert status == 201, body
+        for prefix, key in ((allocation.SERVICE_IPS, "10.96.0.10"), (allocation.NODE_PORTS, "30053")):
+            assert (await a.reservations(prefix))[key]["service"] == "default/dns"
