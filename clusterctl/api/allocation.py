@@ -38,14 +38,14 @@ creating the same object — every server creates the ``kubernetes`` Service at 
 leftover of an earlier Service of that name) is taken over (compare-and-set to our uid): only
 one create of a name can succeed, and the loser's release hands the key back to the winner.
 
-Release: when a Service is removed by DELETE, DELETECOLLECTION or the update that drops its last
-finalizer (``release_service``, called from ``rest``), and when an update stops using an address
+Release: when a Service leaves the store — DELETE, DELETECOLLECTION, the update that drops its last
+finalizer, namespace termination, foreground deletion, garbage collection: all remove through
+``lifecycle.remove_now``, which calls ``release_service`` — and when an update stops using an address
 (``release_dropped``), each key still held by that Service's uid is deleted with a compare on its
 revision (a key taken over meanwhile is left alone).
 
-Stale keys: a server that crashed between reservation and create, a failed release, or a Service
-removed on a path that does not release (namespace termination, foreground deletion, garbage
-collection: they remove through ``lifecycle.remove_now``) leave a key whose holder is gone. A key is
+Stale keys: a server that crashed between reservation and create, a cancelled create, or a failed
+release (the store unavailable at that moment) leave a key whose holder is gone. A key is
 *live* while its holder (the Service ``ns/name``) exists and uses the address (its uid is repaired
 if it differs). Otherwise it is *stale* at once if the holder's namespace is gone, else once older than
 ``timings.service_reservation_grace`` (default 60 s, so an in-flight create is never robbed; ages

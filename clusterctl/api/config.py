@@ -57,6 +57,9 @@ class Timings:
     #: at start, how long an unavailable store (etcd members still forming their cluster) is waited
     #: for before the server gives up: a control plane started with its etcd must not exit first
     store_start_timeout: float = 120.0
+    #: a Service's clusterIP/nodePort reservation whose Service is gone is reclaimed after this long
+    #: (an in-flight create on another API server is never robbed of its address)
+    service_reservation_grace: float = 60.0
 
 
 @dataclass

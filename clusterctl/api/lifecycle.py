@@ -48,6 +48,9 @@ async def remove_now(ctx: ApiContext, info: KindInfo, item: Item) -> Item:
     except KeyNotFound:
         raise errors.not_found(info.plural, _meta(item.value).get("name", ""), info.group) from None
     ctx.forget(item.key)
+    if info.kind == "Service" and not info.group:   # its clusterIP/nodePort reservations go with it
+        from clusterctl.api.allocation import release_service
+        await release_service(ctx, ctx.load(item))
     uid = _meta(ctx.load(item)).get("uid")
     if uid and (info.group, info.kind) in OWNER_KINDS:
         ctx.spawn(collect_dependents(ctx, uid, _meta(ctx.load(item)).get("namespace")), f"gc {item.key}")

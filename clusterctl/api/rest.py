@@ -533,8 +533,7 @@ async def commit_update(ctx: ApiContext, t: Target, item: Item, old: dict, new: 
     meta = new.get("metadata") or {}
     if meta.get("deletionTimestamp") and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds"):
         from clusterctl.api.lifecycle import remove_now
-        deleted = await remove_now(ctx, info, item)
-        await _release_service(ctx, info, old)
+        deleted = await remove_now(ctx, info, item)   # a Service's reservations go there
         return Outcome(ctx.with_rv(new, deleted.mod_revision), 200, warnings or [])
     held = None
     if info.kind == "Service" and not info.group:  # what the update adds (a type change, a new nodePort)
@@ -553,18 +552,6 @@ async def commit_update(ctx: ApiContext, t: Target, item: Item, old: dict, new: 
         from clusterctl.api.allocation import release_dropped
         await release_dropped(ctx, old, new)
     return Outcome(ctx.with_rv(new, stored.mod_revision), 200, warnings or [])
-
-
-async def _release_service(ctx: ApiContext, info: KindInfo, removed: dict) -> None:
-    """A Service left the store: its clusterIP/nodePort reservations go (``clusterctl.api.allocation``)."""
-    if info.kind == "Service" and not info.group:
-        from clusterctl.api.allocation import release_service
-        await release_service(ctx, removed)
-
-
-def _removed(opts: dict, out: Outcome) -> bool:
-    """Whether a DELETE removed the object (not a dry run, no finalizers left to wait for)."""
-    return not opts.get("dryRun") and not (out.obj.get("metadata") or {}).get("finalizers")
 
 
 def _check_name(info: KindInfo, t: Target, obj: dict) -> None:
@@ -817,8 +804,6 @@ async def handle_delete(ctx: ApiContext, t: Target, request: web.Request, raw: b
         except RevisionConflict as exc:
             item = exc.current
             continue
-        if _removed(opts, out):
-            await _release_service(ctx, t.info, obj)
         return object_response(request, t.info, out.obj, out.status)
 
 
@@ -833,8 +818,6 @@ async def handle_deletecollection(ctx: ApiContext, t: Target, request: web.Reque
             out = await delete_object(ctx, t.info, item, opts)
         except (RevisionConflict, KeyNotFound):
             continue
-        if _removed(opts, out):
-            await _release_service(ctx, t.info, ctx.load(item))
         deleted.append(out.obj)
     return json_response({"kind": t.info.list_kind, "apiVersion": t.info.api_version,
                           "metadata": {"resourceVersion": str(ctx.store.revision)}, "items": deleted})

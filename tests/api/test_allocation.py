@@ -338,8 +338,9 @@ async def _merge_patch(srv: Server, name: str, patch: dict) -> tuple[int, dict]:
 
 
 async def test_services_of_a_deleted_namespace_leave_their_addresses_free_once_it_is_gone(tmp_path, etcd):
-    """Namespace termination removes Services without releasing their keys; once the namespace
-    is gone nothing can be creating there, so its keys are reclaimed at once, not after the grace."""
+    """Namespace termination removes its Services through ``lifecycle.remove_now``, which releases
+    their keys at once (and a key left behind anyway would be reclaimed at once once the namespace
+    is gone: nothing can be creating there)."""
     async with api_servers(tmp_path, _etcd_store(etcd), 2) as (a, b):
         status, _ = await a.request("POST", "/api/v1/namespaces",
                                     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}})
@@ -354,7 +355,29 @@ async def test_services_of_a_deleted_namespace_leave_their_addresses_free_once_i
         while (await b.request("GET", "/api/v1/namespaces/doomed"))[0] != 404:
             assert loop.time() < deadline, "namespace doomed was never removed"
             await asyncio.sleep(0.2)
+        assert "10.96.0.10" not in await a.reservations(allocation.SERVICE_IPS)
+        assert "30053" not in await a.reservations(allocation.NODE_PORTS)
         status, body = await b.create("dns", type="NodePort", clusterIP="10.96.0.10", ports=[{"port": 53, "nodePort": 30053}])
         assert status == 201, body
         for prefix, key in ((allocation.SERVICE_IPS, "10.96.0.10"), (allocation.NODE_PORTS, "30053")):
             assert (await a.reservations(prefix))[key]["service"] == "default/dns"
+
+
+async def test_a_foreground_deletion_releases_the_keys_when_the_service_goes(tmp_path, etcd):
+    """Foreground deletion parks the Service behind its ``foregroundDeletion`` finalizer; the
+    collector removes it (no dependents) through ``lifecycle.remove_now``: its keys go with it."""
+    async with api_servers(tmp_path, _etcd_store(etcd), 2, node_ports="30000-30000") as (a, b):
+        status, svc = await a.create("web", type="NodePort")
+        assert status == 201 and _node_ports(svc) == [30000]
+        status, body = await a.request("DELETE", f"{SERVICES}/web",
+                                       {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground"})
+        assert status in (200, 202), body
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while (await b.request("GET", f"{SERVICES}/web"))[0] != 404:
+            assert loop.time() < deadline, "the Service was never removed"
+            await asyncio.sleep(0.1)
+        assert "30000" not in await a.reservations(allocation.NODE_PORTS)
+        assert svc["spec"]["clusterIP"] not in await a.reservations(allocation.SERVICE_IPS)
+        status, body = await b.create("api", type="NodePort")
+        assert status == 201 and _node_ports(body) == [30000], body
