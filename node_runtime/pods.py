@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from clusterctl.client.errors import ApiConnectionError, ApiError, Conflict, NotFound
 from node_runtime.errors import ImagePullError, NodeRuntimeError
-from node_runtime.images.pull_secrets import pod_credentials
+from node_runtime.images.pull_secrets import credentials_for, pod_credentials
 from node_runtime.images.reference import parse_reference
 from node_runtime.podspec import (
     ContainerConfigError, argv_for, container_env, field_value, hosts_file, limits, qos_class, resolv_conf,
@@ -252,7 +252,7 @@ class PodWorker:
                         self._pull_secret_warnings.add(problem.message)
                         log.warning("pod %s/%s: %s", self.namespace, self.name, problem.message)
                         self.agent.events.emit(self.pod, "Warning", "FailedToRetrieveImagePullSecret", problem.message)
-                image = await self.agent.images.ensure(rec.image, policy, credentials=credentials)
+                image = await self.agent.images.ensure(rec.image, policy, credentials=credentials_for(credentials, rec.image))
                 ref = parse_reference(rec.image)
                 rec.image_id = f"{ref.registry}/{ref.repository}@{image.manifest_digest}"
                 return image

@@ -16,7 +16,8 @@ import pytest
 
 from node_runtime.errors import ImageNotPresent
 from node_runtime.images.build import ImageSpec, build_image, push_image
-from node_runtime.images.pull_secrets import Credential, decode_secret, pod_credentials, registry_host
+from node_runtime.images.pull_secrets import (Credential, credentials_for, decode_secret, pod_credentials,
+                                              registry_host, registry_key)
 from node_runtime.images.registry import CredentialsRefused, CredentialsRequired, RegistryClient, RegistryPolicy
 from node_runtime.images.registry_process import start_registry
 from node_runtime.images.store import ImageStore
@@ -46,6 +47,50 @@ def dockerconfigjson(name: str, auths: dict, namespace: str = "default") -> dict
 ])
 def test_registry_host_normalises_keys_as_docker_does(key, host):
     assert registry_host(key) == host
+
+
+@pytest.mark.parametrize("key,normalised", [
+    ("https://index.docker.io/v1/", "docker.io"),
+    ("https://Reg.Example.com:5000/v2/", "reg.example.com:5000"),
+    ("https://reg:5000/v2/team/", "reg:5000/team"),
+    ("quay.io/some/path/", "quay.io/some/path"),
+    ("*.Example.com", "*.example.com"),
+    ("docker.io/myorg", "docker.io/myorg"),
+])
+def test_registry_key_keeps_the_path_and_drops_scheme_and_api_version(key, normalised):
+    assert registry_key(key) == normalised
+
+
+def test_credentials_for_an_image_the_most_specific_matching_key():
+    def cred(name):
+        return Credential(name, "pw-" + name)
+
+    creds = {registry_key(k): cred(n) for k, n in [
+        ("reg:5000", "reg-all"), ("reg:5000/team", "team"), ("reg:5000/team/app", "team-app"),
+        ("*.example.com", "glob"), ("cdn.example.com", "cdn"), ("docker.io/myorg", "hub-org"),
+        ("*.*.internal", "two-level")]}
+
+    def user(image):
+        got = credentials_for(creds, image)
+        assert len(got) <= 1
+        return next((c.username for c in got.values()), None), next(iter(got), None)
+
+    assert user("reg:5000/team/app:v1") == ("team-app", "reg:5000")     # the longest path wins
+    assert user("reg:5000/team/web:v1") == ("team", "reg:5000")
+    assert user("reg:5000/teamx/web:v1") == ("reg-all", "reg:5000")     # whole segments, not a string prefix
+    assert user("reg:5000/other:v1") == ("reg-all", "reg:5000")
+    assert user("reg/team/app:v1") == (None, None)                       # the port is part of the host
+    assert user("a.example.com/x:1") == ("glob", "a.example.com")
+    assert user("cdn.example.com/x:1") == ("cdn", "cdn.example.com")    # a literal host before a glob
+    assert user("example.com/x:1") == (None, None)                       # a glob part needs its own part
+    assert user("a.b.example.com/x:1") == (None, None)
+    assert user("a.b.internal/x:1") == ("two-level", "a.b.internal")
+    assert user("myorg/tool:1") == ("hub-org", "docker.io")              # Docker Hub short names
+    assert user("nginx:1") == (None, None)                               # docker.io/library/nginx
+    # between equally specific keys, the first listed (the first Secret) wins
+    twice = {"reg:5000": cred("first")}
+    twice.setdefault("reg:5000", cred("second"))
+    assert credentials_for(twice, "reg:5000/a:1")["reg:5000"].username == "first"
 
 
 def test_decode_dockerconfigjson_auth_and_username_password():

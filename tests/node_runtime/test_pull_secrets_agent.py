@@ -205,3 +205,33 @@ async def test_service_account_pull_secrets_and_kubectl_and_clusterctl_secrets(p
     failed = await wait_pod(client, ns, "own-list", lambda p: waiting(p).get("reason") in ("ErrImagePull", "ImagePullBackOff"),
                             timeout=WAIT)
     assert "requires credentials" in waiting(failed)["message"]
+
+
+def regcred_keys(name: str, keys: dict[str, str], namespace: str = "default") -> dict:
+    """A dockerconfigjson Secret with one entry per key (``{key: password}``)."""
+    auths = {key: {"auth": base64.b64encode(f"{USER}:{password}".encode()).decode()} for key, password in keys.items()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps({"auths": auths}).encode()).decode()}}
+
+
+async def test_a_key_with_a_path_serves_only_its_repositories_and_wins_over_the_host(
+        private_agent, private_registry, private_image):
+    """Keys are matched as kubelet matches them: ``<registry>/team`` serves ``<registry>/team/app``
+    and beats a key for the whole registry (here holding a wrong password); ``<registry>/other``
+    does not serve it at all."""
+    client = private_agent.client
+    sfx = uuid.uuid4().hex[:6]
+    registry = private_registry.address
+    specific, elsewhere = f"paths-{sfx}", f"other-{sfx}"
+    await client.create(regcred_keys(specific, {f"http://{registry}/v2/": "wrong-for-the-host-" + sfx,
+                                                f"{registry}/team": PASSWORD}))
+    await client.create(regcred_keys(elsewhere, {f"{registry}/other": PASSWORD}))
+    container = [{"name": "app", "image": private_image}]
+    ok, denied = f"team-{sfx}", f"other-{sfx}"
+    await client.create(private_agent.pod(ok, container, imagePullSecrets=[{"name": specific}]))
+    await client.create(private_agent.pod(denied, container, imagePullSecrets=[{"name": elsewhere}]))
+    await wait_pod(client, "default", ok, running, timeout=WAIT)
+    pod = await wait_pod(client, "default", denied,
+                         lambda p: waiting(p).get("reason") in ("ErrImagePull", "ImagePullBackOff"), timeout=WAIT)
+    assert f"registry {registry} requires credentials" in waiting(pod)["message"], waiting(pod)
