@@ -36,29 +36,22 @@ def dockerconfigjson(name: str, auths: dict, namespace: str = "default") -> dict
             "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": _b64(json.dumps({"auths": auths}))}}
 
 
-@pytest.mark.parametrize("key,host", [
-    ("https://index.docker.io/v1/", "docker.io"),
-    ("index.docker.io", "docker.io"),
-    ("registry-1.docker.io", "docker.io"),
-    ("docker.io", "docker.io"),
-    ("https://Reg.Example.com:5000/v2/", "reg.example.com:5000"),
-    ("http://127.0.0.1:5055", "127.0.0.1:5055"),
-    ("quay.io/some/path", "quay.io"),
+@pytest.mark.parametrize("key,normalised,host", [
+    ("https://index.docker.io/v1/", "docker.io", "docker.io"),
+    ("index.docker.io", "docker.io", "docker.io"),
+    ("registry-1.docker.io", "docker.io", "docker.io"),
+    ("docker.io", "docker.io", "docker.io"),
+    ("https://Reg.Example.com:5000/v2/", "reg.example.com:5000", "reg.example.com:5000"),
+    ("http://127.0.0.1:5055", "127.0.0.1:5055", "127.0.0.1:5055"),
+    ("https://reg:5000/v2/team/", "reg:5000/team", "reg:5000"),
+    ("quay.io/some/path/", "quay.io/some/path", "quay.io"),
+    ("*.Example.com", "*.example.com", "*.example.com"),
+    ("docker.io/myorg", "docker.io/myorg", "docker.io"),
 ])
-def test_registry_host_normalises_keys_as_docker_does(key, host):
-    assert registry_host(key) == host
-
-
-@pytest.mark.parametrize("key,normalised", [
-    ("https://index.docker.io/v1/", "docker.io"),
-    ("https://Reg.Example.com:5000/v2/", "reg.example.com:5000"),
-    ("https://reg:5000/v2/team/", "reg:5000/team"),
-    ("quay.io/some/path/", "quay.io/some/path"),
-    ("*.Example.com", "*.example.com"),
-    ("docker.io/myorg", "docker.io/myorg"),
-])
-def test_registry_key_keeps_the_path_and_drops_scheme_and_api_version(key, normalised):
+def test_keys_are_normalised_as_docker_does_keeping_the_path(key, normalised, host):
+    """Scheme, API version (/v1/, /v2/) and trailing slashes dropped, Hub's names one, the path kept."""
     assert registry_key(key) == normalised
+    assert registry_host(key) == host
 
 
 def test_credentials_for_an_image_the_most_specific_matching_key():
